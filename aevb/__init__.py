@@ -1,0 +1,1 @@
+"""aevb: autoencoders and Auto-Encoding Variational Bayes in JAX/Flax."""
