@@ -1,0 +1,332 @@
+"""Loss terms for autoencoders and the VAE (Kingma & Welling, 2014).
+
+Conventions shared by every function here:
+
+* Pure ``jax.numpy`` functions: no state, no randomness, safe under ``jit``/``vmap``/``grad``.
+* Inputs have shape ``[..., D]``. The LAST axis is the event axis (pixels, latent
+  dimensions) and is summed over; every leading axis is a batch axis and is kept. So a
+  batch ``[B, D]`` gives ``[B]``, samples ``[K, B, D]`` give ``[K, B]`` and a single example
+  ``[D]`` gives a scalar.
+* Values are PER EXAMPLE and unreduced: the caller decides whether to take a mean or a sum
+  over the batch. (The exceptions are ``bernoulli_kl``, which is elementwise, and
+  ``kl_sparsity_penalty``, which is a batch statistic by nature; see their docstrings.)
+* Log-likelihoods are positive-is-better log densities; losses (cross-entropy, squared
+  errors, penalties) are positive-is-worse.
+* Numerically stable forms throughout (``log_sigmoid``, ``logsumexp``); logits of
+  magnitude 1e4 give finite values and finite gradients.
+* Arrays that must have the same shape are checked statically and a mismatch raises
+  ``ValueError`` naming both shapes, instead of broadcasting silently.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+# Clip for the mean activation in the sparsity divergence: keeps log(rho_hat) and
+# log(1 - rho_hat) finite when a unit is saturated (rho_hat exactly 0 or 1).
+_SPARSITY_EPS = 1e-6
+
+
+def _check_same_shape(a: jax.Array, b: jax.Array, names: tuple[str, str]) -> None:
+    """Raise ``ValueError`` naming both shapes unless ``a.shape == b.shape`` (static shapes).
+
+    Broadcasting is refused on purpose: e.g. logits ``[B, D]`` against targets ``[B, 1]``
+    would broadcast without complaint and silently give a wrong per-example sum.
+    """
+    if a.shape != b.shape:
+        raise ValueError(
+            f"shape mismatch: {names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}"
+        )
+
+
+def _check_event_axis(a: jax.Array, name: str) -> None:
+    """Raise ``ValueError`` unless ``a`` has at least one axis (the event axis ``D``)."""
+    if a.ndim < 1:
+        raise ValueError(f"{name} must have shape [..., D] (at least 1 axis), got shape {a.shape}")
+
+
+def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
+    """Log-likelihood of ``x`` under independent Bernoullis with the given logits.
+
+    ``sum_d x_d * log sigmoid(l_d) + (1 - x_d) * log sigmoid(-l_d)``, the decoder term
+    ``log p(x|z)`` for binarised (or, as a common relaxation, grey-level) images.
+
+    Args:
+      logits: ``[..., D]`` decoder logits (pre-sigmoid), any real value.
+      x: ``[..., D]`` targets in ``[0, 1]``; not required to be binary.
+
+    Returns:
+      ``[...]`` log-likelihood per example (``<= 0`` for binary ``x``).
+
+    Written with ``log_sigmoid`` rather than ``log(sigmoid(.))`` so that saturated logits
+    (``|l| ~ 1e4``) give a finite value and a finite gradient instead of ``log(0) = -inf``.
+    """
+    logits = jnp.asarray(logits)
+    x = jnp.asarray(x)
+    _check_same_shape(logits, x, ("logits", "x"))
+    _check_event_axis(logits, "logits")
+    per_pixel = x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
+    return jnp.sum(per_pixel, axis=-1)
+
+
+def bernoulli_cross_entropy(logits: jax.Array, x: jax.Array) -> jax.Array:
+    """Binary cross-entropy summed over pixels: ``-bernoulli_log_likelihood(logits, x)``.
+
+    The usual autoencoder reconstruction loss for images in ``[0, 1]``. Summed (not averaged)
+    over the ``D`` pixels so that it is the negative log-likelihood in nats per example.
+
+    Args:
+      logits: ``[..., D]`` decoder logits.
+      x: ``[..., D]`` targets in ``[0, 1]``.
+
+    Returns:
+      ``[...]`` cross-entropy per example (``>= 0`` for binary ``x``).
+    """
+    return -bernoulli_log_likelihood(logits, x)
+
+
+def gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """Log density of ``x`` under a diagonal Gaussian ``N(mean, diag(exp(log_var)))``.
+
+    ``sum_d -0.5 * (log(2 pi) + log_var_d + (x_d - mean_d)^2 / exp(log_var_d))``. Serves both
+    as a Gaussian decoder ``log p(x|z)`` and as the encoder density ``log q(z|x)``.
+    Parameterising by the log-variance keeps the variance positive without a constraint.
+
+    Args:
+      x: ``[..., D]`` points at which to evaluate the density.
+      mean: ``[..., D]`` means; must have exactly the shape of ``x``.
+      log_var: log-variances broadcastable to ``mean``'s shape, e.g. ``[..., D]``, ``[D]``
+        (one variance per dimension shared across the batch) or a scalar (isotropic).
+
+    Returns:
+      ``[...]`` log density per example.
+    """
+    x = jnp.asarray(x)
+    mean = jnp.asarray(mean)
+    log_var = jnp.asarray(log_var)
+    _check_same_shape(x, mean, ("x", "mean"))
+    _check_event_axis(x, "x")
+    try:
+        broadcast = np.broadcast_shapes(log_var.shape, mean.shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != mean.shape:
+        raise ValueError(
+            f"log_var with shape {log_var.shape} does not broadcast to mean's shape {mean.shape}"
+        )
+    # Broadcast before summing so a scalar/[D] log_var is counted once per dimension.
+    log_var = jnp.broadcast_to(log_var, mean.shape)
+    per_dim = -0.5 * (_LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var))
+    return jnp.sum(per_dim, axis=-1)
+
+
+def standard_normal_log_density(z: jax.Array) -> jax.Array:
+    """Log density of ``z`` under the standard normal prior ``N(0, I)``.
+
+    ``sum_d -0.5 * (log(2 pi) + z_d^2)``, the prior term ``log p(z)`` of the VAE.
+
+    Args:
+      z: ``[..., D]`` latent points.
+
+    Returns:
+      ``[...]`` log density per example.
+    """
+    z = jnp.asarray(z)
+    _check_event_axis(z, "z")
+    return jnp.sum(-0.5 * (_LOG_2PI + jnp.square(z)), axis=-1)
+
+
+def kl_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """Analytic ``KL(N(mean, diag(exp(log_var))) || N(0, I))``, summed over dimensions.
+
+    ``0.5 * sum_d (exp(log_var_d) + mean_d^2 - 1 - log_var_d)``: the closed-form KL term of
+    the VAE objective (Kingma & Welling 2014, appendix B), which has lower variance than a
+    Monte Carlo estimate. Non-negative, and zero iff ``mean = 0`` and ``log_var = 0``.
+
+    Args:
+      mean: ``[..., D]`` encoder means.
+      log_var: ``[..., D]`` encoder log-variances; must have exactly the shape of ``mean``.
+
+    Returns:
+      ``[...]`` KL divergence per example, in nats.
+    """
+    mean = jnp.asarray(mean)
+    log_var = jnp.asarray(log_var)
+    _check_same_shape(mean, log_var, ("mean", "log_var"))
+    _check_event_axis(mean, "mean")
+    return 0.5 * jnp.sum(jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var, axis=-1)
+
+
+def elbo(log_likelihood: jax.Array, kl: jax.Array) -> jax.Array:
+    """Per-example evidence lower bound ``log p(x|z) - KL(q(z|x) || p(z))``.
+
+    Args:
+      log_likelihood: ``[...]`` reconstruction log-likelihood per example, e.g. from
+        ``bernoulli_log_likelihood``.
+      kl: ``[...]`` KL term per example, e.g. from ``kl_standard_normal``; same shape.
+
+    Returns:
+      ``[...]`` ELBO per example (maximise it; the training loss is its negated mean).
+    """
+    log_likelihood = jnp.asarray(log_likelihood)
+    kl = jnp.asarray(kl)
+    _check_same_shape(log_likelihood, kl, ("log_likelihood", "kl"))
+    return log_likelihood - kl
+
+
+def importance_weighted_bound(
+    log_p_x_given_z: jax.Array, log_p_z: jax.Array, log_q_z: jax.Array
+) -> jax.Array:
+    """Importance-weighted bound ``L_K`` on ``log p(x)`` (Burda, Grosse & Salakhutdinov 2015).
+
+    With ``K`` samples ``z_k ~ q(z|x)`` and log weights
+    ``log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)``,
+    ``L_K = logsumexp_k(log w_k) - log K``, i.e. the log of the average importance weight.
+    In expectation ``L_1`` is the ELBO, ``L_K`` increases with ``K``, and ``L_K -> log p(x)``
+    as ``K -> inf``; it is ``log p(x)`` exactly for every ``K`` when ``q`` is the true posterior.
+    ``logsumexp`` keeps this finite although individual weights ``w_k`` under/overflow.
+
+    Args:
+      log_p_x_given_z: ``[K, ...]`` decoder log-likelihoods, samples on axis 0.
+      log_p_z: ``[K, ...]`` prior log densities of the same samples.
+      log_q_z: ``[K, ...]`` encoder log densities of the same samples.
+
+    Returns:
+      ``[...]`` bound per example (the Monte Carlo estimate from these ``K`` samples).
+    """
+    log_p_x_given_z = jnp.asarray(log_p_x_given_z)
+    log_p_z = jnp.asarray(log_p_z)
+    log_q_z = jnp.asarray(log_q_z)
+    _check_same_shape(log_p_x_given_z, log_p_z, ("log_p_x_given_z", "log_p_z"))
+    _check_same_shape(log_p_x_given_z, log_q_z, ("log_p_x_given_z", "log_q_z"))
+    if log_p_x_given_z.ndim < 1 or log_p_x_given_z.shape[0] < 1:
+        raise ValueError(
+            "importance_weighted_bound needs inputs of shape [K, ...] with K >= 1 samples on "
+            f"axis 0, got shape {log_p_x_given_z.shape}"
+        )
+    num_samples = log_p_x_given_z.shape[0]
+    log_w = log_p_x_given_z + log_p_z - log_q_z
+    return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
+
+
+def mean_squared_error(x_hat: jax.Array, x: jax.Array) -> jax.Array:
+    """Per-example MEAN over the last axis of ``(x_hat - x)^2`` (per-pixel MSE).
+
+    Matches what Keras reports as ``mse``; divide-by-``D`` makes it comparable across image
+    sizes. Use ``sum_squared_error`` for the Gaussian-likelihood-style sum.
+
+    Args:
+      x_hat: ``[..., D]`` reconstructions.
+      x: ``[..., D]`` targets; same shape.
+
+    Returns:
+      ``[...]`` mean squared error per example.
+    """
+    x_hat = jnp.asarray(x_hat)
+    x = jnp.asarray(x)
+    _check_same_shape(x_hat, x, ("x_hat", "x"))
+    _check_event_axis(x, "x")
+    return jnp.mean(jnp.square(x_hat - x), axis=-1)
+
+
+def sum_squared_error(x_hat: jax.Array, x: jax.Array) -> jax.Array:
+    """Per-example SUM over the last axis of ``(x_hat - x)^2``.
+
+    Up to constants, the negative log-likelihood of a unit-variance Gaussian decoder.
+
+    Args:
+      x_hat: ``[..., D]`` reconstructions.
+      x: ``[..., D]`` targets; same shape.
+
+    Returns:
+      ``[...]`` sum of squared errors per example.
+    """
+    x_hat = jnp.asarray(x_hat)
+    x = jnp.asarray(x)
+    _check_same_shape(x_hat, x, ("x_hat", "x"))
+    _check_event_axis(x, "x")
+    return jnp.sum(jnp.square(x_hat - x), axis=-1)
+
+
+def bernoulli_kl(target: float | jax.Array, mean_activation: jax.Array) -> jax.Array:
+    """Sparse-autoencoder divergence ``KL(rho || rho_hat)`` between Bernoullis, elementwise.
+
+    ``rho * log(rho / rho_hat) + (1 - rho) * log((1 - rho) / (1 - rho_hat))`` with
+    ``rho = target`` (desired mean activation) and ``rho_hat = mean_activation`` (observed mean
+    activation of each hidden unit). Zero iff ``rho_hat == rho``; its gradient in ``rho_hat``
+    is positive above the target and negative below, so gradient descent pulls each unit's
+    mean activation towards ``rho``.
+
+    ``rho_hat`` is clipped into ``[1e-6, 1 - 1e-6]`` so that saturated units (mean exactly 0
+    or 1) give a large but finite value; the gradient is unchanged in the interior (and zero
+    beyond the clip, where the clipped value no longer depends on ``rho_hat``).
+
+    NOT summed: this is a per-unit quantity, not a per-example one.
+
+    Args:
+      target: ``rho``, a Python float or scalar array in ``(0, 1)``.
+      mean_activation: ``[J]`` (or any shape) mean activations in ``[0, 1]``.
+
+    Returns:
+      Array of the shape of ``mean_activation``: the divergence for each unit.
+    """
+    if isinstance(target, Real) and not 0.0 < float(target) < 1.0:
+        raise ValueError(f"target must lie in (0, 1), got {target}")
+    rho_hat = jnp.asarray(mean_activation)
+    if not jnp.issubdtype(rho_hat.dtype, jnp.floating):
+        rho_hat = rho_hat.astype(jnp.result_type(float))
+    # Compute in mean_activation's dtype (a Python-float target must not promote to float64).
+    rho = jnp.asarray(target, dtype=rho_hat.dtype)
+    if rho.ndim != 0:
+        raise ValueError(f"target must be a scalar, got shape {rho.shape}")
+    rho_hat = jnp.clip(rho_hat, _SPARSITY_EPS, 1.0 - _SPARSITY_EPS)
+    return rho * (jnp.log(rho) - jnp.log(rho_hat)) + (1.0 - rho) * (
+        jnp.log1p(-rho) - jnp.log1p(-rho_hat)
+    )
+
+
+def kl_sparsity_penalty(codes: jax.Array, target: float | jax.Array) -> jax.Array:
+    """KL sparsity penalty ``sum_j KL(rho || rho_hat_j)`` of a sparse autoencoder.
+
+    ``rho_hat_j`` is the mean activation of hidden unit ``j`` over the batch. This is a BATCH
+    STATISTIC, not a per-example loss, and it returns a scalar: sparsity is a property of a
+    unit's average activity across inputs, and a single example's activation is not an
+    estimate of anything one could compare to ``rho``. (Its value depends on the batch size
+    through ``rho_hat``'s noise; the caller adds it, weighted, to the batch-mean loss.)
+
+    Args:
+      codes: ``[B, J]`` hidden activations in ``(0, 1)`` (e.g. sigmoid outputs).
+      target: ``rho``, the desired mean activation, a Python float or scalar in ``(0, 1)``.
+
+    Returns:
+      Scalar: the divergence summed over the ``J`` units.
+    """
+    codes = jnp.asarray(codes)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must have shape [B, J], got shape {codes.shape}")
+    rho_hat = jnp.mean(codes, axis=0)
+    return jnp.sum(bernoulli_kl(target, rho_hat))
+
+
+def l1_activity_penalty(codes: jax.Array) -> jax.Array:
+    """Per-example L1 activity penalty ``sum_j |codes_j|``.
+
+    The sparsity regulariser on hidden activations (as in Keras' ``activity_regularizer=l1``,
+    without the weight, which the caller applies).
+
+    Args:
+      codes: ``[..., J]`` hidden activations.
+
+    Returns:
+      ``[...]`` penalty per example.
+    """
+    codes = jnp.asarray(codes)
+    _check_event_axis(codes, "codes")
+    return jnp.sum(jnp.abs(codes), axis=-1)

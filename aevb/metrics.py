@@ -1,0 +1,61 @@
+"""Where metrics go: `metrics.jsonl` (one JSON object per line) and TensorBoard event files.
+
+Only process 0 writes. The end-of-run measurements go on one last line marked
+`"final": true`. On resume the lines after the restored epoch (and any final line) are
+dropped, so the file reads as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+
+import jax
+
+
+def _plain(value):
+    value = float(value) if hasattr(value, "__float__") and not isinstance(value, int) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class MetricWriter:
+    """Appends scalar metrics to `<workdir>/metrics.jsonl` and TensorBoard events."""
+
+    def __init__(self, workdir: str, resume_after_epoch: int | None = None):
+        self.enabled = jax.process_index() == 0
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._tb = None
+        if not self.enabled:
+            return
+        if resume_after_epoch is not None and os.path.exists(self.path):
+            with open(self.path) as f:
+                records = [json.loads(line) for line in f if line.strip()]
+            kept = [json.dumps(r) + "\n" for r in records
+                    if r["epoch"] <= resume_after_epoch and not r.get("final")]
+            with open(self.path, "w") as f:
+                f.writelines(kept)
+        from tensorboardX import SummaryWriter  # noqa: PLC0415  (heavy import, writer only)
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, epoch: int, step: int, metrics: Mapping[str, float],
+              final: bool = False) -> None:
+        """Records one line {epoch, step, **metrics} and one TensorBoard scalar per metric."""
+        if not self.enabled:
+            return
+        record = {"epoch": epoch, "step": step, **{k: _plain(v) for k, v in metrics.items()}}
+        if final:
+            record["final"] = True
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for name, value in metrics.items():
+            if isinstance(record[name], (int, float)):
+                self._tb.add_scalar(name, record[name], step)
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,339 @@
+"""Training: the train state, one compiled epoch, the loop with evaluation and checkpoints.
+
+The shape of a run (`train_and_evaluate`):
+  validate config -> load data -> check config against data -> (only now) write to workdir
+  -> restore the last checkpoint if there is one -> epochs -> final evaluation -> summary.
+A whole epoch is one compiled program: a `lax.scan` over batches gathered from the
+on-device training set by a permutation drawn on the device, so Python dispatches once per
+epoch. Keys: `fold_in(train_key, epoch)` per epoch and `fold_in(epoch_key, step)` per step,
+so the same seed gives the same numbers, also across an interruption and resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from aevb import configs, evaluate, models, objectives, plots
+from aevb import data as data_lib
+from aevb.metrics import MetricWriter
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything that changes during training and goes into a checkpoint."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def make_model(model_config: ml_collections.ConfigDict, num_pixels: int) -> nn.Module:
+    """The Flax module the config asks for, with `num_pixels` (= H * W * C) outputs."""
+    return models.VAE(hidden_sizes=tuple(model_config.hidden_sizes),
+                      latent_dim=model_config.latent_dim, output_dim=num_pixels,
+                      likelihood=model_config.decoder, activation=model_config.activation)
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Optax optimizer from `train.optimizer`, `train.learning_rate`, `train.weight_decay`."""
+    lr, wd = train_config.learning_rate, train_config.weight_decay
+    name = train_config.optimizer
+    if name == "adamw":
+        return optax.adamw(lr, weight_decay=wd)
+    base = {"adam": optax.adam, "adagrad": optax.adagrad, "sgd": optax.sgd,
+            "rmsprop": optax.rmsprop}[name](lr)
+    return optax.chain(optax.add_decayed_weights(wd), base) if wd else base
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
+                       num_pixels: int) -> TrainState:
+    """Fresh parameters from `key` and the optimizer's initial state."""
+    init_key, sample_key = jax.random.split(key)
+    params = model.init(init_key, jnp.zeros((1, num_pixels), jnp.float32), sample_key)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def preprocess(images: jax.Array, binarize: str, key: jax.Array) -> jax.Array:
+    """uint8 pixels [B, D] -> float32 model input [B, D] under `data.binarize`."""
+    return data_lib.binarize(data_lib.to_unit_interval(images), binarize, key)
+
+
+def make_train_epoch(objective: Callable[..., dict[str, jax.Array]],
+                     tx: optax.GradientTransformation, batch_size: int,
+                     binarize: str) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+    """Builds `train_epoch(state, images [N, D] uint8, key) -> (state, metrics)`, jitted once.
+
+    The epoch visits floor(N / batch_size) batches of a fresh permutation (the remainder is
+    dropped, a different one every epoch). Metrics are means over the epoch's steps.
+    The incoming state is donated: its buffers are reused for the new one.
+    """
+
+    def train_step(state: TrainState, images: jax.Array, key: jax.Array):
+        bin_key, model_key = jax.random.split(key)
+        x = preprocess(images, binarize, bin_key)
+
+        def loss_fn(params):
+            terms = objective(params, x, model_key)
+            return jnp.mean(terms["loss"]), terms
+
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {k: jnp.mean(v) for k, v in terms.items()}
+        metrics["grad_norm"] = optax.tree.norm(grads)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    def train_epoch(state: TrainState, images: jax.Array, key: jax.Array):
+        perm_key, step_key = jax.random.split(key)
+        num_steps = images.shape[0] // batch_size
+        perm = jax.random.permutation(perm_key, images.shape[0])
+        batches = perm[:num_steps * batch_size].reshape(num_steps, batch_size)
+
+        def body(state, idx):
+            return train_step(state, images[idx], jax.random.fold_in(step_key, state.step))
+
+        state, metrics = jax.lax.scan(body, state, batches)
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    return jax.jit(train_epoch, donate_argnums=0)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def checkpoint_manager(workdir: str, train_config: ml_collections.ConfigDict
+                       ) -> ocp.CheckpointManager:
+    """Orbax manager of `<workdir>/checkpoints`, one checkpoint per saved epoch."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=train_config.max_checkpoints,
+                                           enable_async_checkpointing=False)
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                                 options=options)
+
+
+def restore_or_keep(manager: ocp.CheckpointManager, state: TrainState
+                    ) -> tuple[TrainState, int]:
+    """The latest checkpoint's state and epoch, or (state, 0) when there is none."""
+    epoch = manager.latest_step()
+    if epoch is None:
+        return state, 0
+    restored = manager.restore(epoch, args=ocp.args.StandardRestore(state))
+    return restored, int(epoch)
+
+
+# ----------------------------------------------------------------------------- run files
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return flat
+
+
+# Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
+_RESUMABLE_CHANGES = ("train.num_epochs", "train.checkpoint_every_epochs",
+                      "train.max_checkpoints")
+
+
+def write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes `<workdir>/config.json`; on resume, refuses a config that would change history."""
+    path = os.path.join(workdir, "config.json")
+    current = json.loads(config.to_json())
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = _flatten(json.load(f))
+        new = _flatten(current)
+        changed = sorted(k for k in set(saved) | set(new)
+                         if saved.get(k) != new.get(k) and k not in _RESUMABLE_CHANGES
+                         and not k.startswith("eval."))
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in changed)
+            raise configs.ConfigError(
+                f"workdir {workdir} holds a run with a different config ({diffs}); "
+                "resume with the same config, or pass a new --workdir")
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(current, f, indent=2)
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+# ----------------------------------------------------------------------------- the run
+
+@dataclasses.dataclass
+class _EvalData:
+    """A split as model inputs on the device: float32 [N, D], binarized once (fixed key)."""
+
+    name: str
+    x: jax.Array
+
+
+def _eval_inputs(split: data_lib.Split, name: str, binarize: str, key: jax.Array) -> _EvalData:
+    images = jnp.asarray(split.images.reshape(split.images.shape[0], -1))
+    return _EvalData(name, preprocess(images, binarize, key))
+
+
+def _evaluate(model, params, splits: list[_EvalData], key, chunk) -> dict[str, float]:
+    metrics = {}
+    for split in splits:
+        terms = evaluate.elbo_terms(model, params, split.x, key, chunk)
+        for k, v in terms.items():
+            metrics[f"{split.name}_{'neg_elbo' if k == 'loss' else k}"] = float(jnp.mean(v))
+    return metrics
+
+
+def _save_pictures(model, params, config, test: _EvalData, image_shape, key, workdir) -> None:
+    n = min(config.eval.num_images, test.x.shape[0])
+    cols = max(1, int(math.sqrt(n)))
+    x = test.x[:n]
+    mean, _ = model.apply(params, x, method=model.encode)
+    recon = model.apply(params, mean, method=model.generate)
+    as_images = lambda a: np.asarray(a).reshape(-1, *image_shape)  # noqa: E731
+    plots.save_png(plots.image_grid(plots.interleave_rows(as_images(x), as_images(recon), cols),
+                                    cols), os.path.join(workdir, "reconstructions.png"))
+    z = jax.random.normal(key, (n, config.model.latent_dim))
+    samples = model.apply(params, z, method=model.generate)
+    plots.save_png(plots.image_grid(as_images(samples), cols),
+                   os.path.join(workdir, "samples.png"))
+    if config.model.latent_dim == 2:
+        side = 20
+        grid = model.apply(params, jnp.asarray(plots.latent_grid(side)), method=model.generate)
+        plots.save_png(plots.image_grid(as_images(grid), side, pad=0),
+                       os.path.join(workdir, "latent_manifold.png"))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains the configured model, evaluates it, and leaves the run's files in `workdir`.
+
+    Returns the summary (also written to `<workdir>/summary.json`). Raises ConfigError or
+    data.DataError before writing anything when the config or the data is unusable.
+    """
+    configs.validate(config)
+    datasets = data_lib.load(config.data)
+    configs.validate_against_data(config, datasets.train.images.shape[0])
+    write_or_check_config(config, workdir)
+
+    num_pixels = datasets.num_pixels
+    model = make_model(config.model, num_pixels)
+    tx = make_optimizer(config.train)
+    root = jax.random.key(config.train.seed)
+    init_key, train_key, eval_key, picture_key = jax.random.split(root, 4)
+    state = create_train_state(model, tx, init_key, num_pixels)
+    num_params = sum(x.size for x in jax.tree.leaves(state.params))
+
+    manager = checkpoint_manager(workdir, config.train)
+    state, start_epoch = restore_or_keep(manager, state)
+    writer = MetricWriter(workdir, resume_after_epoch=start_epoch)
+
+    train_images = jnp.asarray(datasets.train.images.reshape(-1, num_pixels))
+    data_key = jax.random.key(config.data.seed)
+    eval_splits = [_eval_inputs(datasets.test, "test", config.data.binarize,
+                                jax.random.fold_in(data_key, 1))]
+    if datasets.validation is not None:
+        eval_splits.append(_eval_inputs(datasets.validation, "validation",
+                                        config.data.binarize, jax.random.fold_in(data_key, 2)))
+
+    objective = functools.partial(objectives.vae_terms, model)
+    train_epoch = make_train_epoch(objective, tx, config.train.batch_size, config.data.binarize)
+    steps_per_epoch = train_images.shape[0] // config.train.batch_size
+    num_epochs = config.train.num_epochs
+    if start_epoch:
+        print(f"resuming {workdir} from the checkpoint of epoch {start_epoch}", flush=True)
+    print(f"{config.experiment}: {datasets.name} ({train_images.shape[0]} train, "
+          f"{datasets.test.images.shape[0]} test), {num_params:,} parameters, "
+          f"{num_epochs} epochs of {steps_per_epoch} steps", flush=True)
+
+    run_start = time.perf_counter()
+    timed_examples, timed_seconds = 0, 0.0
+    train_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    for epoch in range(start_epoch + 1, num_epochs + 1):
+        t0 = time.perf_counter()
+        state, metrics = train_epoch(state, train_images, jax.random.fold_in(train_key, epoch))
+        train_metrics = {f"train_{k}": float(v) for k, v in metrics.items()}
+        seconds = time.perf_counter() - t0
+        if epoch > start_epoch + 1 or num_epochs == start_epoch + 1:  # first one compiles
+            timed_examples += steps_per_epoch * config.train.batch_size
+            timed_seconds += seconds
+        rate = (timed_examples / timed_seconds if timed_seconds
+                else steps_per_epoch * config.train.batch_size / seconds)
+        if not math.isfinite(train_metrics["train_loss"]):
+            writer.write(epoch, int(state.step), train_metrics)
+            raise NonFiniteLossError(
+                f"epoch {epoch}: the training loss is {train_metrics['train_loss']}; stopped. "
+                f"The last good checkpoint (epoch {manager.latest_step()}) is kept in "
+                f"{workdir}/checkpoints. Try a smaller train.learning_rate.")
+        if epoch % config.eval.every_epochs == 0 or epoch == num_epochs:
+            eval_metrics = _evaluate(model, state.params, eval_splits,
+                                     jax.random.fold_in(eval_key, epoch), config.eval.batch_size)
+        else:
+            eval_metrics = {}
+        writer.write(epoch, int(state.step),
+                     {**train_metrics, **eval_metrics, "examples_per_s": rate})
+        if epoch % config.train.checkpoint_every_epochs == 0 or epoch == num_epochs:
+            manager.save(epoch, args=ocp.args.StandardSave(state))
+        eta = (num_epochs - epoch) * steps_per_epoch * config.train.batch_size / rate
+        test_part = (f"  test -elbo {eval_metrics['test_neg_elbo']:.2f}"
+                     if "test_neg_elbo" in eval_metrics else "")
+        print(f"epoch {epoch:3d}/{num_epochs}  loss {train_metrics['train_loss']:.2f}"
+              f"{test_part}  {rate:,.0f} ex/s  ETA {_format_eta(eta)}", flush=True)
+    manager.wait_until_finished()
+    train_seconds = time.perf_counter() - run_start
+
+    if not eval_metrics:  # resumed a finished run: evaluate the restored state
+        eval_metrics = _evaluate(model, state.params, eval_splits,
+                                 jax.random.fold_in(eval_key, num_epochs), config.eval.batch_size)
+    summary: dict[str, Any] = {"experiment": config.experiment, "dataset": datasets.name,
+                               "epochs": num_epochs, "steps": int(state.step),
+                               "num_params": num_params, **train_metrics, **eval_metrics}
+    test = eval_splits[0]
+    if config.eval.iwae_num_examples:
+        n = min(config.eval.iwae_num_examples, test.x.shape[0])
+        t0 = time.perf_counter()
+        ll = evaluate.importance_weighted_log_likelihood(
+            model, state.params, test.x[:n], jax.random.fold_in(eval_key, 10**6),
+            config.eval.iwae_k, config.eval.iwae_samples_per_chunk)
+        summary.update({"test_log_likelihood": float(jnp.mean(ll)),
+                        "test_log_likelihood_k": config.eval.iwae_k,
+                        "test_log_likelihood_examples": n,
+                        "test_log_likelihood_seconds": time.perf_counter() - t0})
+    means = evaluate.posterior_means(model, state.params, test.x, config.eval.batch_size)
+    summary["active_units"], _ = evaluate.active_units(means)
+    summary["train_seconds"] = train_seconds
+    summary["examples_per_s"] = timed_examples / timed_seconds if timed_seconds else None
+    if jax.process_index() == 0:
+        _save_pictures(model, state.params, config, test, datasets.image_shape, picture_key,
+                       workdir)
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        final_only = ("test_log_likelihood", "active_units", "train_seconds")
+        writer.write(num_epochs, int(state.step),
+                     {k: summary[k] for k in final_only if k in summary}, final=True)
+    writer.close()
+    manager.close()
+    print("summary: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in summary.items()), flush=True)
+    return summary

@@ -1,0 +1,194 @@
+"""End-to-end tests of the training loop: run files, determinism, resume, errors, compilation."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aevb import configs, objectives, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMING_KEYS = ("train_seconds", "examples_per_s", "test_log_likelihood_seconds")
+
+
+def _comparable(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in TIMING_KEYS}
+
+
+def test_run_leaves_its_files(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    tiny_config.model.latent_dim = 2
+    summary = train.train_and_evaluate(tiny_config, workdir)
+
+    files = set(os.listdir(workdir))
+    assert {"config.json", "metrics.jsonl", "summary.json", "reconstructions.png",
+            "samples.png", "latent_manifold.png", "checkpoints", "tensorboard"} <= files
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(f"{workdir}/tensorboard"))
+    with open(f"{workdir}/config.json") as f:
+        assert json.load(f)["model"]["latent_dim"] == 2
+    lines = [json.loads(line) for line in open(f"{workdir}/metrics.jsonl")]
+    assert [r["epoch"] for r in lines] == [1, 2, 2] and lines[-1]["final"]
+    assert lines[1]["step"] == 2 * (1000 // 50)
+    assert {"train_loss", "test_neg_elbo", "test_recon", "test_kl"} <= set(lines[0])
+    with open(f"{workdir}/summary.json") as f:
+        assert json.load(f) == json.loads(json.dumps(summary))
+    # The parts add up, and the importance-weighted bound is above the ELBO.
+    assert summary["test_neg_elbo"] == pytest.approx(summary["test_recon"] + summary["test_kl"],
+                                                     rel=1e-5)
+    assert summary["test_log_likelihood"] > -summary["test_neg_elbo"] - 1.0
+    assert 0 <= summary["active_units"] <= 2
+    assert summary["steps"] == 40
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tiny_config, tmp_path):
+    a = train.train_and_evaluate(tiny_config, str(tmp_path / "a"))
+    b = train.train_and_evaluate(tiny_config, str(tmp_path / "b"))
+    assert _comparable(a) == _comparable(b)
+    tiny_config.train.seed = 1
+    c = train.train_and_evaluate(tiny_config, str(tmp_path / "c"))
+    assert c["train_loss"] != a["train_loss"]
+
+
+def test_resume_continues_from_checkpoint(tiny_config, tmp_path):
+    full = train.train_and_evaluate(tiny_config.copy_and_resolve_references(),
+                                    str(tmp_path / "full"))
+    tiny_config.train.num_epochs = 1
+    train.train_and_evaluate(tiny_config, str(tmp_path / "split"))
+    tiny_config.train.num_epochs = 2
+    resumed = train.train_and_evaluate(tiny_config, str(tmp_path / "split"))
+    assert _comparable(resumed) == _comparable(full)
+    epochs = [json.loads(line)["epoch"] for line in open(tmp_path / "split" / "metrics.jsonl")]
+    assert epochs == [1, 2, 2]  # the first run's final line was replaced, not duplicated
+
+
+def test_resume_refuses_a_different_config(tiny_config, tmp_path):
+    tiny_config.train.num_epochs = 1
+    train.train_and_evaluate(tiny_config, str(tmp_path / "run"))
+    tiny_config.train.learning_rate = 0.5
+    with pytest.raises(configs.ConfigError, match="train.learning_rate"):
+        train.train_and_evaluate(tiny_config, str(tmp_path / "run"))
+
+
+def _launch(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "launch.py", *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def test_killed_run_resumes_to_the_same_result(tiny_idx_dir, tmp_path):
+    """SIGKILL a run after its third checkpoint; rerunning the command finishes it identically."""
+    args = ["--config=experiments/vae.py", f"--config.data.dir={tiny_idx_dir}",
+            "--config.model.hidden_sizes=(32,)", "--config.model.latent_dim=4",
+            "--config.train.num_epochs=40", "--config.train.batch_size=50",
+            "--config.eval.every_epochs=10", "--config.eval.iwae_k=10",
+            "--config.eval.iwae_num_examples=20"]
+    killed_dir = tmp_path / "killed"
+    proc = _launch(*args, f"--workdir={killed_dir}")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ckpts = killed_dir / "checkpoints"
+        if ckpts.is_dir() and any(p.name.isdigit() and int(p.name) >= 3 for p in ckpts.iterdir()):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert not (killed_dir / "summary.json").exists(), "the run ended before it was killed"
+
+    resumed = _launch(*args, f"--workdir={killed_dir}")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert "resuming" in out
+    straight = _launch(*args, f"--workdir={tmp_path / 'straight'}")
+    out, _ = straight.communicate(timeout=300)
+    assert straight.returncode == 0, out
+    a = json.loads((killed_dir / "summary.json").read_text())
+    b = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert _comparable(a) == _comparable(b)
+
+
+@pytest.mark.parametrize("override, field", [
+    ("--config.model.latent_dim=0", "model.latent_dim"),
+    ("--config.train.batch_size=5000", "train.batch_size"),
+    ("--config.data.binarize=grey", "data.binarize"),
+    ("--config.model.activation=swish", "model.activation"),
+    ("--config.train.optimizer=lion", "train.optimizer"),
+    ("--config.model.latnt_dim=3", "latnt_dim"),
+    ("--config.model.latent_dim=abc", "latent_dim"),
+    ("--config.train.learning_rate=-1.0", "train.learning_rate"),
+])
+def test_bad_config_fails_before_writing(tiny_idx_dir, tmp_path, override, field):
+    workdir = tmp_path / "never"
+    proc = _launch("--config=experiments/vae.py", f"--config.data.dir={tiny_idx_dir}",
+                   override, f"--workdir={workdir}")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert field in out
+    assert not workdir.exists()
+
+
+def test_unknown_idx_dataset_without_dir_fails_before_writing(tiny_config, tmp_path):
+    tiny_config.data.dir = ""
+    tiny_config.data.source = "idx"
+    tiny_config.data.name = "kmnist"
+    with pytest.raises(Exception, match="data.dir"):
+        train.train_and_evaluate(tiny_config, str(tmp_path / "never"))
+    assert not (tmp_path / "never").exists()
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_config, tmp_path, monkeypatch):
+    workdir = str(tmp_path / "run")
+    tiny_config.train.num_epochs = 1
+    train.train_and_evaluate(tiny_config, workdir)
+
+    original = objectives.vae_terms
+
+    def poisoned(model, params, x, key):
+        terms = original(model, params, x, key)
+        return {**terms, "loss": terms["loss"] * jnp.nan}
+
+    monkeypatch.setattr(objectives, "vae_terms", poisoned)
+    tiny_config.train.num_epochs = 3
+    with pytest.raises(train.NonFiniteLossError, match="epoch 2.*epoch 1"):
+        train.train_and_evaluate(tiny_config, workdir)
+    assert sorted(os.listdir(f"{workdir}/checkpoints")) == ["1"]
+    with open(f"{workdir}/summary.json") as f:
+        assert json.load(f)["epochs"] == 1  # still the finished 1-epoch run's summary
+
+
+def test_epoch_is_compiled_once(tiny_config):
+    model = train.make_model(tiny_config.model, 784)
+    tx = train.make_optimizer(tiny_config.train)
+    state = train.create_train_state(model, tx, jax.random.key(0), 784)
+    epoch = train.make_train_epoch(functools.partial(objectives.vae_terms, model), tx, 10,
+                                   "dynamic")
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (100, 784), np.uint8))
+    for e in range(3):
+        state, metrics = epoch(state, images, jax.random.key(e))
+    assert epoch._cache_size() == 1
+    assert int(state.step) == 30 and np.isfinite(float(metrics["loss"]))
+
+
+@pytest.mark.parametrize("optimizer", configs.OPTIMIZERS)
+def test_every_optimizer_lowers_the_loss(tiny_config, optimizer):
+    tiny_config.train.optimizer = optimizer
+    tiny_config.train.learning_rate = 0.05 if optimizer in ("adagrad", "sgd") else 1e-3
+    tiny_config.train.weight_decay = 1e-4
+    model = train.make_model(tiny_config.model, 784)
+    tx = train.make_optimizer(tiny_config.train)
+    state = train.create_train_state(model, tx, jax.random.key(0), 784)
+    epoch = train.make_train_epoch(functools.partial(objectives.vae_terms, model), tx, 50,
+                                   "static")
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 2, (500, 784), np.uint8) * 255)
+    state, first = epoch(state, images, jax.random.key(0))
+    for e in range(1, 4):
+        state, last = epoch(state, images, jax.random.key(e))
+    assert float(last["loss"]) < float(first["loss"])
