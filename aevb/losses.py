@@ -65,14 +65,16 @@ def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
     Returns:
       ``[...]`` log-likelihood per example (``<= 0`` for binary ``x``).
 
-    Written with ``log_sigmoid`` rather than ``log(sigmoid(.))`` so that saturated logits
+    Written with ``softplus`` rather than ``log(sigmoid(.))`` so that saturated logits
     (``|l| ~ 1e4``) give a finite value and a finite gradient instead of ``log(0) = -inf``.
     """
     logits = jnp.asarray(logits)
     x = jnp.asarray(x)
     _check_same_shape(logits, x, ("logits", "x"))
     _check_event_axis(logits, "logits")
-    per_pixel = x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
+    # x log s(l) + (1 - x) log s(-l) = x l - softplus(l): one softplus instead of two
+    # log-sigmoids, the same value, and finite for any logit.
+    per_pixel = x * logits - jax.nn.softplus(logits)
     return jnp.sum(per_pixel, axis=-1)
 
 

@@ -180,7 +180,7 @@ def test_epoch_is_compiled_once(tiny_config):
 @pytest.mark.parametrize("optimizer", configs.OPTIMIZERS)
 def test_every_optimizer_lowers_the_loss(tiny_config, optimizer):
     tiny_config.train.optimizer = optimizer
-    tiny_config.train.learning_rate = 0.05 if optimizer in ("adagrad", "sgd") else 1e-3
+    tiny_config.train.learning_rate = {"adagrad": 0.05, "sgd": 1e-4}.get(optimizer, 1e-3)
     tiny_config.train.weight_decay = 1e-4
     model = train.make_model(tiny_config.model, 784)
     tx = train.make_optimizer(tiny_config.train)
