@@ -12,7 +12,7 @@ import datetime
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -23,8 +23,10 @@ _WORKDIR = flags.DEFINE_string("workdir", "", "Run directory; default: a fresh r
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from aevb import configs, data, train  # noqa: PLC0415  (after flag parsing: fast --help)
+    from aevb import configs, data, train  # after flag parsing: a fast --help
 
+    if not flags.FLAGS["verbosity"].present:  # library INFO chatter (Orbax) off by default
+        logging.set_verbosity(logging.WARNING)
     config = _CONFIG.value
     workdir = _WORKDIR.value or os.path.join(
         "runs", f"{config.experiment}-{datetime.datetime.now():%Y%m%d-%H%M%S}")

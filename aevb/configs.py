@@ -8,14 +8,16 @@ field and says what is allowed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import ml_collections
 
 from aevb import data as data_lib
-from aevb import models
+from aevb import models, noise, objectives
 
-MODEL_KINDS = ("vae",)
+MODEL_KINDS = ("vae", "autoencoder")
+MIN_SPARSITY_BATCH = 32
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd", "rmsprop")
 DATA_SOURCES = ("auto", "idx", "tfds")
 
@@ -39,11 +41,26 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.seed = 0                     # validation split and the test set's binarization
 
     c.model = ml_collections.ConfigDict()
-    c.model.kind = "vae"
+    c.model.kind = "vae"                # vae | autoencoder
     c.model.hidden_sizes = (500,)       # encoder widths; the decoder mirrors them
-    c.model.latent_dim = 20
+    c.model.latent_dim = 20             # the code size of an autoencoder
     c.model.activation = "tanh"
-    c.model.decoder = "bernoulli"       # bernoulli | gaussian
+    c.model.decoder = "bernoulli"       # vae: bernoulli | gaussian
+    # autoencoder only:
+    c.model.code_activation = "linear"  # linear | sigmoid (sparse) | any model.activation
+    c.model.output_activation = "sigmoid"   # sigmoid | linear
+    c.model.reconstruction_loss = "mse"     # mse | cross_entropy (both per pixel)
+    c.model.tied_weights = False        # decoder kernels = transposed encoder kernels
+
+    c.noise = ml_collections.ConfigDict()   # denoising: corrupt the input, score the clean x
+    c.noise.kind = "none"               # none | gaussian | masking | salt_and_pepper
+    c.noise.std = 0.1                   # gaussian
+    c.noise.rate = 0.5                  # masking, salt_and_pepper: fraction of units hit
+
+    c.sparsity = ml_collections.ConfigDict()  # autoencoder codes
+    c.sparsity.kind = "none"            # none | kl | l1
+    c.sparsity.target = 0.1             # kl: target mean activation rho
+    c.sparsity.weight = 5e-3            # multiplies the penalty
 
     c.train = ml_collections.ConfigDict()
     c.train.num_epochs = 30
@@ -85,7 +102,7 @@ def _check_positive_float(config: ml_collections.ConfigDict, field: str,
                           allow_zero: bool = False) -> None:
     value = _get(config, field)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (value >= 0 if allow_zero else value > 0) and value == value
+    ok = ok and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
     if not ok:
         _fail(field, value, "must be a number >= 0" if allow_zero else "must be a number > 0")
 
@@ -111,6 +128,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_choice(config, "model.kind", MODEL_KINDS)
     _check_choice(config, "model.activation", tuple(models.ACTIVATIONS))
     _check_choice(config, "model.decoder", models.DECODERS)
+    _check_choice(config, "model.code_activation", models.CODE_ACTIVATIONS)
+    _check_choice(config, "model.output_activation", models.OUTPUT_ACTIVATIONS)
+    _check_choice(config, "model.reconstruction_loss", objectives.RECONSTRUCTION_LOSSES)
+    if (config.model.reconstruction_loss == "cross_entropy"
+            and config.model.output_activation != "sigmoid"):
+        _fail("model.output_activation", config.model.output_activation,
+              "must be 'sigmoid' with model.reconstruction_loss='cross_entropy'")
     _check_int(config, "model.latent_dim", 1)
     sizes = config.model.hidden_sizes
     if (not isinstance(sizes, (tuple, list))
@@ -125,6 +149,30 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_positive_float(config, "train.weight_decay", allow_zero=True)
     _check_int(config, "train.checkpoint_every_epochs", 1)
     _check_int(config, "train.max_checkpoints", 1)
+
+    _check_choice(config, "noise.kind", noise.NOISE_KINDS)
+    _check_positive_float(config, "noise.std", allow_zero=True)
+    rate = config.noise.rate
+    if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        _fail("noise.rate", rate, "must be a number in [0, 1)")
+
+    _check_choice(config, "sparsity.kind", objectives.SPARSITY_KINDS)
+    _check_positive_float(config, "sparsity.weight", allow_zero=True)
+    target = config.sparsity.target
+    if not isinstance(target, (int, float)) or not 0 < target < 1:
+        _fail("sparsity.target", target, "must be a number in (0, 1)")
+    if config.sparsity.kind != "none" and config.model.kind != "autoencoder":
+        _fail("sparsity.kind", config.sparsity.kind,
+              "sparsity penalties act on autoencoder codes: use 'none' with "
+              f"model.kind={config.model.kind!r}")
+    if config.sparsity.kind == "kl":
+        if config.model.code_activation != "sigmoid":
+            _fail("model.code_activation", config.model.code_activation,
+                  "must be 'sigmoid' with sparsity.kind='kl' (mean activations in (0, 1))")
+        if config.train.batch_size < MIN_SPARSITY_BATCH:
+            _fail("train.batch_size", config.train.batch_size,
+                  f"must be >= {MIN_SPARSITY_BATCH} with sparsity.kind='kl': a unit's mean "
+                  "activation over a smaller batch is too noisy to estimate")
 
     _check_int(config, "eval.every_epochs", 1)
     _check_int(config, "eval.batch_size", 1)

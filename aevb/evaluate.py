@@ -1,4 +1,5 @@
-"""Test-time measurements of a trained VAE: ELBO, importance-sampled log-likelihood, active units.
+"""Test-time measurements: a VAE's ELBO, importance-sampled log-likelihood and active units;
+an autoencoder's reconstruction error, its PCA baseline and its code's sparsity.
 
 Everything runs over a whole split in fixed-size chunks inside one compiled `lax.map`, so
 memory stays bounded by the chunk size whatever the split size, and Python dispatches once.
@@ -7,13 +8,16 @@ memory stays bounded by the chunk size whatever the split size, and Python dispa
 from __future__ import annotations
 
 import functools
+import json
+import os
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from aevb import losses, models, objectives
+from aevb import losses, models, noise, objectives
 
 
 def map_in_chunks(fn: Callable[..., dict[str, jax.Array]], x: jax.Array, key: jax.Array,
@@ -88,3 +92,141 @@ def active_units(means: jax.Array, threshold: float = 0.01) -> tuple[int, jax.Ar
     """
     variance = jnp.var(means, axis=0)
     return int(jnp.sum(variance > threshold)), variance
+
+
+# ----------------------------------------------------------------------------- autoencoders
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "noise_kind"))
+def reconstruction_terms(model: nn.Module, params, x: jax.Array, key: jax.Array,
+                         chunk_size: int, noise_kind: str = "none", noise_std: float = 0.0,
+                         noise_rate: float = 0.0) -> dict[str, jax.Array]:
+    """An autoencoder's reconstruction of a whole split x [N, D] against the clean x.
+
+    Returns per-example `mse` and `cross_entropy` (both per pixel) [N] and the `code`
+    [N, code_dim]. With a noise kind, the input is corrupted first (one fixed key per
+    chunk): how well the model restores corrupted images.
+    """
+    def fn(xc, k):
+        out = model.apply(params, noise.corrupt(xc, noise_kind, k, noise_std, noise_rate))
+        terms = {"mse": losses.mean_squared_error(out["x_hat"], xc), "code": out["code"]}
+        if model.output_activation == "sigmoid":
+            terms["cross_entropy"] = losses.bernoulli_cross_entropy(out["logits"], xc) / xc.shape[-1]
+        return terms
+    return map_in_chunks(fn, x, key, chunk_size)
+
+
+def pca_reconstruction_mse(train_x: np.ndarray, test_x: np.ndarray, num_components: int
+                           ) -> float:
+    """Per-pixel MSE on test_x [M, D] of the best rank-k linear code fitted on train_x [N, D].
+
+    PCA: project the centred data on the top-k eigenvectors of the training covariance and
+    back. The error a linear undercomplete autoencoder with a k-unit code can at best reach.
+    """
+    train_x = np.asarray(train_x, np.float64)
+    mean = train_x.mean(axis=0)
+    cov = np.cov(train_x - mean, rowvar=False)
+    _, vectors = np.linalg.eigh(cov)
+    top = vectors[:, ::-1][:, :num_components]
+    centred = np.asarray(test_x, np.float64) - mean
+    recon = centred @ top @ top.T
+    return float(np.mean((recon - centred) ** 2))
+
+
+def cached_pca_mse(cache_key: str, train_x: np.ndarray, test_x: np.ndarray,
+                   num_components: int) -> float:
+    """`pca_reconstruction_mse`, computed once per dataset and code size and kept on disk.
+
+    The cache is a JSON file in $AEVB_CACHE_DIR (default ~/.cache/aevb) keyed by
+    `cache_key` (the dataset, its binarization and split) and the number of components.
+    """
+    cache_dir = os.environ.get("AEVB_CACHE_DIR", os.path.expanduser("~/.cache/aevb"))
+    path = os.path.join(cache_dir, "pca_mse.json")
+    name = f"{cache_key}/k={num_components}"
+    cache = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            cache = json.load(f)
+    if name not in cache:
+        cache[name] = pca_reconstruction_mse(train_x, test_x, num_components)
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(cache, f, indent=1, sort_keys=True)
+    return cache[name]
+
+
+def code_statistics(codes: np.ndarray, near_zero: float = 0.05) -> dict[str, float]:
+    """How sparse a code is: codes [N, J] of sigmoid units.
+
+    `code_mean_activation`: mean over units of rho_hat_j (unit j's mean activation);
+    `code_activation_spread`: standard deviation of rho_hat_j across units;
+    `code_fraction_near_zero`: fraction of all activations below `near_zero`.
+    """
+    codes = np.asarray(codes)
+    rho_hat = codes.mean(axis=0)
+    return {"code_mean_activation": float(rho_hat.mean()),
+            "code_activation_spread": float(rho_hat.std()),
+            "code_fraction_near_zero": float(np.mean(codes < near_zero))}
+
+
+# ----------------------------------------------------------------------------- per run
+
+def evaluate_splits(config, model: nn.Module, params, splits: dict[str, jax.Array],
+                    key: jax.Array) -> dict[str, float]:
+    """The periodic evaluation: means over each split (inputs [N, D]) as `<split>_<metric>`.
+
+    VAE: `neg_elbo`, `recon`, `kl` (nats per example). Autoencoder: `mse` and, with a
+    sigmoid output, `cross_entropy` (both per pixel), of clean inputs.
+    """
+    metrics = {}
+    for name, x in splits.items():
+        if config.model.kind == "vae":
+            terms = elbo_terms(model, params, x, key, config.eval.batch_size)
+            terms["neg_elbo"] = terms.pop("loss")
+        else:
+            terms = reconstruction_terms(model, params, x, key, config.eval.batch_size)
+            terms.pop("code")
+        metrics.update({f"{name}_{k}": float(jnp.mean(v)) for k, v in terms.items()})
+    return metrics
+
+
+def final_metrics(config, model: nn.Module, params, test_x: jax.Array, train_x: np.ndarray,
+                  key: jax.Array, cache_key: str) -> dict[str, float | int]:
+    """End-of-run measurements on the test inputs test_x [N, D].
+
+    VAE: `test_log_likelihood` (L_k on the first eval.iwae_num_examples examples) and
+    `active_units`. Autoencoder: `pca_mse` (PCA with the same code size, fitted on train_x),
+    with noise `test_denoising_mse` (corrupted test inputs restored, against the clean ones)
+    and `test_corrupted_mse` (the corrupted inputs themselves), and with sigmoid codes the
+    `code_statistics`.
+    """
+    out: dict[str, float | int] = {}
+    if config.model.kind == "vae":
+        n = min(config.eval.iwae_num_examples, test_x.shape[0])
+        if n:
+            ll = importance_weighted_log_likelihood(
+                model, params, test_x[:n], key, config.eval.iwae_k,
+                config.eval.iwae_samples_per_chunk)
+            out.update({"test_log_likelihood": float(jnp.mean(ll)),
+                        "test_log_likelihood_k": config.eval.iwae_k,
+                        "test_log_likelihood_examples": n})
+        means = posterior_means(model, params, test_x, config.eval.batch_size)
+        out["active_units"], _ = active_units(means)
+        return out
+
+    out["pca_mse"] = cached_pca_mse(cache_key, train_x, np.asarray(test_x),
+                                    config.model.latent_dim)
+    if config.noise.kind != "none":
+        noise_kw = {"noise_kind": config.noise.kind, "noise_std": config.noise.std,
+                    "noise_rate": config.noise.rate}
+        restored = reconstruction_terms(model, params, test_x, key, config.eval.batch_size,
+                                        **noise_kw)
+        out["test_denoising_mse"] = float(jnp.mean(restored["mse"]))
+        corrupted = map_in_chunks(
+            lambda xc, k: {"mse": losses.mean_squared_error(
+                noise.corrupt(xc, config.noise.kind, k, config.noise.std, config.noise.rate),
+                xc)}, test_x, key, config.eval.batch_size)
+        out["test_corrupted_mse"] = float(jnp.mean(corrupted["mse"]))
+    if config.model.code_activation == "sigmoid":
+        codes = reconstruction_terms(model, params, test_x, key, config.eval.batch_size)["code"]
+        out.update(code_statistics(codes))
+    return out

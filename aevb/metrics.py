@@ -38,7 +38,7 @@ class MetricWriter:
                     if r["epoch"] <= resume_after_epoch and not r.get("final")]
             with open(self.path, "w") as f:
                 f.writelines(kept)
-        from tensorboardX import SummaryWriter  # noqa: PLC0415  (heavy import, writer only)
+        from tensorboardX import SummaryWriter  # heavy import, writer only
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def write(self, epoch: int, step: int, metrics: Mapping[str, float],
@@ -51,7 +51,7 @@ class MetricWriter:
             record["final"] = True
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        for name, value in metrics.items():
+        for name in metrics:
             if isinstance(record[name], (int, float)):
                 self._tb.add_scalar(name, record[name], step)
         self._tb.flush()

@@ -1,4 +1,4 @@
-"""Flax (Linen) modules: encoders, decoders and the variational autoencoder.
+"""Flax (Linen) modules: encoders, decoders, the autoencoder and the variational autoencoder.
 
 Modules return distribution parameters, never losses: the losses live in
 `aevb/losses.py` and the objective that ties the two together in `aevb/objectives.py`.
@@ -7,6 +7,7 @@ Images enter flattened, as float arrays of shape [..., D] with D = H * W * C.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -22,10 +23,14 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": nn.sigmoid,
 }
 DECODERS = ("bernoulli", "gaussian")
+CODE_ACTIVATIONS = ("linear", *ACTIVATIONS)
+OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
-    """Looks up an activation by its config name (`model.activation`)."""
+    """Looks up an activation by its config name (`model.activation`); `linear` is identity."""
+    if name == "linear":
+        return lambda x: x
     if name not in ACTIVATIONS:
         raise ValueError(f"model.activation={name!r}; allowed: {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]
@@ -141,3 +146,105 @@ class VAE(nn.Module):
         mean, log_var = self.encode(x)
         z = reparameterize(key, mean, log_var)
         return {"mean": mean, "log_var": log_var, "z": z, **self.decode(z)}
+
+
+class Autoencoder(nn.Module):
+    """A deterministic MLP autoencoder, symmetric around its coding layer.
+
+    Layer widths D -> hidden_sizes... -> code_dim -> reversed(hidden_sizes)... -> D. Every
+    layer but the coding and output layers uses `activation`; the coding layer uses
+    `code_activation` (sigmoid for a sparse autoencoder, linear for PCA-like codes).
+
+    With `tied_weights` the decoder layer mirroring encoder layer i uses that layer's kernel
+    transposed (W' = W^T) and a bias of its own: half the weights of an untied stack.
+    Parameters are flat: `encoder_kernel_i`, `encoder_bias_i`, `decoder_bias_i` and, untied,
+    `decoder_kernel_i`, with decoder layer i mirroring encoder layer (n - 1 - i).
+
+    `__call__(x)` returns `code` [..., code_dim], `logits` [..., D] (the output layer before
+    its activation) and `x_hat` [..., D] (the reconstruction).
+    """
+
+    hidden_sizes: Sequence[int]
+    code_dim: int
+    output_dim: int
+    activation: str = "relu"
+    code_activation: str = "linear"
+    output_activation: str = "sigmoid"
+    tied_weights: bool = False
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (self.output_dim, *self.hidden_sizes, self.code_dim)
+
+    def setup(self) -> None:
+        widths = self.widths
+        n = len(widths) - 1
+        kernel_init = nn.initializers.lecun_normal()
+        zeros = nn.initializers.zeros_init()
+        self.encoder_kernels = [self.param(f"encoder_kernel_{i}", kernel_init,
+                                           (widths[i], widths[i + 1])) for i in range(n)]
+        self.encoder_biases = [self.param(f"encoder_bias_{i}", zeros, (widths[i + 1],))
+                               for i in range(n)]
+        # Decoder layer j maps widths[n - j] -> widths[n - 1 - j], mirroring encoder n - 1 - j.
+        self.decoder_biases = [self.param(f"decoder_bias_{j}", zeros, (widths[n - 1 - j],))
+                               for j in range(n)]
+        if not self.tied_weights:
+            self.decoder_kernels = [self.param(f"decoder_kernel_{j}", kernel_init,
+                                               (widths[n - j], widths[n - 1 - j]))
+                                    for j in range(n)]
+
+    def _decoder_kernel(self, j: int) -> jax.Array:
+        n = len(self.widths) - 1
+        return self.encoder_kernels[n - 1 - j].T if self.tied_weights else self.decoder_kernels[j]
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        """x [..., D] -> code [..., code_dim]."""
+        act, code_act = get_activation(self.activation), get_activation(self.code_activation)
+        n = len(self.encoder_kernels)
+        for i, (w, b) in enumerate(zip(self.encoder_kernels, self.encoder_biases)):
+            x = x @ w + b
+            x = code_act(x) if i == n - 1 else act(x)
+        return x
+
+    def decode_logits(self, code: jax.Array) -> jax.Array:
+        """code [..., code_dim] -> output layer before its activation [..., D]."""
+        act = get_activation(self.activation)
+        n = len(self.decoder_biases)
+        h = code
+        for j in range(n):
+            h = h @ self._decoder_kernel(j) + self.decoder_biases[j]
+            if j < n - 1:
+                h = act(h)
+        return h
+
+    def generate(self, code: jax.Array) -> jax.Array:
+        """Reconstruction x_hat [..., D] of a code [..., code_dim]."""
+        return get_activation(self.output_activation)(self.decode_logits(code))
+
+    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+        code = self.encode(x)
+        logits = self.decode_logits(code)
+        return {"code": code, "logits": logits,
+                "x_hat": get_activation(self.output_activation)(logits)}
+
+
+def dense_shapes(model: nn.Module) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of every matmul in one forward pass, encoder first.
+
+    Counted from the layer sizes (a tied decoder layer is a matmul too), for FLOP counts.
+    """
+    if isinstance(model, Autoencoder):
+        widths = model.widths
+        enc = list(itertools.pairwise(widths))
+        return enc + [(o, i) for i, o in reversed(enc)]
+    if isinstance(model, VAE):
+        enc_widths = (model.output_dim, *model.hidden_sizes)
+        dec_hidden = (tuple(reversed(model.hidden_sizes)) if model.decoder_hidden_sizes is None
+                      else tuple(model.decoder_hidden_sizes))
+        out = 1 if model.likelihood == "bernoulli" else 2
+        dec_widths = (model.latent_dim, *dec_hidden)
+        return (list(itertools.pairwise(enc_widths))
+                + [(enc_widths[-1], 2 * model.latent_dim)]
+                + list(itertools.pairwise(dec_widths))
+                + [(dec_widths[-1], out * model.output_dim)])
+    raise TypeError(f"no layer shapes for {type(model).__name__}")

@@ -1,4 +1,5 @@
-"""PNG pictures of a run: image grids (reconstructions, samples) and the 2-D latent manifold."""
+"""PNG pictures of a run: reconstructions, samples, the 2-D latent manifold, first-layer
+filters, denoising, and the histogram of a sparse code's mean activations."""
 
 from __future__ import annotations
 
@@ -60,3 +61,94 @@ def latent_grid(num_per_side: int) -> np.ndarray:
     q = stats.norm.ppf(np.linspace(0.05, 0.95, num_per_side)).astype(np.float32)
     zx, zy = np.meshgrid(q, q[::-1])
     return np.stack([zx.ravel(), zy.ravel()], axis=-1)
+
+
+def filter_tiles(kernel: np.ndarray, image_shape: tuple[int, int, int],
+                 max_filters: int = 100) -> np.ndarray:
+    """First-layer filters as images: kernel [D, H] -> [min(H, max_filters), *image_shape].
+
+    Each unit's incoming weights are shown as a picture, rescaled to [0, 1] on its own
+    (min to max), so the shape of what the unit responds to is visible whatever its scale.
+    """
+    w = np.asarray(kernel)[:, :max_filters].T
+    lo, hi = w.min(axis=1, keepdims=True), w.max(axis=1, keepdims=True)
+    w = (w - lo) / np.maximum(hi - lo, 1e-12)
+    return w.reshape(-1, *image_shape)
+
+
+def activation_histogram(mean_activations: np.ndarray, target: float | None, path: str) -> str:
+    """Histogram of the coding units' mean activations, with the sparsity target marked."""
+    import matplotlib  # only runs that draw it pay for the import
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    ax.hist(np.asarray(mean_activations), bins=40, range=(0.0, 1.0), color="tab:blue")
+    if target is not None:
+        ax.axvline(target, color="tab:red", linestyle="--", label=f"target {target:g}")
+        ax.legend()
+    ax.set_xlabel("mean activation of a coding unit over the test set")
+    ax.set_ylabel("units")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_run_pictures(config, model, params, test_x, image_shape: tuple[int, int, int],
+                      key, workdir: str) -> list[str]:
+    """Draws the pictures of a finished run into workdir; returns their paths.
+
+    Every model: `reconstructions.png` (test inputs above their reconstructions). VAE:
+    `samples.png` (decoded z ~ N(0, I)) and, with 2 latents, `latent_manifold.png`.
+    Autoencoder: `filters.png` (first layer), with noise `denoising.png` (rows of corrupted /
+    reconstructed / clean), with a sigmoid code `code_activations.png` (histogram).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from aevb import noise
+
+    n = min(config.eval.num_images, test_x.shape[0])
+    cols = max(1, int(np.sqrt(n)))
+    x = test_x[:n]
+    as_images = lambda a: np.asarray(a).reshape(-1, *image_shape)
+    path = lambda name: os.path.join(workdir, name)
+    written = []
+    if config.model.kind == "vae":
+        code, _ = model.apply(params, x, method=model.encode)
+    else:
+        code = model.apply(params, x, method=model.encode)
+    recon = model.apply(params, code, method=model.generate)
+    written.append(save_png(image_grid(interleave_rows(as_images(x), as_images(recon), cols),
+                                       cols), path("reconstructions.png")))
+    if config.model.kind == "vae":
+        z = jax.random.normal(key, (n, config.model.latent_dim))
+        samples = model.apply(params, z, method=model.generate)
+        written.append(save_png(image_grid(as_images(samples), cols), path("samples.png")))
+        if config.model.latent_dim == 2:
+            side = 20
+            grid = model.apply(params, jnp.asarray(latent_grid(side)), method=model.generate)
+            written.append(save_png(image_grid(as_images(grid), side, pad=0),
+                                    path("latent_manifold.png")))
+        return written
+
+    kernel = params["params"]["encoder_kernel_0"]
+    written.append(save_png(image_grid(filter_tiles(kernel, image_shape), 10),
+                            path("filters.png")))
+    if config.noise.kind != "none":
+        rows = min(cols, n)
+        corrupted = noise.corrupt(x[:rows], config.noise.kind, key, config.noise.std,
+                                  config.noise.rate)
+        restored = model.apply(params, corrupted)["x_hat"]
+        stack = np.concatenate([as_images(np.clip(corrupted, 0, 1)), as_images(restored),
+                                as_images(x[:rows])])
+        written.append(save_png(image_grid(stack, rows), path("denoising.png")))
+    if config.model.code_activation == "sigmoid":
+        codes = model.apply(params, test_x, method=model.encode)
+        target = config.sparsity.target if config.sparsity.kind == "kl" else None
+        written.append(activation_histogram(np.asarray(codes).mean(axis=0), target,
+                                            path("code_activations.png")))
+    return written

@@ -11,8 +11,6 @@ same seed gives the same numbers, also across an interruption and resume.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import math
 import os
@@ -47,10 +45,17 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_model(model_config: ml_collections.ConfigDict, num_pixels: int) -> nn.Module:
-    """The Flax module the config asks for, with `num_pixels` (= H * W * C) outputs."""
-    return models.VAE(hidden_sizes=tuple(model_config.hidden_sizes),
-                      latent_dim=model_config.latent_dim, output_dim=num_pixels,
-                      likelihood=model_config.decoder, activation=model_config.activation)
+    """The Flax module `model.kind` asks for, with `num_pixels` (= H * W * C) outputs."""
+    if model_config.kind == "vae":
+        return models.VAE(hidden_sizes=tuple(model_config.hidden_sizes),
+                          latent_dim=model_config.latent_dim, output_dim=num_pixels,
+                          likelihood=model_config.decoder, activation=model_config.activation)
+    return models.Autoencoder(hidden_sizes=tuple(model_config.hidden_sizes),
+                              code_dim=model_config.latent_dim, output_dim=num_pixels,
+                              activation=model_config.activation,
+                              code_activation=model_config.code_activation,
+                              output_activation=model_config.output_activation,
+                              tied_weights=model_config.tied_weights)
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -68,7 +73,9 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: 
                        num_pixels: int) -> TrainState:
     """Fresh parameters from `key` and the optimizer's initial state."""
     init_key, sample_key = jax.random.split(key)
-    params = model.init(init_key, jnp.zeros((1, num_pixels), jnp.float32), sample_key)
+    x = jnp.zeros((1, num_pixels), jnp.float32)
+    params = (model.init(init_key, x, sample_key) if isinstance(model, models.VAE)
+              else model.init(init_key, x))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
@@ -95,7 +102,7 @@ def make_train_epoch(objective: Callable[..., dict[str, jax.Array]],
             terms = objective(params, x, model_key)
             return jnp.mean(terms["loss"]), terms
 
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {k: jnp.mean(v) for k, v in terms.items()}
@@ -184,46 +191,10 @@ def _format_eta(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- the run
 
-@dataclasses.dataclass
-class _EvalData:
+def _eval_inputs(split: data_lib.Split, binarize: str, key: jax.Array) -> jax.Array:
     """A split as model inputs on the device: float32 [N, D], binarized once (fixed key)."""
-
-    name: str
-    x: jax.Array
-
-
-def _eval_inputs(split: data_lib.Split, name: str, binarize: str, key: jax.Array) -> _EvalData:
     images = jnp.asarray(split.images.reshape(split.images.shape[0], -1))
-    return _EvalData(name, preprocess(images, binarize, key))
-
-
-def _evaluate(model, params, splits: list[_EvalData], key, chunk) -> dict[str, float]:
-    metrics = {}
-    for split in splits:
-        terms = evaluate.elbo_terms(model, params, split.x, key, chunk)
-        for k, v in terms.items():
-            metrics[f"{split.name}_{'neg_elbo' if k == 'loss' else k}"] = float(jnp.mean(v))
-    return metrics
-
-
-def _save_pictures(model, params, config, test: _EvalData, image_shape, key, workdir) -> None:
-    n = min(config.eval.num_images, test.x.shape[0])
-    cols = max(1, int(math.sqrt(n)))
-    x = test.x[:n]
-    mean, _ = model.apply(params, x, method=model.encode)
-    recon = model.apply(params, mean, method=model.generate)
-    as_images = lambda a: np.asarray(a).reshape(-1, *image_shape)  # noqa: E731
-    plots.save_png(plots.image_grid(plots.interleave_rows(as_images(x), as_images(recon), cols),
-                                    cols), os.path.join(workdir, "reconstructions.png"))
-    z = jax.random.normal(key, (n, config.model.latent_dim))
-    samples = model.apply(params, z, method=model.generate)
-    plots.save_png(plots.image_grid(as_images(samples), cols),
-                   os.path.join(workdir, "samples.png"))
-    if config.model.latent_dim == 2:
-        side = 20
-        grid = model.apply(params, jnp.asarray(plots.latent_grid(side)), method=model.generate)
-        plots.save_png(plots.image_grid(as_images(grid), side, pad=0),
-                       os.path.join(workdir, "latent_manifold.png"))
+    return preprocess(images, binarize, key)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -251,16 +222,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     train_images = jnp.asarray(datasets.train.images.reshape(-1, num_pixels))
     data_key = jax.random.key(config.data.seed)
-    eval_splits = [_eval_inputs(datasets.test, "test", config.data.binarize,
-                                jax.random.fold_in(data_key, 1))]
+    eval_splits = {"test": _eval_inputs(datasets.test, config.data.binarize,
+                                        jax.random.fold_in(data_key, 1))}
     if datasets.validation is not None:
-        eval_splits.append(_eval_inputs(datasets.validation, "validation",
-                                        config.data.binarize, jax.random.fold_in(data_key, 2)))
+        eval_splits["validation"] = _eval_inputs(datasets.validation, config.data.binarize,
+                                                 jax.random.fold_in(data_key, 2))
 
-    objective = functools.partial(objectives.vae_terms, model)
-    train_epoch = make_train_epoch(objective, tx, config.train.batch_size, config.data.binarize)
+    train_epoch = make_train_epoch(objectives.make(config, model, train=True), tx,
+                                   config.train.batch_size, config.data.binarize)
     steps_per_epoch = train_images.shape[0] // config.train.batch_size
     num_epochs = config.train.num_epochs
+    headline = "test_neg_elbo" if config.model.kind == "vae" else "test_mse"
     if start_epoch:
         print(f"resuming {workdir} from the checkpoint of epoch {start_epoch}", flush=True)
     print(f"{config.experiment}: {datasets.name} ({train_images.shape[0]} train, "
@@ -287,52 +259,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 f"epoch {epoch}: the training loss is {train_metrics['train_loss']}; stopped. "
                 f"The last good checkpoint (epoch {manager.latest_step()}) is kept in "
                 f"{workdir}/checkpoints. Try a smaller train.learning_rate.")
+        eval_metrics = {}
         if epoch % config.eval.every_epochs == 0 or epoch == num_epochs:
-            eval_metrics = _evaluate(model, state.params, eval_splits,
-                                     jax.random.fold_in(eval_key, epoch), config.eval.batch_size)
-        else:
-            eval_metrics = {}
+            eval_metrics = evaluate.evaluate_splits(config, model, state.params, eval_splits,
+                                                    jax.random.fold_in(eval_key, epoch))
         writer.write(epoch, int(state.step),
                      {**train_metrics, **eval_metrics, "examples_per_s": rate})
         if epoch % config.train.checkpoint_every_epochs == 0 or epoch == num_epochs:
             manager.save(epoch, args=ocp.args.StandardSave(state))
         eta = (num_epochs - epoch) * steps_per_epoch * config.train.batch_size / rate
-        test_part = (f"  test -elbo {eval_metrics['test_neg_elbo']:.2f}"
-                     if "test_neg_elbo" in eval_metrics else "")
-        print(f"epoch {epoch:3d}/{num_epochs}  loss {train_metrics['train_loss']:.2f}"
+        test_part = (f"  {headline.replace('_', ' ')} {eval_metrics[headline]:.4g}"
+                     if headline in eval_metrics else "")
+        print(f"epoch {epoch:3d}/{num_epochs}  loss {train_metrics['train_loss']:.4g}"
               f"{test_part}  {rate:,.0f} ex/s  ETA {_format_eta(eta)}", flush=True)
     manager.wait_until_finished()
     train_seconds = time.perf_counter() - run_start
 
     if not eval_metrics:  # resumed a finished run: evaluate the restored state
-        eval_metrics = _evaluate(model, state.params, eval_splits,
-                                 jax.random.fold_in(eval_key, num_epochs), config.eval.batch_size)
+        eval_metrics = evaluate.evaluate_splits(config, model, state.params, eval_splits,
+                                                jax.random.fold_in(eval_key, num_epochs))
     summary: dict[str, Any] = {"experiment": config.experiment, "dataset": datasets.name,
                                "epochs": num_epochs, "steps": int(state.step),
                                "num_params": num_params, **train_metrics, **eval_metrics}
-    test = eval_splits[0]
-    if config.eval.iwae_num_examples:
-        n = min(config.eval.iwae_num_examples, test.x.shape[0])
-        t0 = time.perf_counter()
-        ll = evaluate.importance_weighted_log_likelihood(
-            model, state.params, test.x[:n], jax.random.fold_in(eval_key, 10**6),
-            config.eval.iwae_k, config.eval.iwae_samples_per_chunk)
-        summary.update({"test_log_likelihood": float(jnp.mean(ll)),
-                        "test_log_likelihood_k": config.eval.iwae_k,
-                        "test_log_likelihood_examples": n,
-                        "test_log_likelihood_seconds": time.perf_counter() - t0})
-    means = evaluate.posterior_means(model, state.params, test.x, config.eval.batch_size)
-    summary["active_units"], _ = evaluate.active_units(means)
+    t0 = time.perf_counter()
+    cache_key = (f"{datasets.name}/{config.data.dir or 'default'}/{config.data.binarize}/"
+                 f"train={train_images.shape[0]}/val_seed={config.data.seed}")
+    final = evaluate.final_metrics(
+        config, model, state.params, eval_splits["test"],
+        np.asarray(data_lib.to_unit_interval(train_images)), jax.random.fold_in(eval_key, 10**6),
+        cache_key)
+    summary.update(final)
+    summary["final_eval_seconds"] = time.perf_counter() - t0
     summary["train_seconds"] = train_seconds
     summary["examples_per_s"] = timed_examples / timed_seconds if timed_seconds else None
     if jax.process_index() == 0:
-        _save_pictures(model, state.params, config, test, datasets.image_shape, picture_key,
-                       workdir)
+        plots.save_run_pictures(config, model, state.params, eval_splits["test"],
+                                datasets.image_shape, picture_key, workdir)
         with open(os.path.join(workdir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
-        final_only = ("test_log_likelihood", "active_units", "train_seconds")
         writer.write(num_epochs, int(state.step),
-                     {k: summary[k] for k in final_only if k in summary}, final=True)
+                     {k: v for k, v in {**final, "train_seconds": train_seconds}.items()
+                      if isinstance(v, (int, float))}, final=True)
     writer.close()
     manager.close()
     print("summary: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -13,7 +13,6 @@ scale it also prints the rate of the model's matmuls alone at the training batch
 
 from __future__ import annotations
 
-import functools
 import time
 
 import jax
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from aevb import configs, objectives, train
+from aevb import configs, models, objectives, train
 from aevb import data as data_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/vae.py", lock_config=True)
@@ -29,24 +28,14 @@ _EPOCHS = flags.DEFINE_integer("epochs", 3, "Timed epochs after the compilation 
 _GEMM_SIZE = flags.DEFINE_integer("gemm_size", 2048, "Side of the square GEMM.")
 
 
-def dense_layers(params) -> list[tuple[int, int]]:
-    """(fan_in, fan_out) of every dense kernel, in parameter-tree order."""
-    return [tuple(leaf.shape) for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-            if path[-1].key == "kernel"]
-
-
-def train_flops_per_example(params, input_dim: int) -> float:
-    """Forward + backward FLOPs of one example through the dense layers.
+def train_flops_per_example(layers: list[tuple[int, int]]) -> float:
+    """Forward + backward FLOPs of one example through the dense layers [(fan_in, fan_out)].
 
     Forward: 2 * fan_in * fan_out per layer. Backward: the weight gradient costs the same
-    again, and the input gradient too, except for a layer fed by the data (fan_in equal to
-    the input size), whose input gradient is never needed.
+    again, and the input gradient too, except for the first layer, fed by the data, whose
+    input gradient is never needed.
     """
-    total = 0.0
-    for fan_in, fan_out in dense_layers(params):
-        fwd = 2.0 * fan_in * fan_out
-        total += fwd * (2 if fan_in == input_dim else 3)
-    return total
+    return sum(2.0 * i * o * (2 if k == 0 else 3) for k, (i, o) in enumerate(layers))
 
 
 def gemm_flops_per_s(n: int, repeats: int = 10) -> float:
@@ -63,8 +52,7 @@ def gemm_flops_per_s(n: int, repeats: int = 10) -> float:
     return 2.0 * n**3 / best
 
 
-def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, input_dim: int,
-                            steps: int = 300) -> float:
+def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, steps: int = 300) -> float:
     """Rate of the model's own matmuls alone (forward, weight and input gradients).
 
     The same [batch, fan_in] x [fan_in, fan_out] shapes as a training step, with none of the
@@ -78,12 +66,12 @@ def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, input_dim
     @jax.jit
     def run(xs, kernels):
         def body(acc, x):
-            for w in kernels:
+            for k, w in enumerate(kernels):
                 fan_in, fan_out = w.shape
                 a = x[:, :fan_in]
                 y = a @ w                                   # forward
                 acc = acc + jnp.sum(a.T @ y[:, :fan_out])   # weight gradient
-                if fan_in != input_dim:
+                if k:
                     acc = acc + jnp.sum(y @ w.T)            # input gradient
             return acc, None
         return jax.lax.scan(body, jnp.zeros(()), xs)[0]
@@ -94,8 +82,7 @@ def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, input_dim
         t0 = time.perf_counter()
         jax.block_until_ready(run(xs, kernels))
         best = min(best, time.perf_counter() - t0)
-    flops = sum(2.0 * batch * i * o * (2 if i == input_dim else 3) for i, o in layers)
-    return flops * steps / best
+    return batch * train_flops_per_example(layers) * steps / best
 
 
 def main(argv) -> None:
@@ -107,7 +94,7 @@ def main(argv) -> None:
     model = train.make_model(config.model, d)
     tx = train.make_optimizer(config.train)
     state = train.create_train_state(model, tx, jax.random.key(config.train.seed), d)
-    epoch_fn = train.make_train_epoch(functools.partial(objectives.vae_terms, model), tx,
+    epoch_fn = train.make_train_epoch(objectives.make(config, model, train=True), tx,
                                       config.train.batch_size, config.data.binarize)
     images = jnp.asarray(datasets.train.images.reshape(-1, d))
     examples = images.shape[0] // config.train.batch_size * config.train.batch_size
@@ -124,12 +111,12 @@ def main(argv) -> None:
         seconds.append(time.perf_counter() - t0)
         print(f"epoch {e}: {seconds[-1]:.3f} s, loss {float(metrics['loss']):.2f}")
     rate = examples * len(seconds) / sum(seconds)
-    flops = train_flops_per_example(state.params, d)
+    layers = models.dense_shapes(model)
+    flops = train_flops_per_example(layers)
     gemm = gemm_flops_per_s(_GEMM_SIZE.value)
-    ceiling = matmul_only_flops_per_s(dense_layers(state.params), config.train.batch_size, d)
-    layers = " ".join(f"{i}x{o}" for i, o in dense_layers(state.params))
+    ceiling = matmul_only_flops_per_s(layers, config.train.batch_size)
     print(f"device={jax.devices()[0].device_kind} batch={config.train.batch_size} "
-          f"dense layers: {layers}")
+          f"matmuls: {' '.join(f'{i}x{o}' for i, o in layers)}")
     print(f"model_flops_per_example={flops:.4g}")
     print(f"model_gflops_per_s={rate * flops / 1e9:.2f}")
     print(f"gemm{_GEMM_SIZE.value}_gflops_per_s={gemm / 1e9:.2f}")

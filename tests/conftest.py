@@ -39,7 +39,7 @@ def tiny_idx_dir(tmp_path_factory) -> str:
 @pytest.fixture
 def tiny_config(tiny_idx_dir):
     """The default VAE config shrunk to seconds: tiny data, small model, small IWAE."""
-    from experiments import vae  # noqa: PLC0415
+    from experiments import vae
 
     config = vae.get_config()
     config.data.dir = tiny_idx_dir
