@@ -9,6 +9,7 @@ field and says what is allowed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import ml_collections
@@ -53,9 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.tied_weights = False        # decoder kernels = transposed encoder kernels
 
     c.noise = ml_collections.ConfigDict()   # denoising: corrupt the input, score the clean x
-    c.noise.kind = "none"               # none | gaussian | masking | salt_and_pepper
+    c.noise.kind = "none"               # none | gaussian | masking | dropout | salt_and_pepper
     c.noise.std = 0.1                   # gaussian
-    c.noise.rate = 0.5                  # masking, salt_and_pepper: fraction of units hit
+    c.noise.rate = 0.5                  # masking, dropout, salt_and_pepper: fraction hit
 
     c.sparsity = ml_collections.ConfigDict()  # autoencoder codes
     c.sparsity.kind = "none"            # none | kl | l1
@@ -187,3 +188,25 @@ def validate_against_data(config: ml_collections.ConfigDict, num_train: int) -> 
     if config.train.batch_size > num_train:
         _fail("train.batch_size", config.train.batch_size,
               f"must be at most the number of training examples ({num_train})")
+
+
+def apply_variants(config: ml_collections.ConfigDict, variants: str, file: str,
+                   known: dict[str, Callable[[ml_collections.ConfigDict], None]]
+                   ) -> ml_collections.ConfigDict:
+    """Applies the named variants of `--config=file.py:a,b` in order; unknown names fail.
+
+    `runlocal` is known to every experiment: two epochs and small evaluations, a quick check.
+    """
+    known = {"runlocal": _runlocal, **known}
+    for name in filter(None, (v.strip() for v in variants.split(","))):
+        if name not in known:
+            raise ConfigError(f"unknown variant {name!r} of {file}; allowed: {sorted(known)}")
+        known[name](config)
+    return config
+
+
+def _runlocal(config: ml_collections.ConfigDict) -> None:
+    config.train.num_epochs = 2
+    config.eval.every_epochs = 1
+    config.eval.iwae_k = 100
+    config.eval.iwae_num_examples = 500

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-NOISE_KINDS = ("none", "gaussian", "masking", "salt_and_pepper")
+NOISE_KINDS = ("none", "gaussian", "masking", "dropout", "salt_and_pepper")
 
 
 def gaussian(x: jax.Array, key: jax.Array, std: float) -> jax.Array:
@@ -27,6 +27,15 @@ def masking(x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
     """
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x, jnp.zeros_like(x))
+
+
+def dropout(x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
+    """Masking with the kept units scaled by 1 / (1 - rate), as a dropout layer does.
+
+    The corrupted input keeps the clean input's expected value, so the trained model also
+    reconstructs clean inputs well (Keras `Dropout` on the inputs, as in Géron's chapter).
+    """
+    return masking(x, key, rate) / (1.0 - rate)
 
 
 def salt_and_pepper(x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
@@ -46,6 +55,8 @@ def corrupt(x: jax.Array, kind: str, key: jax.Array, std: float = 0.0,
         return gaussian(x, key, std)
     if kind == "masking":
         return masking(x, key, rate)
+    if kind == "dropout":
+        return dropout(x, key, rate)
     if kind == "salt_and_pepper":
         return salt_and_pepper(x, key, rate)
     raise ValueError(f"noise.kind={kind!r}; allowed: {list(NOISE_KINDS)}")
