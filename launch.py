@@ -3,6 +3,7 @@
     python launch.py --config=experiments/vae.py
     python launch.py --config=experiments/vae.py:paper --config.train.num_epochs=50
     python launch.py --config=experiments/vae.py --workdir=runs/my-vae   # resumes if present
+    python launch.py --config=experiments/vae.py --distributed            # on every TPU host
 
 Every config field can be overridden as --config.a.b=value; an unknown field, a wrong type
 or an impossible value stops the run with exit status 2 before anything is written.
@@ -18,13 +19,22 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "", "Run directory; default: a fresh runs/<name>-<time>.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Join a multi-process run (jax.distributed.initialize). On a TPU pod "
+    "slice or under SLURM the next three flags can stay unset.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from aevb import configs, data, train  # after flag parsing: a fast --help
+    from aevb import configs, data, parallel, train  # after flag parsing: a fast --help
 
+    if _DISTRIBUTED.value:
+        parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                        _PROCESS_ID.value)
     if not flags.FLAGS["verbosity"].present:  # library INFO chatter (Orbax) off by default
         logging.set_verbosity(logging.WARNING)
     config = _CONFIG.value

@@ -80,6 +80,27 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.iwae_num_examples = 2000     # test examples it is estimated on (0 = none)
     c.eval.iwae_samples_per_chunk = 20000  # bounds memory: examples*k per compiled chunk
     c.eval.num_images = 64              # reconstructions and samples in the PNG grids
+
+    # --- greedy layer-wise training and unsupervised pretraining (aevb/layerwise.py,
+    # aevb/pretrain.py) ---
+    c.task = "reconstruct"              # reconstruct | pretrain (autoencoder, then classifier)
+    c.train.schedule = "joint"          # joint | layerwise (autoencoders: one layer at a time,
+    #                                     train.num_epochs epochs per layer)
+    c.train.finetune_epochs = 0         # layerwise: end-to-end epochs after assembling the stack
+
+    c.labels = ml_collections.ConfigDict()   # pretrain: the labeled subset of the train split
+    c.labels.num = 1000                 # labeled examples, class-balanced (0 = all)
+    c.labels.seed = 0                   # which ones
+
+    c.classifier = ml_collections.ConfigDict()  # pretrain: encoder layers + softmax head
+    c.classifier.encoder = "trainable"  # frozen (only the head learns) | trainable
+    c.classifier.encoder_layers = 0     # pretrained encoder layers under the head (0 = all)
+    c.classifier.num_steps = 2000       # the budget, the same for pretrained and scratch
+    c.classifier.batch_size = 100
+    c.classifier.optimizer = "adam"
+    c.classifier.learning_rate = 1e-3
+    c.classifier.weight_decay = 0.0
+    c.classifier.eval_every_steps = 500  # test accuracy, metrics line and checkpoint
     return c
 
 
@@ -181,6 +202,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_int(config, "eval.iwae_num_examples", 0)
     _check_int(config, "eval.iwae_samples_per_chunk", 1)
     _check_int(config, "eval.num_images", 1)
+    _validate_layerwise_and_pretrain(config)
 
 
 def validate_against_data(config: ml_collections.ConfigDict, num_train: int) -> None:
@@ -188,6 +210,57 @@ def validate_against_data(config: ml_collections.ConfigDict, num_train: int) -> 
     if config.train.batch_size > num_train:
         _fail("train.batch_size", config.train.batch_size,
               f"must be at most the number of training examples ({num_train})")
+    if config.task == "pretrain":
+        if config.labels.num > num_train:
+            _fail("labels.num", config.labels.num,
+                  f"must be at most the number of training examples ({num_train}), or 0 = all")
+        num_labeled = config.labels.num or num_train
+        if config.classifier.batch_size > num_labeled:
+            _fail("classifier.batch_size", config.classifier.batch_size,
+                  f"must be at most the number of labeled examples ({num_labeled})")
+
+
+# --- greedy layer-wise training and unsupervised pretraining ---
+
+SCHEDULES = ("joint", "layerwise")
+TASKS = ("reconstruct", "pretrain")
+CLASSIFIER_ENCODERS = ("frozen", "trainable")
+
+
+def _validate_layerwise_and_pretrain(config: ml_collections.ConfigDict) -> None:
+    """The fields of `train.schedule`, `task`, `labels` and `classifier`; raises ConfigError."""
+    _check_choice(config, "task", TASKS)
+    _check_choice(config, "train.schedule", SCHEDULES)
+    _check_int(config, "train.finetune_epochs", 0)
+    if config.train.schedule == "layerwise":
+        if config.model.kind != "autoencoder":
+            _fail("train.schedule", "layerwise",
+                  "layer-wise training builds stacked autoencoders: use 'joint' with "
+                  f"model.kind={config.model.kind!r}")
+        if (config.sparsity.kind == "kl" and config.model.hidden_sizes
+                and config.model.activation != "sigmoid"):
+            _fail("model.activation", config.model.activation,
+                  "must be 'sigmoid' with train.schedule='layerwise' and sparsity.kind='kl': "
+                  "every layer's code is made sparse, so every code needs activations in (0, 1)")
+    elif config.train.finetune_epochs:
+        _fail("train.finetune_epochs", config.train.finetune_epochs,
+              "must be 0 unless train.schedule='layerwise' (it fine-tunes an assembled stack)")
+
+    _check_int(config, "labels.num", 0)
+    _check_int(config, "labels.seed", 0)
+    _check_choice(config, "classifier.encoder", CLASSIFIER_ENCODERS)
+    num_layers = len(config.model.hidden_sizes) + 1
+    _check_int(config, "classifier.encoder_layers", 0)
+    if config.classifier.encoder_layers > num_layers:
+        _fail("classifier.encoder_layers", config.classifier.encoder_layers,
+              f"the encoder has {num_layers} layers (model.hidden_sizes and the code): "
+              f"must be 0 (all) to {num_layers}")
+    _check_int(config, "classifier.num_steps", 1)
+    _check_int(config, "classifier.batch_size", 1)
+    _check_choice(config, "classifier.optimizer", OPTIMIZERS)
+    _check_positive_float(config, "classifier.learning_rate")
+    _check_positive_float(config, "classifier.weight_decay", allow_zero=True)
+    _check_int(config, "classifier.eval_every_steps", 1)
 
 
 def apply_variants(config: ml_collections.ConfigDict, variants: str, file: str,
@@ -210,3 +283,6 @@ def _runlocal(config: ml_collections.ConfigDict) -> None:
     config.eval.every_epochs = 1
     config.eval.iwae_k = 100
     config.eval.iwae_num_examples = 500
+    config.train.finetune_epochs = min(config.train.finetune_epochs, 1)
+    config.classifier.num_steps = min(config.classifier.num_steps, 100)
+    config.classifier.eval_every_steps = min(config.classifier.eval_every_steps, 50)

@@ -16,16 +16,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
-from aevb import losses, models, noise, objectives
+from aevb import losses, models, noise, objectives, parallel
 
 
 def map_in_chunks(fn: Callable[..., dict[str, jax.Array]], x: jax.Array, key: jax.Array,
-                  chunk_size: int) -> dict[str, jax.Array]:
-    """Applies a per-example `fn(x_chunk [C, D], key) -> {name: [C]}` over x [N, D].
+                  chunk_size: int, mesh: Mesh | None = None) -> dict[str, jax.Array]:
+    """Applies a per-example `fn(x_chunk [C, D], key) -> {name: [C, ...]}` over x [N, D].
 
     x is padded to a multiple of chunk_size; the padded rows are dropped from the result,
-    so every output is [N]. Each chunk gets its own key (fold_in of the chunk index).
+    so every output is [N, ...]. Each chunk gets its own key (fold_in of the chunk index).
+    With a mesh, each chunk is split over the devices (when C divides evenly).
     """
     n = x.shape[0]
     chunk_size = min(chunk_size, n)
@@ -34,16 +36,16 @@ def map_in_chunks(fn: Callable[..., dict[str, jax.Array]], x: jax.Array, key: ja
     xs = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(num_chunks, chunk_size,
                                                                    *x.shape[1:])
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(num_chunks))
-    out = jax.lax.map(lambda args: fn(*args), (xs, keys))
+    out = jax.lax.map(lambda args: fn(parallel.shard_batch(args[0], mesh), args[1]), (xs, keys))
     return jax.tree.map(lambda a: a.reshape(num_chunks * chunk_size, *a.shape[2:])[:n], out)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "mesh"))
 def elbo_terms(model: nn.Module, params, x: jax.Array, key: jax.Array,
-               chunk_size: int) -> dict[str, jax.Array]:
+               chunk_size: int, mesh: Mesh | None = None) -> dict[str, jax.Array]:
     """Per-example -ELBO, reconstruction and KL (nats) [N] of a whole split x [N, D]."""
     return map_in_chunks(functools.partial(objectives.vae_terms, model, params), x, key,
-                         chunk_size)
+                         chunk_size, mesh)
 
 
 def _iwae_chunk(model: nn.Module, params, num_samples: int, x: jax.Array,
@@ -61,10 +63,11 @@ def _iwae_chunk(model: nn.Module, params, num_samples: int, x: jax.Array,
                                                                log_q_z)}
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_samples", "samples_per_chunk"))
+@functools.partial(jax.jit,
+                   static_argnames=("model", "num_samples", "samples_per_chunk", "mesh"))
 def importance_weighted_log_likelihood(model: nn.Module, params, x: jax.Array, key: jax.Array,
-                                       num_samples: int,
-                                       samples_per_chunk: int = 20_000) -> jax.Array:
+                                       num_samples: int, samples_per_chunk: int = 20_000,
+                                       mesh: Mesh | None = None) -> jax.Array:
     """The importance-weighted bound L_k (Burda et al. 2015) of log p(x), per example [N].
 
     L_k = log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x): a lower bound that tightens
@@ -73,15 +76,16 @@ def importance_weighted_log_likelihood(model: nn.Module, params, x: jax.Array, k
     """
     chunk = max(1, samples_per_chunk // num_samples)
     fn = functools.partial(_iwae_chunk, model, params, num_samples)
-    return map_in_chunks(fn, x, key, chunk)["log_likelihood"]
+    return map_in_chunks(fn, x, key, chunk, mesh)["log_likelihood"]
 
 
-@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
-def posterior_means(model: nn.Module, params, x: jax.Array, chunk_size: int) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "mesh"))
+def posterior_means(model: nn.Module, params, x: jax.Array, chunk_size: int,
+                    mesh: Mesh | None = None) -> jax.Array:
     """E_q[z|x] for every example: [N, L]."""
     def fn(xc, _):
         return {"mean": model.apply(params, xc, method=model.encode)[0]}
-    return map_in_chunks(fn, x, jax.random.key(0), chunk_size)["mean"]
+    return map_in_chunks(fn, x, jax.random.key(0), chunk_size, mesh)["mean"]
 
 
 def active_units(means: jax.Array, threshold: float = 0.01) -> tuple[int, jax.Array]:
@@ -90,16 +94,17 @@ def active_units(means: jax.Array, threshold: float = 0.01) -> tuple[int, jax.Ar
     means [N, L] -> (count, per-unit variance [L]). The criterion of Burda et al. (2015):
     an inactive unit encodes nothing, its posterior equals the prior for every input.
     """
-    variance = jnp.var(means, axis=0)
-    return int(jnp.sum(variance > threshold)), variance
+    variance = np.var(parallel.fetch(means), axis=0)
+    return int(np.sum(variance > threshold)), variance
 
 
 # ----------------------------------------------------------------------------- autoencoders
 
-@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "noise_kind"))
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "noise_kind", "mesh"))
 def reconstruction_terms(model: nn.Module, params, x: jax.Array, key: jax.Array,
                          chunk_size: int, noise_kind: str = "none", noise_std: float = 0.0,
-                         noise_rate: float = 0.0) -> dict[str, jax.Array]:
+                         noise_rate: float = 0.0, mesh: Mesh | None = None
+                         ) -> dict[str, jax.Array]:
     """An autoencoder's reconstruction of a whole split x [N, D] against the clean x.
 
     Returns per-example `mse` and `cross_entropy` (both per pixel) [N] and the `code`
@@ -112,7 +117,7 @@ def reconstruction_terms(model: nn.Module, params, x: jax.Array, key: jax.Array,
         if model.output_activation == "sigmoid":
             terms["cross_entropy"] = losses.bernoulli_cross_entropy(out["logits"], xc) / xc.shape[-1]
         return terms
-    return map_in_chunks(fn, x, key, chunk_size)
+    return map_in_chunks(fn, x, key, chunk_size, mesh)
 
 
 def pca_reconstruction_mse(train_x: np.ndarray, test_x: np.ndarray, num_components: int
@@ -171,7 +176,7 @@ def code_statistics(codes: np.ndarray, near_zero: float = 0.05) -> dict[str, flo
 # ----------------------------------------------------------------------------- per run
 
 def evaluate_splits(config, model: nn.Module, params, splits: dict[str, jax.Array],
-                    key: jax.Array) -> dict[str, float]:
+                    key: jax.Array, mesh: Mesh | None = None) -> dict[str, float]:
     """The periodic evaluation: means over each split (inputs [N, D]) as `<split>_<metric>`.
 
     VAE: `neg_elbo`, `recon`, `kl` (nats per example). Autoencoder: `mse` and, with a
@@ -180,17 +185,20 @@ def evaluate_splits(config, model: nn.Module, params, splits: dict[str, jax.Arra
     metrics = {}
     for name, x in splits.items():
         if config.model.kind == "vae":
-            terms = elbo_terms(model, params, x, key, config.eval.batch_size)
+            terms = elbo_terms(model, params, x, key, config.eval.batch_size, mesh)
             terms["neg_elbo"] = terms.pop("loss")
         else:
-            terms = reconstruction_terms(model, params, x, key, config.eval.batch_size)
+            terms = reconstruction_terms(model, params, x, key, config.eval.batch_size,
+                                         mesh=mesh)
             terms.pop("code")
-        metrics.update({f"{name}_{k}": float(jnp.mean(v)) for k, v in terms.items()})
+        means = parallel.fetch({k: jnp.mean(v) for k, v in terms.items()})
+        metrics.update({f"{name}_{k}": float(v) for k, v in means.items()})
     return metrics
 
 
 def final_metrics(config, model: nn.Module, params, test_x: jax.Array, train_x: np.ndarray,
-                  key: jax.Array, cache_key: str) -> dict[str, float | int]:
+                  key: jax.Array, cache_key: str, mesh: Mesh | None = None
+                  ) -> dict[str, float | int]:
     """End-of-run measurements on the test inputs test_x [N, D].
 
     VAE: `test_log_likelihood` (L_k on the first eval.iwae_num_examples examples) and
@@ -205,28 +213,29 @@ def final_metrics(config, model: nn.Module, params, test_x: jax.Array, train_x: 
         if n:
             ll = importance_weighted_log_likelihood(
                 model, params, test_x[:n], key, config.eval.iwae_k,
-                config.eval.iwae_samples_per_chunk)
-            out.update({"test_log_likelihood": float(jnp.mean(ll)),
+                config.eval.iwae_samples_per_chunk, mesh)
+            out.update({"test_log_likelihood": float(parallel.fetch(jnp.mean(ll))),
                         "test_log_likelihood_k": config.eval.iwae_k,
                         "test_log_likelihood_examples": n})
-        means = posterior_means(model, params, test_x, config.eval.batch_size)
+        means = posterior_means(model, params, test_x, config.eval.batch_size, mesh)
         out["active_units"], _ = active_units(means)
         return out
 
-    out["pca_mse"] = cached_pca_mse(cache_key, train_x, np.asarray(test_x),
+    out["pca_mse"] = cached_pca_mse(cache_key, np.asarray(train_x), parallel.fetch(test_x),
                                     config.model.latent_dim)
     if config.noise.kind != "none":
         noise_kw = {"noise_kind": config.noise.kind, "noise_std": config.noise.std,
                     "noise_rate": config.noise.rate}
         restored = reconstruction_terms(model, params, test_x, key, config.eval.batch_size,
-                                        **noise_kw)
-        out["test_denoising_mse"] = float(jnp.mean(restored["mse"]))
-        corrupted = map_in_chunks(
-            lambda xc, k: {"mse": losses.mean_squared_error(
-                noise.corrupt(xc, config.noise.kind, k, config.noise.std, config.noise.rate),
-                xc)}, test_x, key, config.eval.batch_size)
-        out["test_corrupted_mse"] = float(jnp.mean(corrupted["mse"]))
+                                        mesh=mesh, **noise_kw)
+        out["test_denoising_mse"] = float(parallel.fetch(jnp.mean(restored["mse"])))
+        corrupted = jax.jit(lambda x, k: jnp.mean(map_in_chunks(
+            lambda xc, kc: {"mse": losses.mean_squared_error(
+                noise.corrupt(xc, config.noise.kind, kc, config.noise.std, config.noise.rate),
+                xc)}, x, k, config.eval.batch_size, mesh)["mse"]))(test_x, key)
+        out["test_corrupted_mse"] = float(parallel.fetch(corrupted))
     if config.model.code_activation == "sigmoid":
-        codes = reconstruction_terms(model, params, test_x, key, config.eval.batch_size)["code"]
-        out.update(code_statistics(codes))
+        codes = reconstruction_terms(model, params, test_x, key, config.eval.batch_size,
+                                     mesh=mesh)["code"]
+        out.update(code_statistics(parallel.fetch(codes)))
     return out

@@ -23,11 +23,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.sharding import Mesh
 
-from aevb import configs, evaluate, models, objectives, plots
+from aevb import configs, evaluate, models, objectives, parallel, plots
 from aevb import data as data_lib
 from aevb.metrics import MetricWriter
 
@@ -85,18 +85,21 @@ def preprocess(images: jax.Array, binarize: str, key: jax.Array) -> jax.Array:
 
 
 def make_train_epoch(objective: Callable[..., dict[str, jax.Array]],
-                     tx: optax.GradientTransformation, batch_size: int,
-                     binarize: str) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+                     tx: optax.GradientTransformation, batch_size: int, binarize: str,
+                     mesh: Mesh | None = None,
+                     ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
     """Builds `train_epoch(state, images [N, D] uint8, key) -> (state, metrics)`, jitted once.
 
     The epoch visits floor(N / batch_size) batches of a fresh permutation (the remainder is
     dropped, a different one every epoch). Metrics are means over the epoch's steps.
     The incoming state is donated: its buffers are reused for the new one.
+    With a mesh, state and images are replicated and every batch is split over the `data`
+    axis (see aevb/parallel.py); the numbers are those of one device, up to float rounding.
     """
 
     def train_step(state: TrainState, images: jax.Array, key: jax.Array):
         bin_key, model_key = jax.random.split(key)
-        x = preprocess(images, binarize, bin_key)
+        x = preprocess(parallel.shard_batch(images, mesh), binarize, bin_key)
 
         def loss_fn(params):
             terms = objective(params, x, model_key)
@@ -122,7 +125,9 @@ def make_train_epoch(objective: Callable[..., dict[str, jax.Array]],
         state, metrics = jax.lax.scan(body, state, (batches, step_keys))
         return state, jax.tree.map(jnp.mean, metrics)
 
-    return jax.jit(train_epoch, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(train_epoch, donate_argnums=0)
+    return jax.jit(train_epoch, donate_argnums=0, out_shardings=parallel.replicated(mesh))
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -167,7 +172,7 @@ def write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> No
     """Writes `<workdir>/config.json`; on resume, refuses a config that would change history."""
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json())
-    if os.path.exists(path):
+    if os.path.exists(os.path.join(workdir, "config.json")):
         with open(path) as f:
             saved = _flatten(json.load(f))
         new = _flatten(current)
@@ -179,9 +184,16 @@ def write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> No
             raise configs.ConfigError(
                 f"workdir {workdir} holds a run with a different config ({diffs}); "
                 "resume with the same config, or pass a new --workdir")
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(current, f, indent=2)
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(current, f, indent=2)
+
+
+def _log(message: str, flush: bool = True) -> None:
+    """Prints on process 0 only: one progress line per epoch, not one per host."""
+    if jax.process_index() == 0:
+        print(message, flush=flush)
 
 
 def _format_eta(seconds: float) -> str:
@@ -191,10 +203,11 @@ def _format_eta(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- the run
 
-def _eval_inputs(split: data_lib.Split, binarize: str, key: jax.Array) -> jax.Array:
-    """A split as model inputs on the device: float32 [N, D], binarized once (fixed key)."""
+def _eval_inputs(split: data_lib.Split, binarize: str, key: jax.Array, mesh: Mesh
+                 ) -> jax.Array:
+    """A split as model inputs, on every device: float32 [N, D], binarized once (fixed key)."""
     images = jnp.asarray(split.images.reshape(split.images.shape[0], -1))
-    return preprocess(images, binarize, key)
+    return parallel.replicate(preprocess(images, binarize, key), mesh)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -203,41 +216,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Returns the summary (also written to `<workdir>/summary.json`). Raises ConfigError or
     data.DataError before writing anything when the config or the data is unusable.
     """
+    if config.task == "pretrain":  # autoencoder, then a classifier on few labels
+        from aevb import pretrain
+        return pretrain.train_and_evaluate(config, workdir)
+    if config.train.schedule == "layerwise":  # greedy: one layer at a time, then assembled
+        from aevb import layerwise
+        return layerwise.train_and_evaluate(config, workdir)
     configs.validate(config)
     datasets = data_lib.load(config.data)
     configs.validate_against_data(config, datasets.train.images.shape[0])
+    parallel.check_batch_divisible(config.train.batch_size, "train.batch_size")
     write_or_check_config(config, workdir)
+    mesh = parallel.make_mesh()
 
     num_pixels = datasets.num_pixels
     model = make_model(config.model, num_pixels)
     tx = make_optimizer(config.train)
     root = jax.random.key(config.train.seed)
     init_key, train_key, eval_key, picture_key = jax.random.split(root, 4)
-    state = create_train_state(model, tx, init_key, num_pixels)
+    state = parallel.replicate(create_train_state(model, tx, init_key, num_pixels), mesh)
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
     manager = checkpoint_manager(workdir, config.train)
     state, start_epoch = restore_or_keep(manager, state)
     writer = MetricWriter(workdir, resume_after_epoch=start_epoch)
 
-    train_images = jnp.asarray(datasets.train.images.reshape(-1, num_pixels))
+    train_images = parallel.replicate(datasets.train.images.reshape(-1, num_pixels), mesh)
     data_key = jax.random.key(config.data.seed)
     eval_splits = {"test": _eval_inputs(datasets.test, config.data.binarize,
-                                        jax.random.fold_in(data_key, 1))}
+                                        jax.random.fold_in(data_key, 1), mesh)}
     if datasets.validation is not None:
         eval_splits["validation"] = _eval_inputs(datasets.validation, config.data.binarize,
-                                                 jax.random.fold_in(data_key, 2))
+                                                 jax.random.fold_in(data_key, 2), mesh)
 
     train_epoch = make_train_epoch(objectives.make(config, model, train=True), tx,
-                                   config.train.batch_size, config.data.binarize)
+                                   config.train.batch_size, config.data.binarize, mesh)
     steps_per_epoch = train_images.shape[0] // config.train.batch_size
     num_epochs = config.train.num_epochs
     headline = "test_neg_elbo" if config.model.kind == "vae" else "test_mse"
     if start_epoch:
-        print(f"resuming {workdir} from the checkpoint of epoch {start_epoch}", flush=True)
-    print(f"{config.experiment}: {datasets.name} ({train_images.shape[0]} train, "
+        _log(f"resuming {workdir} from the checkpoint of epoch {start_epoch}", flush=True)
+    devices = (f", {jax.device_count()} devices in {jax.process_count()} processes"
+               if jax.device_count() > 1 else "")
+    _log(f"{config.experiment}: {datasets.name} ({train_images.shape[0]} train, "
           f"{datasets.test.images.shape[0]} test), {num_params:,} parameters, "
-          f"{num_epochs} epochs of {steps_per_epoch} steps", flush=True)
+          f"{num_epochs} epochs of {steps_per_epoch} steps{devices}", flush=True)
 
     run_start = time.perf_counter()
     timed_examples, timed_seconds = 0, 0.0
@@ -246,7 +269,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for epoch in range(start_epoch + 1, num_epochs + 1):
         t0 = time.perf_counter()
         state, metrics = train_epoch(state, train_images, jax.random.fold_in(train_key, epoch))
-        train_metrics = {f"train_{k}": float(v) for k, v in metrics.items()}
+        train_metrics = {f"train_{k}": float(v) for k, v in parallel.fetch(metrics).items()}
+        step = int(parallel.fetch(state.step))
         seconds = time.perf_counter() - t0
         if epoch > start_epoch + 1 or num_epochs == start_epoch + 1:  # first one compiles
             timed_examples += steps_per_epoch * config.train.batch_size
@@ -254,7 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         rate = (timed_examples / timed_seconds if timed_seconds
                 else steps_per_epoch * config.train.batch_size / seconds)
         if not math.isfinite(train_metrics["train_loss"]):
-            writer.write(epoch, int(state.step), train_metrics)
+            writer.write(epoch, step, train_metrics)
             raise NonFiniteLossError(
                 f"epoch {epoch}: the training loss is {train_metrics['train_loss']}; stopped. "
                 f"The last good checkpoint (epoch {manager.latest_step()}) is kept in "
@@ -262,46 +286,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         eval_metrics = {}
         if epoch % config.eval.every_epochs == 0 or epoch == num_epochs:
             eval_metrics = evaluate.evaluate_splits(config, model, state.params, eval_splits,
-                                                    jax.random.fold_in(eval_key, epoch))
-        writer.write(epoch, int(state.step),
+                                                    jax.random.fold_in(eval_key, epoch), mesh)
+        writer.write(epoch, step,
                      {**train_metrics, **eval_metrics, "examples_per_s": rate})
         if epoch % config.train.checkpoint_every_epochs == 0 or epoch == num_epochs:
             manager.save(epoch, args=ocp.args.StandardSave(state))
         eta = (num_epochs - epoch) * steps_per_epoch * config.train.batch_size / rate
         test_part = (f"  {headline.replace('_', ' ')} {eval_metrics[headline]:.4g}"
                      if headline in eval_metrics else "")
-        print(f"epoch {epoch:3d}/{num_epochs}  loss {train_metrics['train_loss']:.4g}"
+        _log(f"epoch {epoch:3d}/{num_epochs}  loss {train_metrics['train_loss']:.4g}"
               f"{test_part}  {rate:,.0f} ex/s  ETA {_format_eta(eta)}", flush=True)
     manager.wait_until_finished()
     train_seconds = time.perf_counter() - run_start
 
     if not eval_metrics:  # resumed a finished run: evaluate the restored state
         eval_metrics = evaluate.evaluate_splits(config, model, state.params, eval_splits,
-                                                jax.random.fold_in(eval_key, num_epochs))
+                                                jax.random.fold_in(eval_key, num_epochs), mesh)
+    step = int(parallel.fetch(state.step))
     summary: dict[str, Any] = {"experiment": config.experiment, "dataset": datasets.name,
-                               "epochs": num_epochs, "steps": int(state.step),
+                               "epochs": num_epochs, "steps": step,
                                "num_params": num_params, **train_metrics, **eval_metrics}
     t0 = time.perf_counter()
     cache_key = (f"{datasets.name}/{config.data.dir or 'default'}/{config.data.binarize}/"
                  f"train={train_images.shape[0]}/val_seed={config.data.seed}")
     final = evaluate.final_metrics(
         config, model, state.params, eval_splits["test"],
-        np.asarray(data_lib.to_unit_interval(train_images)), jax.random.fold_in(eval_key, 10**6),
-        cache_key)
+        data_lib.to_unit_interval(datasets.train.images.reshape(-1, num_pixels)),
+        jax.random.fold_in(eval_key, 10**6), cache_key, mesh)
     summary.update(final)
     summary["final_eval_seconds"] = time.perf_counter() - t0
     summary["train_seconds"] = train_seconds
     summary["examples_per_s"] = timed_examples / timed_seconds if timed_seconds else None
     if jax.process_index() == 0:
-        plots.save_run_pictures(config, model, state.params, eval_splits["test"],
-                                datasets.image_shape, picture_key, workdir)
+        plots.save_run_pictures(config, model, parallel.fetch(state.params),
+                                parallel.fetch(eval_splits["test"]), datasets.image_shape,
+                                picture_key, workdir)
         with open(os.path.join(workdir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
-        writer.write(num_epochs, int(state.step),
+        writer.write(num_epochs, step,
                      {k: v for k, v in {**final, "train_seconds": train_seconds}.items()
                       if isinstance(v, (int, float))}, final=True)
     writer.close()
     manager.close()
-    print("summary: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+    _log("summary: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in summary.items()), flush=True)
     return summary

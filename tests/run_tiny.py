@@ -1,0 +1,54 @@
+"""Trains a tiny config in a fresh process (for device-count and multi-process tests).
+
+    python tests/run_tiny.py --kind=vae --data_dir=DIR --workdir=DIR [--distributed ...]
+
+Device count comes from XLA_FLAGS=--xla_force_host_platform_device_count=N, set by the test.
+"""
+
+import sys
+
+from absl import app, flags
+
+_KIND = flags.DEFINE_enum("kind", "vae", ["vae", "stacked"], "Which experiment.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX directory.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
+_BATCH = flags.DEFINE_integer("batch_size", 40, "Global batch size.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
+
+
+def main(argv):
+    del argv
+    sys.path.insert(0, ".")
+    from aevb import configs, parallel, train
+
+    if _DISTRIBUTED.value:
+        parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                        _PROCESS_ID.value)
+    if _KIND.value == "vae":
+        from experiments import vae as experiment
+    else:
+        from experiments import stacked as experiment
+    config = experiment.get_config()
+    config.data.dir = _DATA_DIR.value
+    config.data.num_validation = 0
+    config.model.hidden_sizes = (64,) if _KIND.value == "vae" else (64, 16)
+    config.model.latent_dim = 4
+    config.train.num_epochs = 3
+    config.train.batch_size = _BATCH.value
+    config.eval.every_epochs = 1
+    config.eval.batch_size = 40
+    config.eval.iwae_k = 16
+    config.eval.iwae_num_examples = 40
+    config.eval.num_images = 4
+    try:
+        train.train_and_evaluate(config, _WORKDIR.value)
+    except configs.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)
