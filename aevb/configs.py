@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.latent_dim = 20             # the code size of an autoencoder
     c.model.activation = "tanh"
     c.model.decoder = "bernoulli"       # vae: bernoulli | gaussian
+    c.model.kl_weight = 1.0             # vae: loss = recon + kl_weight * KL (1: the -ELBO)
     # autoencoder only:
     c.model.code_activation = "linear"  # linear | sigmoid (sparse) | any model.activation
     c.model.output_activation = "sigmoid"   # sigmoid | linear
@@ -158,6 +159,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("model.output_activation", config.model.output_activation,
               "must be 'sigmoid' with model.reconstruction_loss='cross_entropy'")
     _check_int(config, "model.latent_dim", 1)
+    _check_positive_float(config, "model.kl_weight", allow_zero=True)
     sizes = config.model.hidden_sizes
     if (not isinstance(sizes, (tuple, list))
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):

@@ -32,11 +32,12 @@ def reconstruction_log_likelihood(decoded: dict[str, jax.Array], x: jax.Array) -
 
 def vae_terms(model: nn.Module, params, x: jax.Array, key: jax.Array,
               noise_kind: str = "none", noise_std: float = 0.0,
-              noise_rate: float = 0.0) -> dict[str, jax.Array]:
+              noise_rate: float = 0.0, kl_weight: float = 1.0) -> dict[str, jax.Array]:
     """One-sample ELBO of a batch x [B, D] and its parts, each per example [B].
 
     `recon` = -log p(x|z) with z ~ q(z|x~) (reparameterized), `kl` = KL(q(z|x~) || N(0, I))
-    in closed form, `loss` = recon + kl = -ELBO (nats). x~ is x corrupted by the noise
+    in closed form, `loss` = recon + kl_weight * kl, which is -ELBO (nats) for the default
+    kl_weight = 1 (other weights: the beta-VAE objective). x~ is x corrupted by the noise
     regime (a denoising VAE); with `noise_kind='none'` x~ = x and this is the ELBO of x.
     """
     noise_key, sample_key = jax.random.split(key)
@@ -44,7 +45,8 @@ def vae_terms(model: nn.Module, params, x: jax.Array, key: jax.Array,
     out = model.apply(params, x_in, sample_key)
     log_lik = reconstruction_log_likelihood(out, x)
     kl = losses.kl_standard_normal(out["mean"], out["log_var"])
-    return {"loss": -losses.elbo(log_lik, kl), "recon": -log_lik, "kl": kl}
+    loss = kl_weight * kl - log_lik  # = -losses.elbo(log_lik, kl) when kl_weight = 1
+    return {"loss": loss, "recon": -log_lik, "kl": kl}
 
 
 def autoencoder_terms(model: nn.Module, params, x: jax.Array, key: jax.Array,
@@ -79,16 +81,26 @@ def autoencoder_terms(model: nn.Module, params, x: jax.Array, key: jax.Array,
     return {"loss": recon + sparsity_weight * penalty, "recon": recon, "sparsity": penalty}
 
 
-def make(config: ml_collections.ConfigDict, model: nn.Module, train: bool) -> Objective:
+# Float fields an objective reads; `make` takes traced values for them (vectorized sweeps).
+FLOAT_FIELDS = ("noise.std", "noise.rate", "model.kl_weight", "sparsity.target",
+                "sparsity.weight")
+
+
+def make(config: ml_collections.ConfigDict, model: nn.Module, train: bool,
+         hparams: dict[str, jax.Array] | None = None) -> Objective:
     """The objective of `config.model.kind` with its regimes bound: `fn(params, x, key)`.
 
-    With `train=False` the noise is off (evaluation scores clean inputs).
+    With `train=False` the noise is off (evaluation scores clean inputs). `hparams` maps
+    some of FLOAT_FIELDS to (possibly traced) values that replace the config's.
     """
+    value = {f: (hparams or {}).get(f, config[f.split(".")[0]][f.split(".")[1]])
+             for f in FLOAT_FIELDS}
     noise_kw = {"noise_kind": config.noise.kind if train else "none",
-                "noise_std": config.noise.std, "noise_rate": config.noise.rate}
+                "noise_std": value["noise.std"], "noise_rate": value["noise.rate"]}
     if config.model.kind == "vae":
-        return functools.partial(vae_terms, model, **noise_kw)
+        return functools.partial(vae_terms, model, kl_weight=value["model.kl_weight"],
+                                 **noise_kw)
     return functools.partial(
         autoencoder_terms, model, reconstruction_loss=config.model.reconstruction_loss,
-        sparsity_kind=config.sparsity.kind, sparsity_target=config.sparsity.target,
-        sparsity_weight=config.sparsity.weight, **noise_kw)
+        sparsity_kind=config.sparsity.kind, sparsity_target=value["sparsity.target"],
+        sparsity_weight=value["sparsity.weight"], **noise_kw)

@@ -11,6 +11,7 @@ same seed gives the same numbers, also across an interruption and resume.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -58,15 +59,28 @@ def make_model(model_config: ml_collections.ConfigDict, num_pixels: int) -> nn.M
                               tied_weights=model_config.tied_weights)
 
 
-def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Optax optimizer from `train.optimizer`, `train.learning_rate`, `train.weight_decay`."""
-    lr, wd = train_config.learning_rate, train_config.weight_decay
-    name = train_config.optimizer
+def _optimizer(learning_rate, name: str, weight_decay: float) -> optax.GradientTransformation:
     if name == "adamw":
-        return optax.adamw(lr, weight_decay=wd)
+        return optax.adamw(learning_rate, weight_decay=weight_decay)
     base = {"adam": optax.adam, "adagrad": optax.adagrad, "sgd": optax.sgd,
-            "rmsprop": optax.rmsprop}[name](lr)
-    return optax.chain(optax.add_decayed_weights(wd), base) if wd else base
+            "rmsprop": optax.rmsprop}[name](learning_rate)
+    return optax.chain(optax.add_decayed_weights(weight_decay), base) if weight_decay else base
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict,
+                   injectable: bool = False) -> optax.GradientTransformation:
+    """Optax optimizer from `train.optimizer`, `train.learning_rate`, `train.weight_decay`.
+
+    `injectable`: the learning rate lives in the optimizer state
+    (`opt_state.hyperparams['learning_rate']`), so trials with different rates can share
+    one compiled, vmapped program.
+    """
+    factory = functools.partial(_optimizer, name=train_config.optimizer,
+                                weight_decay=train_config.weight_decay)
+    if injectable:
+        return optax.inject_hyperparams(factory, static_args=("name", "weight_decay"))(
+            learning_rate=train_config.learning_rate)
+    return factory(train_config.learning_rate)
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
@@ -84,15 +98,14 @@ def preprocess(images: jax.Array, binarize: str, key: jax.Array) -> jax.Array:
     return data_lib.binarize(data_lib.to_unit_interval(images), binarize, key)
 
 
-def make_train_epoch(objective: Callable[..., dict[str, jax.Array]],
-                     tx: optax.GradientTransformation, batch_size: int, binarize: str,
-                     mesh: Mesh | None = None,
-                     ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
-    """Builds `train_epoch(state, images [N, D] uint8, key) -> (state, metrics)`, jitted once.
+def epoch_function(objective: Callable[..., dict[str, jax.Array]],
+                   tx: optax.GradientTransformation, batch_size: int, binarize: str,
+                   mesh: Mesh | None = None,
+                   ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+    """`train_epoch(state, images [N, D] uint8, key) -> (state, metrics)`, not yet jitted.
 
     The epoch visits floor(N / batch_size) batches of a fresh permutation (the remainder is
     dropped, a different one every epoch). Metrics are means over the epoch's steps.
-    The incoming state is donated: its buffers are reused for the new one.
     With a mesh, state and images are replicated and every batch is split over the `data`
     axis (see aevb/parallel.py); the numbers are those of one device, up to float rounding.
     """
@@ -125,6 +138,15 @@ def make_train_epoch(objective: Callable[..., dict[str, jax.Array]],
         state, metrics = jax.lax.scan(body, state, (batches, step_keys))
         return state, jax.tree.map(jnp.mean, metrics)
 
+    return train_epoch
+
+
+def make_train_epoch(objective: Callable[..., dict[str, jax.Array]],
+                     tx: optax.GradientTransformation, batch_size: int, binarize: str,
+                     mesh: Mesh | None = None,
+                     ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+    """`epoch_function` compiled once; the incoming state is donated (its buffers reused)."""
+    train_epoch = epoch_function(objective, tx, batch_size, binarize, mesh)
     if mesh is None:
         return jax.jit(train_epoch, donate_argnums=0)
     return jax.jit(train_epoch, donate_argnums=0, out_shardings=parallel.replicated(mesh))
@@ -203,11 +225,31 @@ def _format_eta(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- the run
 
-def _eval_inputs(split: data_lib.Split, binarize: str, key: jax.Array, mesh: Mesh
-                 ) -> jax.Array:
-    """A split as model inputs, on every device: float32 [N, D], binarized once (fixed key)."""
-    images = jnp.asarray(split.images.reshape(split.images.shape[0], -1))
-    return parallel.replicate(preprocess(images, binarize, key), mesh)
+def load_and_check(config: ml_collections.ConfigDict) -> data_lib.Datasets:
+    """Validates the config, loads the data, checks the config against it. Writes nothing."""
+    configs.validate(config)
+    datasets = data_lib.load(config.data)
+    configs.validate_against_data(config, datasets.train.images.shape[0])
+    parallel.check_batch_divisible(config.train.batch_size, "train.batch_size")
+    return datasets
+
+
+def eval_inputs(config: ml_collections.ConfigDict, datasets: data_lib.Datasets,
+                mesh: Mesh) -> dict[str, jax.Array]:
+    """Test (and validation) splits as model inputs on every device: float32 [N, D].
+
+    Binarized once with a fixed key from `data.seed`, so every evaluation and every trial
+    of a sweep scores the same inputs.
+    """
+    data_key = jax.random.key(config.data.seed)
+    splits = {"test": datasets.test, "validation": datasets.validation}
+    out = {}
+    for i, (name, split) in enumerate(splits.items()):
+        if split is not None:
+            images = jnp.asarray(split.images.reshape(split.images.shape[0], -1))
+            x = preprocess(images, config.data.binarize, jax.random.fold_in(data_key, i + 1))
+            out[name] = parallel.replicate(x, mesh)
+    return out
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -222,10 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if config.train.schedule == "layerwise":  # greedy: one layer at a time, then assembled
         from aevb import layerwise
         return layerwise.train_and_evaluate(config, workdir)
-    configs.validate(config)
-    datasets = data_lib.load(config.data)
-    configs.validate_against_data(config, datasets.train.images.shape[0])
-    parallel.check_batch_divisible(config.train.batch_size, "train.batch_size")
+    datasets = load_and_check(config)
     write_or_check_config(config, workdir)
     mesh = parallel.make_mesh()
 
@@ -242,12 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer = MetricWriter(workdir, resume_after_epoch=start_epoch)
 
     train_images = parallel.replicate(datasets.train.images.reshape(-1, num_pixels), mesh)
-    data_key = jax.random.key(config.data.seed)
-    eval_splits = {"test": _eval_inputs(datasets.test, config.data.binarize,
-                                        jax.random.fold_in(data_key, 1), mesh)}
-    if datasets.validation is not None:
-        eval_splits["validation"] = _eval_inputs(datasets.validation, config.data.binarize,
-                                                 jax.random.fold_in(data_key, 2), mesh)
+    eval_splits = eval_inputs(config, datasets, mesh)
 
     train_epoch = make_train_epoch(objectives.make(config, model, train=True), tx,
                                    config.train.batch_size, config.data.binarize, mesh)

@@ -6,6 +6,7 @@ encoder and decoder, Bernoulli decoder, batch 100), trained with Adam for 30 epo
     python launch.py --config=experiments/vae.py
     python launch.py --config=experiments/vae.py:paper     # Adagrad as in the paper, 50 epochs
     python launch.py --config=experiments/vae.py --config.model.latent_dim=2  # + manifold
+    python launch.py --config=experiments/vae.py --sweep --workdir=runs/vae-latents
 
 Variants (after the colon, comma-separated): `paper` (Adagrad, lr 0.02, 50 epochs),
 `runlocal` (2 epochs, small IWAE: a quick check).
@@ -16,7 +17,7 @@ L_1000 = -238.1 (2,000 test examples), 20 active units.
 
 import ml_collections
 
-from aevb import configs
+from aevb import configs, sweeps
 
 
 def _paper(config: ml_collections.ConfigDict) -> None:
@@ -30,3 +31,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = configs.base_config()
     config.experiment = "vae"
     return configs.apply_variants(config, variant, "experiments/vae.py", {"paper": _paper})
+
+
+def get_sweep() -> list[dict]:
+    """Latent sizes, as in the paper's figure 2 (2, 5, 10, 20 and 200 latent variables)."""
+    return sweeps.product({"model.latent_dim": [2, 5, 10, 20, 200]})

@@ -1,0 +1,90 @@
+"""Sweeps: definitions, validation before running, vectorized = alone, skip finished trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aevb import sweeps, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_product_and_zip_and_names():
+    trials = sweeps.product({"model.latent_dim": [2, 5], "train.seed": [0, 1]})
+    assert trials == [{"model.latent_dim": 2, "train.seed": 0},
+                      {"model.latent_dim": 2, "train.seed": 1},
+                      {"model.latent_dim": 5, "train.seed": 0},
+                      {"model.latent_dim": 5, "train.seed": 1}]
+    zipped = sweeps.zip_({"sparsity.target": [0.05, 0.1], "sparsity.weight": [1e-3, 5e-3]})
+    assert zipped == [{"sparsity.target": 0.05, "sparsity.weight": 1e-3},
+                      {"sparsity.target": 0.1, "sparsity.weight": 5e-3}]
+    assert sweeps.trial_name(trials[1]) == "latent_dim=2,seed=1"
+
+
+@pytest.mark.parametrize("sweep, message", [
+    ([{"model.latnt_dim": 3}], "no such config field"),
+    ([{"model.latent_dim": "big"}], "model.latent_dim"),
+    ([{"model.latent_dim": 0}], "model.latent_dim"),
+    ([{"train.seed": 1}, {"train.seed": 1}], "same name"),
+    ([], "non-empty"),
+    ([{}], "non-empty dict"),
+])
+def test_bad_sweeps_fail_before_anything_runs(tiny_config, tmp_path, sweep, message):
+    with pytest.raises(sweeps.SweepError, match=message):
+        sweeps.run(tiny_config, sweep, str(tmp_path / "never"))
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("helper", [sweeps.product, sweeps.zip_])
+def test_empty_value_lists_are_refused(helper):
+    with pytest.raises(sweeps.SweepError, match="empty"):
+        helper({"train.seed": []})
+    with pytest.raises(sweeps.SweepError, match="list of values"):
+        helper({"train.seed": 3})
+
+
+def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path):
+    sweep = sweeps.zip_({"train.seed": [0, 1, 2], "model.kl_weight": [1.0, 0.5, 1.0],
+                         "train.learning_rate": [1e-3, 1e-3, 3e-3]})
+    rows = sweeps.run(tiny_config, sweep, str(tmp_path / "sweep"))
+    assert all(row["vectorized_trials"] == 3 for row in rows)
+    assert (tmp_path / "sweep" / "sweep.csv").exists() and (tmp_path / "sweep" / "sweep.md").exists()
+    for row, (name, _, config) in zip(rows, sweeps.make_trials(tiny_config, sweep), strict=True):
+        alone = train.train_and_evaluate(config, str(tmp_path / "alone" / name))
+        for key in ("train_loss", "test_neg_elbo", "test_kl", "test_log_likelihood"):
+            assert row[key] == pytest.approx(alone[key], rel=1e-4), (name, key)
+        assert row["active_units"] == alone["active_units"]
+        lines = (tmp_path / "sweep" / name / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 2]
+
+
+def test_rerun_skips_finished_trials(tiny_config, tmp_path, monkeypatch):
+    sweep = sweeps.product({"model.latent_dim": [2, 3]})  # not vectorizable: one by one
+    workdir = tmp_path / "sweep"
+    sweeps.run(tiny_config, sweep, str(workdir))
+    (workdir / "latent_dim=3" / "summary.json").unlink()  # as if killed before the end
+    calls = []
+    original = train.train_and_evaluate
+    monkeypatch.setattr(train, "train_and_evaluate",
+                        lambda config, wd: calls.append(wd) or original(config, wd))
+    rows = sweeps.run(tiny_config, sweep, str(workdir))
+    assert calls == [str(workdir / "latent_dim=3")]
+    assert [r["trial"] for r in rows] == ["latent_dim=2", "latent_dim=3"]
+    table = (workdir / "sweep.md").read_text()
+    assert "latent_dim=2" in table and "test_neg_elbo" in table
+
+
+def test_launch_sweep_print_lists_one_command_per_trial():
+    proc = subprocess.run([sys.executable, "launch.py", "--config=experiments/vae.py",
+                           "--sweep_print", "--workdir=runs/latents"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 5
+    assert lines[0] == ("python launch.py --config=experiments/vae.py "
+                        "--config.model.latent_dim=2 --workdir=runs/latents/latent_dim=2")
