@@ -13,11 +13,16 @@ scale it also prints the rate of the model's matmuls alone at the training batch
 
 from __future__ import annotations
 
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/
+
 import time
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from aevb import configs, models, objectives, train
@@ -87,6 +92,7 @@ def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, steps: in
 
 def main(argv) -> None:
     del argv
+    logging.set_verbosity(logging.WARNING)
     config = _CONFIG.value
     configs.validate(config)
     datasets = data_lib.load(config.data)

@@ -8,13 +8,14 @@ activations near zero; `code_activations.png` is their histogram against the tar
     python launch.py --config=experiments/sparse.py
     python launch.py --config=experiments/sparse.py:l1          # L1 activity penalty instead
     python launch.py --config=experiments/sparse.py:denoising   # sparse + masking noise
+    python launch.py --config=experiments/sparse.py --sweep --workdir=runs/sparse-sweep
 
 Variants: `l1`, `denoising`, `runlocal`.
 """
 
 import ml_collections
 
-from aevb import configs
+from aevb import configs, sweeps
 from experiments import stacked
 
 
@@ -38,3 +39,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.sparsity.weight = 5e-3
     return configs.apply_variants(config, variant, "experiments/sparse.py",
                                   {"l1": _l1, "denoising": _denoising})
+
+
+def get_sweep() -> list[dict]:
+    """Sparsity target x weight: 9 trials that differ only in floats, so they train as one."""
+    return sweeps.product({"sparsity.target": [0.05, 0.1, 0.2],
+                           "sparsity.weight": [1e-3, 5e-3, 2e-2]})
