@@ -212,10 +212,10 @@ def write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> No
             json.dump(current, f, indent=2)
 
 
-def _log(message: str, flush: bool = True) -> None:
+def _log(message: str) -> None:
     """Prints on process 0 only: one progress line per epoch, not one per host."""
     if jax.process_index() == 0:
-        print(message, flush=flush)
+        print(message, flush=True)
 
 
 def _format_eta(seconds: float) -> str:
@@ -289,12 +289,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_epochs = config.train.num_epochs
     headline = "test_neg_elbo" if config.model.kind == "vae" else "test_mse"
     if start_epoch:
-        _log(f"resuming {workdir} from the checkpoint of epoch {start_epoch}", flush=True)
+        _log(f"resuming {workdir} from the checkpoint of epoch {start_epoch}")
     devices = (f", {jax.device_count()} devices in {jax.process_count()} processes"
                if jax.device_count() > 1 else "")
     _log(f"{config.experiment}: {datasets.name} ({train_images.shape[0]} train, "
-          f"{datasets.test.images.shape[0]} test), {num_params:,} parameters, "
-          f"{num_epochs} epochs of {steps_per_epoch} steps{devices}", flush=True)
+         f"{datasets.test.images.shape[0]} test), {num_params:,} parameters, "
+         f"{num_epochs} epochs of {steps_per_epoch} steps{devices}")
 
     run_start = time.perf_counter()
     timed_examples, timed_seconds = 0, 0.0
@@ -329,7 +329,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         test_part = (f"  {headline.replace('_', ' ')} {eval_metrics[headline]:.4g}"
                      if headline in eval_metrics else "")
         _log(f"epoch {epoch:3d}/{num_epochs}  loss {train_metrics['train_loss']:.4g}"
-              f"{test_part}  {rate:,.0f} ex/s  ETA {_format_eta(eta)}", flush=True)
+             f"{test_part}  {rate:,.0f} ex/s  ETA {_format_eta(eta)}")
     manager.wait_until_finished()
     train_seconds = time.perf_counter() - run_start
 
@@ -363,5 +363,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.close()
     manager.close()
     _log("summary: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in summary.items()), flush=True)
+                                 for k, v in summary.items()))
     return summary

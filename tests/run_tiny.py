@@ -13,6 +13,7 @@ _KIND = flags.DEFINE_enum("kind", "vae", ["vae", "stacked"], "Which experiment."
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
 _BATCH = flags.DEFINE_integer("batch_size", 40, "Global batch size.")
+_SEEDS = flags.DEFINE_integer("seeds", 0, "Run a vectorized sweep over this many seeds.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
@@ -22,7 +23,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 def main(argv):
     del argv
     sys.path.insert(0, ".")
-    from aevb import configs, parallel, train
+    from aevb import configs, parallel, sweeps, train
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -44,7 +45,11 @@ def main(argv):
     config.eval.iwae_num_examples = 40
     config.eval.num_images = 4
     try:
-        train.train_and_evaluate(config, _WORKDIR.value)
+        if _SEEDS.value:
+            sweeps.run(config, sweeps.product({"train.seed": list(range(_SEEDS.value))}),
+                       _WORKDIR.value)
+        else:
+            train.train_and_evaluate(config, _WORKDIR.value)
     except configs.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

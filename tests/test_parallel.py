@@ -95,3 +95,17 @@ def test_two_processes_match_one_process(tiny_idx_dir, tmp_path):
     rc, out = _run(tiny_idx_dir, tmp_path / "one")
     assert rc == 0, out
     _assert_same(_results(tmp_path / "one"), _results(tmp_path / "two"))
+
+
+def test_vectorized_sweep_on_four_devices_matches_one_device(tiny_idx_dir, tmp_path):
+    """4 trials, their trial axis split over 4 devices, give the 1-device numbers."""
+    rc1, out1 = _run(tiny_idx_dir, tmp_path / "one", "--seeds=4")
+    rc4, out4 = _run(tiny_idx_dir, tmp_path / "four", "--seeds=4", devices=4)
+    assert rc1 == 0, out1
+    assert rc4 == 0, out4
+    assert "4 trials in one program" in out4
+    for seed in range(4):
+        a = json.loads((tmp_path / "one" / f"seed={seed}" / "summary.json").read_text())
+        b = json.loads((tmp_path / "four" / f"seed={seed}" / "summary.json").read_text())
+        for key in ("train_loss", "test_neg_elbo", "test_log_likelihood"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4), (seed, key)
