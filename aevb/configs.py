@@ -288,3 +288,4 @@ def _runlocal(config: ml_collections.ConfigDict) -> None:
     config.train.finetune_epochs = min(config.train.finetune_epochs, 1)
     config.classifier.num_steps = min(config.classifier.num_steps, 100)
     config.classifier.eval_every_steps = min(config.classifier.eval_every_steps, 50)
+    config.labels.num = min(config.labels.num or 100, 100)

@@ -107,9 +107,17 @@ def make_trials(base: ml_collections.ConfigDict, sweep: Sequence[Overrides]
 
 
 def group_for_vectorizing(trials) -> list[list]:
-    """Trials that agree on every non-vectorizable override share a group, in order."""
+    """Trials that agree on every non-vectorizable override share a group, in order.
+
+    Only plain runs (task `reconstruct`, schedule `joint`) vectorize; layer-wise and
+    pretraining trials run one by one through their own pipelines.
+    """
     groups: dict[str, list] = {}
-    for trial in trials:
+    for i, trial in enumerate(trials):
+        config = trial[2]
+        if config.task != "reconstruct" or config.train.schedule != "joint":
+            groups[f"alone-{i}"] = [trial]
+            continue
         key = json.dumps({k: v for k, v in trial[1].items()
                           if k not in vectorized.VECTORIZABLE}, sort_keys=True, default=str)
         groups.setdefault(key, []).append(trial)

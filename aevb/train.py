@@ -198,8 +198,9 @@ def write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> No
         with open(path) as f:
             saved = _flatten(json.load(f))
         new = _flatten(current)
-        changed = sorted(k for k in set(saved) | set(new)
-                         if saved.get(k) != new.get(k) and k not in _RESUMABLE_CHANGES
+        # Fields newer than the saved run (absent from its config.json) are not compared.
+        changed = sorted(k for k in saved
+                         if saved[k] != new.get(k) and k not in _RESUMABLE_CHANGES
                          and not k.startswith("eval."))
         if changed:
             diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in changed)

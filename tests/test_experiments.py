@@ -19,6 +19,8 @@ PICTURES = {
     "stacked": {"reconstructions.png", "filters.png"},
     "denoising": {"reconstructions.png", "filters.png", "denoising.png"},
     "sparse": {"reconstructions.png", "filters.png", "code_activations.png"},
+    "layerwise": {"reconstructions.png", "filters.png"},
+    "pretrain": {"accuracy.png"},
 }
 
 
@@ -48,3 +50,9 @@ def test_experiment_runs_through_launch(name, tiny_idx_dir, tmp_path):
         assert summary["test_denoising_mse"] < summary["test_corrupted_mse"]
     if name == "sparse":
         assert 0 < summary["code_mean_activation"] < 1
+    if name == "layerwise":
+        assert summary["phases"] == 4 and summary["finetune_epochs"] == 1
+    if name == "pretrain":
+        assert summary["labels_num"] == 100
+        assert 0 < summary["pretrained_test_accuracy"] <= 1
+        assert 0 < summary["scratch_test_accuracy"] <= 1

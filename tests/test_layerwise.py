@@ -1,0 +1,167 @@
+"""Greedy layer-wise training: each phase trains its own layer only, the phases assemble into
+the stack exactly, regimes apply per phase, and a run resumes mid-phase."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aevb import configs, layerwise, train
+from aevb import data as data_lib
+
+TIMING = ("_seconds", "examples_per_s")
+
+
+def _small_config(data_dir: str, tied: bool = False):
+    from experiments import layerwise as experiment
+
+    config = experiment.get_config()
+    config.data.dir = data_dir
+    config.data.num_validation = 0
+    config.model.hidden_sizes = (48, 24)
+    config.model.latent_dim = 8
+    config.model.tied_weights = tied
+    config.train.batch_size = 50
+    config.train.num_epochs = 2
+    config.train.finetune_epochs = 1
+    config.eval.batch_size = 100
+    config.eval.num_images = 4
+    return config
+
+
+def _images(data_dir: str) -> jax.Array:
+    train_split, _ = data_lib.load_idx_dir(data_dir)
+    return jnp.asarray(train_split.images.reshape(-1, 784))
+
+
+def _layer_leaves(k: int, n: int, tied: bool) -> set[str]:
+    names = {f"encoder_kernel_{k}", f"encoder_bias_{k}", f"decoder_bias_{n - 1 - k}"}
+    return names if tied else names | {f"decoder_kernel_{n - 1 - k}"}
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_phases_change_only_their_layer_and_assemble_into_the_stack(tiny_idx_dir, tied):
+    config = _small_config(tiny_idx_dir, tied)
+    images = _images(tiny_idx_dir)
+    stack = layerwise.initial_stack_params(config, 784)
+    n = layerwise.num_layers(stack)
+    assert n == 3
+    for k in range(n):
+        before = stack
+        stack, state = layerwise.fit_layer(config, k, stack, images, jax.random.key(k), 1)
+        assert int(state.step) == 1000 // 50
+        for name, value in stack["params"].items():
+            if name in _layer_leaves(k, n, tied):
+                assert not np.array_equal(value, before["params"][name]), name
+            else:  # bit-identical: the frozen layers below and the untrained ones above
+                np.testing.assert_array_equal(value, before["params"][name], err_msg=name)
+
+    # The assembled stack encodes as the phases' encoders composed, and reconstructs as
+    # their decoders composed in reverse.
+    model = train.make_model(config.model, 784)
+    phases = [layerwise.phase_model(config.model, 784, k) for k in range(n)]
+    x = data_lib.to_unit_interval(images[:64])
+    h = x
+    for k, phase in enumerate(phases):
+        h = phase.apply(layerwise.layer_params(stack, k), h, method=phase.encode)
+    out = model.apply(stack, x)
+    np.testing.assert_array_equal(out["code"], h)
+    for k in reversed(range(n)):
+        phase = phases[k]
+        h = phase.apply(layerwise.layer_params(stack, k), h, method=phase.generate)
+    np.testing.assert_allclose(out["x_hat"], h, rtol=1e-6, atol=1e-7)
+    assert jnp.all(jnp.isfinite(out["x_hat"]))
+
+
+def test_regimes_apply_to_every_phase():
+    """Noise corrupts each phase's input (codes included); sparsity acts on each phase's code."""
+    from experiments import layerwise as experiment
+
+    config = experiment.get_config("sparse,denoising")
+    configs.validate(config)
+    model = layerwise.phase_model(config.model, 784, 1)        # 200 -> 200 -> 200, sigmoid
+    assert (model.code_activation, model.output_activation) == ("sigmoid", "sigmoid")
+    params = model.init(jax.random.key(0), jnp.zeros((1, 200)))
+    codes = jax.random.uniform(jax.random.key(1), (64, 200))
+    terms = layerwise.phase_objective(config, model, 1)(params, codes, jax.random.key(2))
+    clean_out = model.apply(params, codes)
+    clean_mse = jnp.mean((clean_out["x_hat"] - codes) ** 2, axis=-1)
+    assert not np.allclose(terms["recon"], clean_mse)         # its input was corrupted
+    masked = jnp.where(jax.random.bernoulli(jax.random.key(2), 0.75, codes.shape), codes, 0.0)
+    np.testing.assert_allclose(
+        terms["recon"], jnp.mean((model.apply(params, masked)["x_hat"] - codes) ** 2, -1),
+        rtol=1e-5)
+    assert float(terms["sparsity"][0]) > 0
+    np.testing.assert_allclose(terms["loss"], terms["recon"] + 5e-3 * terms["sparsity"],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"model.kind": "vae", "noise.kind": "none"}, "train.schedule"),
+    ({"train.schedule": "joint"}, "train.finetune_epochs"),
+    ({"train.schedule": "greedy"}, "train.schedule"),
+    ({"train.finetune_epochs": -1}, "train.finetune_epochs"),
+    ({"sparsity.kind": "kl", "model.code_activation": "sigmoid"}, "model.activation"),
+])
+def test_layerwise_config_errors_name_the_field(change, field):
+    from experiments import layerwise as experiment
+
+    config = experiment.get_config()
+    for key, value in change.items():
+        section, name = key.split(".")
+        config[section][name] = value
+    with pytest.raises(configs.ConfigError, match=field):
+        configs.validate(config)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _saved_epochs(phase_dir) -> list[int]:
+    return sorted(int(p.name) for p in (phase_dir / "checkpoints").glob("*") if p.name.isdigit())
+
+
+def _comparable(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if not k.endswith(TIMING)}
+
+
+def test_interrupted_run_resumes_mid_phase(tiny_idx_dir, tmp_path, monkeypatch):
+    config = _small_config(tiny_idx_dir)
+    straight = layerwise.train_and_evaluate(config.copy_and_resolve_references(),
+                                            str(tmp_path / "straight"))
+    assert straight["phases"] == 3 and straight["steps"] == (3 * 2 + 1) * 20
+    assert straight["test_mse"] < straight["assembled_test_mse"] < 0.2
+
+    original = layerwise.epoch_callback
+
+    def stop_in_phase_2(config, writer, phase, *args):
+        callback = original(config, writer, phase, *args)
+
+        def on_epoch(epoch, state, metrics):
+            callback(epoch, state, metrics)     # logged and checkpointed, then "killed"
+            if phase == "phase_2" and epoch == 1:
+                raise _Interrupted
+        return on_epoch
+
+    monkeypatch.setattr(layerwise, "epoch_callback", stop_in_phase_2)
+    workdir = tmp_path / "interrupted"
+    with pytest.raises(_Interrupted):
+        layerwise.train_and_evaluate(config.copy_and_resolve_references(), str(workdir))
+    assert _saved_epochs(workdir / "phase_1") == [1, 2]
+    assert _saved_epochs(workdir / "phase_2") == [1]
+    assert _saved_epochs(workdir / "phase_3") == []
+    monkeypatch.setattr(layerwise, "epoch_callback", original)
+
+    resumed = layerwise.train_and_evaluate(config, str(workdir))
+    assert _comparable(resumed) == _comparable(straight)
+    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4, 5, 6, 7, 8, 8]
+    assert [r.get("phase") for r in lines[:-1]] == (["phase_1"] * 2 + ["phase_2"] * 2
+                                                    + ["phase_3"] * 2 + ["assembled",
+                                                                         "finetune"])
+    assert lines[-1]["final"]
