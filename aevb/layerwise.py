@@ -154,43 +154,6 @@ def phase_objective(config: ml_collections.ConfigDict, model: models.Autoencoder
         sparsity_weight=config.sparsity.weight)
 
 
-def make_code_epoch(objective: objectives.Objective, tx: optax.GradientTransformation,
-                    batch_size: int) -> Callable[..., tuple[train.TrainState, dict[str, Any]]]:
-    """`epoch(state, x [N, W] float32, key) -> (state, metrics)`, jitted once, state donated.
-
-    `train.make_train_epoch` for inputs that are model inputs already (the codes of frozen
-    layers): one `lax.scan` over floor(N / batch_size) batches of a fresh permutation,
-    metrics averaged over the steps.
-    """
-
-    def train_step(state: train.TrainState, x: jax.Array, key: jax.Array):
-        def loss_fn(params):
-            terms = objective(params, x, key)
-            return jnp.mean(terms["loss"]), terms
-
-        (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {name: jnp.mean(v) for name, v in terms.items()}
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
-    def epoch(state: train.TrainState, codes: jax.Array, key: jax.Array):
-        perm_key, step_key = jax.random.split(key)
-        num_steps = codes.shape[0] // batch_size
-        perm = jax.random.permutation(perm_key, codes.shape[0])
-        batches = perm[:num_steps * batch_size].reshape(num_steps, batch_size)
-        step_keys = jax.random.split(step_key, num_steps)
-
-        def body(state, batch):
-            idx, step_key = batch
-            return train_step(state, codes[idx], step_key)
-
-        state, metrics = jax.lax.scan(body, state, (batches, step_keys))
-        return state, jax.tree.map(jnp.mean, metrics)
-
-    return jax.jit(epoch, donate_argnums=0)
-
-
 def initial_phase_state(stack_params: Params, k: int,
                         tx: optax.GradientTransformation) -> train.TrainState:
     """Phase k + 1 starts from the stack's layer k and a fresh optimizer state."""
@@ -228,7 +191,7 @@ def fit_layer(config: ml_collections.ConfigDict, k: int, stack_params: Params,
         else:
             x = train.preprocess(images, config.data.binarize, jax.random.fold_in(key, 0))
             inputs = encode_below(config, num_pixels, stack_params, k, x)
-            epoch_fn = make_code_epoch(objective, tx, config.train.batch_size)
+            epoch_fn = train.make_train_epoch(objective, tx, config.train.batch_size, None)
         for epoch in range(start_epoch + 1, num_epochs + 1):
             state, metrics = epoch_fn(state, inputs, jax.random.fold_in(key, epoch))
             if on_epoch is not None:

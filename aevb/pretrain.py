@@ -215,11 +215,7 @@ def make_classifier_round(model: Classifier, classifier_config_json: str, frozen
             terms = cross_entropy_terms(model, params, x, y)
             return jnp.mean(terms["loss"]), terms
 
-        (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {name: jnp.mean(v) for name, v in terms.items()}
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return train.apply_gradients(state, tx, loss_fn)
 
     def run(state: train.TrainState, images: jax.Array, labels: jax.Array, key: jax.Array):
         n = images.shape[0]

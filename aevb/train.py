@@ -98,12 +98,28 @@ def preprocess(images: jax.Array, binarize: str, key: jax.Array) -> jax.Array:
     return data_lib.binarize(data_lib.to_unit_interval(images), binarize, key)
 
 
+def apply_gradients(state: TrainState, tx: optax.GradientTransformation,
+                    loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+                    ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on `loss_fn(params) -> (scalar loss, per-example terms {k: [B]})`.
+
+    Returns the new state and the batch means of the terms.
+    """
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {k: jnp.mean(v) for k, v in terms.items()}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
 def epoch_function(objective: Callable[..., dict[str, jax.Array]],
-                   tx: optax.GradientTransformation, batch_size: int, binarize: str,
+                   tx: optax.GradientTransformation, batch_size: int, binarize: str | None,
                    mesh: Mesh | None = None,
                    ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
-    """`train_epoch(state, images [N, D] uint8, key) -> (state, metrics)`, not yet jitted.
+    """`train_epoch(state, inputs [N, D], key) -> (state, metrics)`, not yet jitted.
 
+    inputs are uint8 images, preprocessed per batch under `binarize`, or with
+    `binarize=None` float model inputs used as they are (e.g. the codes of frozen layers).
     The epoch visits floor(N / batch_size) batches of a fresh permutation (the remainder is
     dropped, a different one every epoch). Metrics are means over the epoch's steps.
     With a mesh, state and images are replicated and every batch is split over the `data`
@@ -112,17 +128,15 @@ def epoch_function(objective: Callable[..., dict[str, jax.Array]],
 
     def train_step(state: TrainState, images: jax.Array, key: jax.Array):
         bin_key, model_key = jax.random.split(key)
-        x = preprocess(parallel.shard_batch(images, mesh), binarize, bin_key)
+        x = parallel.shard_batch(images, mesh)
+        if binarize is not None:
+            x = preprocess(x, binarize, bin_key)
 
         def loss_fn(params):
             terms = objective(params, x, model_key)
             return jnp.mean(terms["loss"]), terms
 
-        (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {k: jnp.mean(v) for k, v in terms.items()}
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return apply_gradients(state, tx, loss_fn)
 
     def train_epoch(state: TrainState, images: jax.Array, key: jax.Array):
         perm_key, step_key = jax.random.split(key)
@@ -142,7 +156,7 @@ def epoch_function(objective: Callable[..., dict[str, jax.Array]],
 
 
 def make_train_epoch(objective: Callable[..., dict[str, jax.Array]],
-                     tx: optax.GradientTransformation, batch_size: int, binarize: str,
+                     tx: optax.GradientTransformation, batch_size: int, binarize: str | None,
                      mesh: Mesh | None = None,
                      ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
     """`epoch_function` compiled once; the incoming state is donated (its buffers reused)."""
