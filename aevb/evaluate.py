@@ -141,6 +141,9 @@ def cached_pca_mse(cache_key: str, train_x: np.ndarray, test_x: np.ndarray,
                    num_components: int) -> float:
     """`pca_reconstruction_mse`, computed once per dataset and code size and kept on disk.
 
+    train_x may be uint8 pixels [N, D]; they are scaled to [0, 1] only when the value is
+    not cached yet.
+
     The cache is a JSON file in $AEVB_CACHE_DIR (default ~/.cache/aevb) keyed by
     `cache_key` (the dataset, its binarization and split) and the number of components.
     """
@@ -152,6 +155,9 @@ def cached_pca_mse(cache_key: str, train_x: np.ndarray, test_x: np.ndarray,
         with open(path) as f:
             cache = json.load(f)
     if name not in cache:
+        train_x = np.asarray(train_x)
+        if train_x.dtype == np.uint8:
+            train_x = train_x.astype(np.float32) / 255.0
         cache[name] = pca_reconstruction_mse(train_x, test_x, num_components)
         os.makedirs(cache_dir, exist_ok=True)
         with open(path, "w") as f:
@@ -202,7 +208,8 @@ def final_metrics(config, model: nn.Module, params, test_x: jax.Array, train_x: 
     """End-of-run measurements on the test inputs test_x [N, D].
 
     VAE: `test_log_likelihood` (L_k on the first eval.iwae_num_examples examples) and
-    `active_units`. Autoencoder: `pca_mse` (PCA with the same code size, fitted on train_x),
+    `active_units`. Autoencoder: `pca_mse` (PCA with the same code size, fitted on train_x,
+    the training pixels [N, D], uint8 or in [0, 1]),
     with noise `test_denoising_mse` (corrupted test inputs restored, against the clean ones)
     and `test_corrupted_mse` (the corrupted inputs themselves), and with sigmoid codes the
     `code_statistics`.
@@ -221,7 +228,7 @@ def final_metrics(config, model: nn.Module, params, test_x: jax.Array, train_x: 
         out["active_units"], _ = active_units(means)
         return out
 
-    out["pca_mse"] = cached_pca_mse(cache_key, np.asarray(train_x), parallel.fetch(test_x),
+    out["pca_mse"] = cached_pca_mse(cache_key, train_x, parallel.fetch(test_x),
                                     config.model.latent_dim)
     if config.noise.kind != "none":
         noise_kw = {"noise_kind": config.noise.kind, "noise_std": config.noise.std,

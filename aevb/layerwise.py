@@ -416,7 +416,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     cache_key = (f"{datasets.name}/{config.data.dir or 'default'}/{config.data.binarize}/"
                  f"train={train_images.shape[0]}/val_seed={config.data.seed}")
     final = evaluate.final_metrics(config, stack, stack_params, test_x,
-                                   np.asarray(data_lib.to_unit_interval(train_images)),
+                                   np.asarray(train_images),
                                    jax.random.fold_in(eval_key, 10**6), cache_key)
     summary = {"experiment": config.experiment, "dataset": datasets.name,
                "schedule": "layerwise", "epochs": num_epochs, "phases": n,

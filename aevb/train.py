@@ -360,7 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  f"train={train_images.shape[0]}/val_seed={config.data.seed}")
     final = evaluate.final_metrics(
         config, model, state.params, eval_splits["test"],
-        data_lib.to_unit_interval(datasets.train.images.reshape(-1, num_pixels)),
+        datasets.train.images.reshape(-1, num_pixels),
         jax.random.fold_in(eval_key, 10**6), cache_key, mesh)
     summary.update(final)
     summary["final_eval_seconds"] = time.perf_counter() - t0

@@ -144,7 +144,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
         jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys["eval"], num_epochs), mesh)
     t_final = time.perf_counter()
     all_params = parallel.fetch(states.params)
-    train_x = np.asarray(datasets.train.images.reshape(-1, num_pixels), np.float32) / 255.0
+    train_x = datasets.train.images.reshape(-1, num_pixels)
     for t, (name, config) in enumerate(trials):
         params = jax.tree.map(lambda a, t=t: a[t], all_params)
         trial_dir = os.path.join(workdir, name)
