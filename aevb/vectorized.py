@@ -131,7 +131,8 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
         for t, writer in enumerate(writers):
             last_train[t] = {f"train_{k}": float(v[t]) for k, v in metrics.items()}
             writer.write(epoch, step, {**last_train[t], **evals[t]})
-        manager.save(epoch, args=ocp.args.StandardSave(states))
+        if epoch % base.train.checkpoint_every_epochs == 0 or epoch == num_epochs:
+            manager.save(epoch, args=ocp.args.StandardSave(states))
         rate = num_trials * steps * base.train.batch_size / (time.perf_counter() - t0)
         print(f"epoch {epoch:3d}/{num_epochs}  loss " + " ".join(f"{v:.4g}" for v in losses)
               + f"  {rate:,.0f} trial-ex/s", flush=True)
