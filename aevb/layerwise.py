@@ -35,7 +35,6 @@ stopped.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import time
@@ -427,11 +426,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if jax.process_index() == 0:
         plots.save_run_pictures(config, stack, stack_params, test_x, datasets.image_shape,
                                 picture_key, workdir)
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        writer.write(last_log, total_steps,
-                     {name: v for name, v in {**final, "train_seconds": train_seconds}.items()
-                      if isinstance(v, (int, float))}, final=True)
+    train.write_summary(workdir, summary, writer, last_log, total_steps,
+                        {**final, "train_seconds": train_seconds})
     writer.close()
     for manager in (*managers, finetune_manager):
         manager.close()

@@ -461,11 +461,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                 - summary["scratch_test_accuracy"])
     if jax.process_index() == 0:
         _save_accuracy_plot(workdir, os.path.join(workdir, "accuracy.png"))
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        writer.write(2 * num_rounds, cc.num_steps,
-                     {name: v for name, v in summary.items()
-                      if name.endswith("accuracy") or name == "accuracy_gain"}, final=True)
+    train.write_summary(workdir, summary, writer, 2 * num_rounds, cc.num_steps,
+                        {name: v for name, v in summary.items()
+                         if name.endswith("accuracy") or name == "accuracy_gain"})
     writer.close()
     print("summary: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in summary.items()), flush=True)

@@ -227,6 +227,18 @@ def write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> No
             json.dump(current, f, indent=2)
 
 
+def write_summary(workdir: str, summary: dict[str, Any], writer: MetricWriter, epoch: int,
+                  step: int, final: dict[str, Any]) -> None:
+    """Ends a run's files: `summary.json`, and the numbers of `final` as the last,
+    `"final": true` line of metrics.jsonl. Process 0 writes; the others do nothing."""
+    if jax.process_index() != 0:
+        return
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    writer.write(epoch, step, {k: v for k, v in final.items() if isinstance(v, (int, float))},
+                 final=True)
+
+
 def _log(message: str) -> None:
     """Prints on process 0 only: one progress line per epoch, not one per host."""
     if jax.process_index() == 0:
@@ -370,11 +382,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         plots.save_run_pictures(config, model, parallel.fetch(state.params),
                                 parallel.fetch(eval_splits["test"]), datasets.image_shape,
                                 picture_key, workdir)
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        writer.write(num_epochs, step,
-                     {k: v for k, v in {**final, "train_seconds": train_seconds}.items()
-                      if isinstance(v, (int, float))}, final=True)
+    write_summary(workdir, summary, writer, num_epochs, step,
+                  {**final, "train_seconds": train_seconds})
     writer.close()
     manager.close()
     _log("summary: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -14,7 +14,6 @@ Vectorizable fields: `train.seed`, `train.learning_rate` (held in the optimizer 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -162,11 +161,8 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
         if jax.process_index() == 0:
             plots.save_run_pictures(config, model, params, parallel.fetch(splits["test"]),
                                     datasets.image_shape, keys["picture"][t], trial_dir)
-            with open(os.path.join(trial_dir, "summary.json"), "w") as f:
-                json.dump(summary, f, indent=2)
-        writers[t].write(num_epochs, num_epochs * steps,
-                         {k: v for k, v in final.items() if isinstance(v, (int, float))},
-                         final=True)
+        train.write_summary(trial_dir, summary, writers[t], num_epochs, num_epochs * steps,
+                            final)
         writers[t].close()
         summaries.append(summary)
     manager.close()
