@@ -1,4 +1,4 @@
-"""Runs one experiment, or a sweep of them: flags -> config -> aevb library call.
+"""Runs one experiment, or a sweep of them: flags -> config -> aevb.router.
 
     python launch.py --config=experiments/vae.py
     python launch.py --config=experiments/vae.py:paper --config.train.num_epochs=50
@@ -50,7 +50,7 @@ def _get_sweep() -> list[dict]:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from aevb import configs, data, parallel, sweeps, train  # after flags: a fast --help
+    from aevb import checks, data, parallel, router, sweeps  # after flags: a fast --help
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -65,13 +65,13 @@ def main(argv: list[str]) -> None:
             config_arg = config_flags.get_config_filename(flags.FLAGS["config"])
             print("\n".join(sweeps.commands(config_arg, workdir, _get_sweep(), config)))
         elif _SWEEP.value:
-            sweeps.run(config, _get_sweep(), workdir, vectorize=_VECTORIZE.value)
+            router.run_sweep(config, _get_sweep(), workdir, vectorize=_VECTORIZE.value)
         else:
-            train.train_and_evaluate(config, workdir)
-    except (configs.ConfigError, data.DataError, sweeps.SweepError) as e:
+            router.run(config, workdir)
+    except (checks.ConfigError, data.DataError, sweeps.SweepError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except train.NonFiniteLossError as e:
+    except checks.NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
 

@@ -2,29 +2,27 @@
 
 Every experiment file in `experiments/` starts from `base_config()` and overrides a few
 fields, so all experiments share one set of field names. `validate()` checks a resolved
-config before anything is written: a bad value fails with a `ConfigError` that names the
+config before anything is written, once: the shared sections here, the model's own fields
+by its family (`aevb/families/`). A bad value fails with a `ConfigError` that names the
 field and says what is allowed.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any
 
 import ml_collections
 
 from aevb import data as data_lib
-from aevb import models, noise, objectives
+from aevb import epoch, families, models, noise, parallel
+from aevb.checks import (ConfigError, check_choice, check_int, check_int_tuple, check_number,
+                         fail)
 
-MODEL_KINDS = ("vae", "autoencoder")
-MIN_SPARSITY_BATCH = 32
-OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd", "rmsprop")
-DATA_SOURCES = ("auto", "idx", "tfds")
+SCHEDULES = ("joint", "layerwise")
+TASKS = ("reconstruct", "pretrain")
+CLASSIFIER_ENCODERS = ("frozen", "trainable")
 
-
-class ConfigError(ValueError):
-    """A config field has a value the code cannot run with."""
+__all__ = ["ConfigError", "base_config", "validate", "validate_against_data", "apply_variants"]
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -105,164 +103,97 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def _fail(field: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"config field {field}={value!r} is not allowed: {allowed}")
-
-
-def _check_choice(config: ml_collections.ConfigDict, field: str, choices: tuple) -> None:
-    value = _get(config, field)
-    if value not in choices:
-        _fail(field, value, f"must be one of {list(choices)}")
-
-
-def _check_int(config: ml_collections.ConfigDict, field: str, minimum: int) -> None:
-    value = _get(config, field)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(field, value, f"must be an integer >= {minimum}")
-
-
-def _check_positive_float(config: ml_collections.ConfigDict, field: str,
-                          allow_zero: bool = False) -> None:
-    value = _get(config, field)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        _fail(field, value, "must be a number >= 0" if allow_zero else "must be a number > 0")
-
-
-def _get(config: ml_collections.ConfigDict, field: str) -> Any:
-    node = config
-    for part in field.split("."):
-        if part not in node:
-            raise ConfigError(f"config field {field} is missing")
-        node = node[part]
-    return node
+def _check_optimizer(config: ml_collections.ConfigDict, section: str) -> None:
+    """The optimizer fields of `train` or `classifier`: one validation for both."""
+    check_choice(config, f"{section}.optimizer", epoch.OPTIMIZERS)
+    check_number(config, f"{section}.learning_rate", 0.0, low_open=True)
+    check_number(config, f"{section}.weight_decay", 0.0)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks every field that does not depend on the data; raises ConfigError."""
-    _check_choice(config, "data.source", DATA_SOURCES)
-    _check_choice(config, "data.binarize", data_lib.BINARIZATIONS)
+    check_choice(config, "data.source", data_lib.SOURCES)
+    check_choice(config, "data.binarize", data_lib.BINARIZATIONS)
     if not isinstance(config.data.name, str) or not config.data.name:
-        _fail("data.name", config.data.name,
-              "must be a dataset name such as 'fashion_mnist', 'mnist' or 'kmnist'")
-    _check_int(config, "data.num_validation", 0)
+        fail("data.name", config.data.name,
+             "must be a dataset name such as 'fashion_mnist', 'mnist' or 'kmnist'")
+    check_int(config, "data.num_validation", 0)
 
-    _check_choice(config, "model.kind", MODEL_KINDS)
-    _check_choice(config, "model.activation", tuple(models.ACTIVATIONS))
-    _check_choice(config, "model.decoder", models.DECODERS)
-    _check_choice(config, "model.code_activation", models.CODE_ACTIVATIONS)
-    _check_choice(config, "model.output_activation", models.OUTPUT_ACTIVATIONS)
-    _check_choice(config, "model.reconstruction_loss", objectives.RECONSTRUCTION_LOSSES)
-    if (config.model.reconstruction_loss == "cross_entropy"
-            and config.model.output_activation != "sigmoid"):
-        _fail("model.output_activation", config.model.output_activation,
-              "must be 'sigmoid' with model.reconstruction_loss='cross_entropy'")
-    _check_int(config, "model.latent_dim", 1)
-    _check_positive_float(config, "model.kl_weight", allow_zero=True)
-    sizes = config.model.hidden_sizes
-    if (not isinstance(sizes, (tuple, list))
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
-        _fail("model.hidden_sizes", sizes,
-              "must be a tuple of positive integers, e.g. --config.model.hidden_sizes='(500,)'")
+    check_choice(config, "model.kind", families.KINDS)
+    check_choice(config, "model.activation", tuple(models.ACTIVATIONS))
+    check_int(config, "model.latent_dim", 1)
+    check_int_tuple(config, "model.hidden_sizes")
 
-    _check_int(config, "train.num_epochs", 1)
-    _check_int(config, "train.batch_size", 1)
-    _check_choice(config, "train.optimizer", OPTIMIZERS)
-    _check_positive_float(config, "train.learning_rate")
-    _check_positive_float(config, "train.weight_decay", allow_zero=True)
-    _check_int(config, "train.checkpoint_every_epochs", 1)
-    _check_int(config, "train.max_checkpoints", 1)
+    check_int(config, "train.num_epochs", 1)
+    check_int(config, "train.batch_size", 1)
+    _check_optimizer(config, "train")
+    check_int(config, "train.checkpoint_every_epochs", 1)
+    check_int(config, "train.max_checkpoints", 1)
 
-    _check_choice(config, "noise.kind", noise.NOISE_KINDS)
-    _check_positive_float(config, "noise.std", allow_zero=True)
-    rate = config.noise.rate
-    if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        _fail("noise.rate", rate, "must be a number in [0, 1)")
+    check_choice(config, "noise.kind", noise.NOISE_KINDS)
+    check_number(config, "noise.std", 0.0)
+    check_number(config, "noise.rate", 0.0, 1.0)
+    check_number(config, "sparsity.weight", 0.0)
+    check_number(config, "sparsity.target", 0.0, 1.0, low_open=True)
 
-    _check_choice(config, "sparsity.kind", objectives.SPARSITY_KINDS)
-    _check_positive_float(config, "sparsity.weight", allow_zero=True)
-    target = config.sparsity.target
-    if not isinstance(target, (int, float)) or not 0 < target < 1:
-        _fail("sparsity.target", target, "must be a number in (0, 1)")
-    if config.sparsity.kind != "none" and config.model.kind != "autoencoder":
-        _fail("sparsity.kind", config.sparsity.kind,
-              "sparsity penalties act on autoencoder codes: use 'none' with "
-              f"model.kind={config.model.kind!r}")
-    if config.sparsity.kind == "kl":
-        if config.model.code_activation != "sigmoid":
-            _fail("model.code_activation", config.model.code_activation,
-                  "must be 'sigmoid' with sparsity.kind='kl' (mean activations in (0, 1))")
-        if config.train.batch_size < MIN_SPARSITY_BATCH:
-            _fail("train.batch_size", config.train.batch_size,
-                  f"must be >= {MIN_SPARSITY_BATCH} with sparsity.kind='kl': a unit's mean "
-                  "activation over a smaller batch is too noisy to estimate")
+    for field in ("every_epochs", "batch_size", "iwae_k", "iwae_samples_per_chunk",
+                  "num_images"):
+        check_int(config, f"eval.{field}", 1)
+    check_int(config, "eval.iwae_num_examples", 0)
+    _validate_regimes(config)
+    family = families.get(config.model.kind)
+    if config.sparsity.kind != "none" and not family.supports_sparsity:
+        fail("sparsity.kind", config.sparsity.kind,
+             f"sparsity penalties act on autoencoder codes: use 'none' with "
+             f"model.kind={config.model.kind!r}")
+    if config.train.schedule == "layerwise" and not family.supports_layerwise:
+        fail("train.schedule", "layerwise", "layer-wise training builds stacked autoencoders: "
+             f"use 'joint' with model.kind={config.model.kind!r}")
+    family.validate(config)
+    depth = family.encoder_depth(config.model)
+    if config.classifier.encoder_layers > depth:
+        fail("classifier.encoder_layers", config.classifier.encoder_layers,
+             f"the encoder has {depth} layers (model.hidden_sizes and the code): "
+             f"must be 0 (all) to {depth}")
 
-    _check_int(config, "eval.every_epochs", 1)
-    _check_int(config, "eval.batch_size", 1)
-    _check_int(config, "eval.iwae_k", 1)
-    _check_int(config, "eval.iwae_num_examples", 0)
-    _check_int(config, "eval.iwae_samples_per_chunk", 1)
-    _check_int(config, "eval.num_images", 1)
-    _validate_layerwise_and_pretrain(config)
+
+def _validate_regimes(config: ml_collections.ConfigDict) -> None:
+    """The fields of `task`, `train.schedule`, `labels` and `classifier`."""
+    check_choice(config, "task", TASKS)
+    check_choice(config, "train.schedule", SCHEDULES)
+    check_int(config, "train.finetune_epochs", 0)
+    if config.train.schedule != "layerwise" and config.train.finetune_epochs:
+        fail("train.finetune_epochs", config.train.finetune_epochs,
+             "must be 0 unless train.schedule='layerwise' (it fine-tunes an assembled stack)")
+    check_int(config, "labels.num", 0)
+    check_int(config, "labels.seed", 0)
+    check_choice(config, "classifier.encoder", CLASSIFIER_ENCODERS)
+    check_int(config, "classifier.encoder_layers", 0)
+    check_int(config, "classifier.num_steps", 1)
+    check_int(config, "classifier.batch_size", 1)
+    _check_optimizer(config, "classifier")
+    check_int(config, "classifier.eval_every_steps", 1)
 
 
 def validate_against_data(config: ml_collections.ConfigDict, num_train: int) -> None:
-    """Checks the fields that depend on the loaded data; raises ConfigError."""
+    """Checks the fields that depend on the loaded data and the devices; raises ConfigError.
+
+    Every regime checks the same batch fields: each must split evenly over the devices.
+    """
     if config.train.batch_size > num_train:
-        _fail("train.batch_size", config.train.batch_size,
-              f"must be at most the number of training examples ({num_train})")
-    if config.task == "pretrain":
-        if config.labels.num > num_train:
-            _fail("labels.num", config.labels.num,
-                  f"must be at most the number of training examples ({num_train}), or 0 = all")
-        num_labeled = config.labels.num or num_train
-        if config.classifier.batch_size > num_labeled:
-            _fail("classifier.batch_size", config.classifier.batch_size,
-                  f"must be at most the number of labeled examples ({num_labeled})")
-
-
-# --- greedy layer-wise training and unsupervised pretraining ---
-
-SCHEDULES = ("joint", "layerwise")
-TASKS = ("reconstruct", "pretrain")
-CLASSIFIER_ENCODERS = ("frozen", "trainable")
-
-
-def _validate_layerwise_and_pretrain(config: ml_collections.ConfigDict) -> None:
-    """The fields of `train.schedule`, `task`, `labels` and `classifier`; raises ConfigError."""
-    _check_choice(config, "task", TASKS)
-    _check_choice(config, "train.schedule", SCHEDULES)
-    _check_int(config, "train.finetune_epochs", 0)
-    if config.train.schedule == "layerwise":
-        if config.model.kind != "autoencoder":
-            _fail("train.schedule", "layerwise",
-                  "layer-wise training builds stacked autoencoders: use 'joint' with "
-                  f"model.kind={config.model.kind!r}")
-        if (config.sparsity.kind == "kl" and config.model.hidden_sizes
-                and config.model.activation != "sigmoid"):
-            _fail("model.activation", config.model.activation,
-                  "must be 'sigmoid' with train.schedule='layerwise' and sparsity.kind='kl': "
-                  "every layer's code is made sparse, so every code needs activations in (0, 1)")
-    elif config.train.finetune_epochs:
-        _fail("train.finetune_epochs", config.train.finetune_epochs,
-              "must be 0 unless train.schedule='layerwise' (it fine-tunes an assembled stack)")
-
-    _check_int(config, "labels.num", 0)
-    _check_int(config, "labels.seed", 0)
-    _check_choice(config, "classifier.encoder", CLASSIFIER_ENCODERS)
-    num_layers = len(config.model.hidden_sizes) + 1
-    _check_int(config, "classifier.encoder_layers", 0)
-    if config.classifier.encoder_layers > num_layers:
-        _fail("classifier.encoder_layers", config.classifier.encoder_layers,
-              f"the encoder has {num_layers} layers (model.hidden_sizes and the code): "
-              f"must be 0 (all) to {num_layers}")
-    _check_int(config, "classifier.num_steps", 1)
-    _check_int(config, "classifier.batch_size", 1)
-    _check_choice(config, "classifier.optimizer", OPTIMIZERS)
-    _check_positive_float(config, "classifier.learning_rate")
-    _check_positive_float(config, "classifier.weight_decay", allow_zero=True)
-    _check_int(config, "classifier.eval_every_steps", 1)
+        fail("train.batch_size", config.train.batch_size,
+             f"must be at most the number of training examples ({num_train})")
+    parallel.check_batch_divisible(config.train.batch_size, "train.batch_size")
+    if config.task != "pretrain":
+        return
+    if config.labels.num > num_train:
+        fail("labels.num", config.labels.num,
+             f"must be at most the number of training examples ({num_train}), or 0 = all")
+    num_labeled = config.labels.num or num_train
+    if config.classifier.batch_size > num_labeled:
+        fail("classifier.batch_size", config.classifier.batch_size,
+             f"must be at most the number of labeled examples ({num_labeled})")
+    parallel.check_batch_divisible(config.classifier.batch_size, "classifier.batch_size")
 
 
 def apply_variants(config: ml_collections.ConfigDict, variants: str, file: str,

@@ -8,8 +8,8 @@ Conventions shared by every function here:
   batch ``[B, D]`` gives ``[B]``, samples ``[K, B, D]`` give ``[K, B]`` and a single example
   ``[D]`` gives a scalar.
 * Values are PER EXAMPLE and unreduced: the caller decides whether to take a mean or a sum
-  over the batch. (The exceptions are ``bernoulli_kl``, which is elementwise, and
-  ``kl_sparsity_penalty``, which is a batch statistic by nature; see their docstrings.)
+  over the batch. (The exception is ``kl_sparsity_penalty``, a batch statistic by nature;
+  see its docstring.)
 * Log-likelihoods are positive-is-better log densities; losses (cross-entropy, squared
   errors, penalties) are positive-is-worse.
 * Numerically stable forms throughout (``log_sigmoid``, ``logsumexp``); logits of
@@ -28,10 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-# Clip for the mean activation in the sparsity divergence: keeps log(rho_hat) and
-# log(1 - rho_hat) finite when a unit is saturated (rho_hat exactly 0 or 1).
-_SPARSITY_EPS = 1e-6
 
 
 def _check_same_shape(a: jax.Array, b: jax.Array, names: tuple[str, str]) -> None:
@@ -166,23 +162,6 @@ def kl_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var, axis=-1)
 
 
-def elbo(log_likelihood: jax.Array, kl: jax.Array) -> jax.Array:
-    """Per-example evidence lower bound ``log p(x|z) - KL(q(z|x) || p(z))``.
-
-    Args:
-      log_likelihood: ``[...]`` reconstruction log-likelihood per example, e.g. from
-        ``bernoulli_log_likelihood``.
-      kl: ``[...]`` KL term per example, e.g. from ``kl_standard_normal``; same shape.
-
-    Returns:
-      ``[...]`` ELBO per example (maximise it; the training loss is its negated mean).
-    """
-    log_likelihood = jnp.asarray(log_likelihood)
-    kl = jnp.asarray(kl)
-    _check_same_shape(log_likelihood, kl, ("log_likelihood", "kl"))
-    return log_likelihood - kl
-
-
 def importance_weighted_bound(
     log_p_x_given_z: jax.Array, log_p_z: jax.Array, log_q_z: jax.Array
 ) -> jax.Array:
@@ -222,7 +201,7 @@ def mean_squared_error(x_hat: jax.Array, x: jax.Array) -> jax.Array:
     """Per-example MEAN over the last axis of ``(x_hat - x)^2`` (per-pixel MSE).
 
     Matches what Keras reports as ``mse``; divide-by-``D`` makes it comparable across image
-    sizes. Use ``sum_squared_error`` for the Gaussian-likelihood-style sum.
+    sizes.
 
     Args:
       x_hat: ``[..., D]`` reconstructions.
@@ -238,83 +217,41 @@ def mean_squared_error(x_hat: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(x_hat - x), axis=-1)
 
 
-def sum_squared_error(x_hat: jax.Array, x: jax.Array) -> jax.Array:
-    """Per-example SUM over the last axis of ``(x_hat - x)^2``.
+def kl_sparsity_penalty(code_logits: jax.Array, target: float | jax.Array) -> jax.Array:
+    """KL sparsity penalty ``sum_j KL(rho || rho_hat_j)`` of a sparse autoencoder's sigmoid code.
 
-    Up to constants, the negative log-likelihood of a unit-variance Gaussian decoder.
-
-    Args:
-      x_hat: ``[..., D]`` reconstructions.
-      x: ``[..., D]`` targets; same shape.
-
-    Returns:
-      ``[...]`` sum of squared errors per example.
-    """
-    x_hat = jnp.asarray(x_hat)
-    x = jnp.asarray(x)
-    _check_same_shape(x_hat, x, ("x_hat", "x"))
-    _check_event_axis(x, "x")
-    return jnp.sum(jnp.square(x_hat - x), axis=-1)
-
-
-def bernoulli_kl(target: float | jax.Array, mean_activation: jax.Array) -> jax.Array:
-    """Sparse-autoencoder divergence ``KL(rho || rho_hat)`` between Bernoullis, elementwise.
-
-    ``rho * log(rho / rho_hat) + (1 - rho) * log((1 - rho) / (1 - rho_hat))`` with
-    ``rho = target`` (desired mean activation) and ``rho_hat = mean_activation`` (observed mean
-    activation of each hidden unit). Zero iff ``rho_hat == rho``; its gradient in ``rho_hat``
-    is positive above the target and negative below, so gradient descent pulls each unit's
-    mean activation towards ``rho``.
-
-    ``rho_hat`` is clipped into ``[1e-6, 1 - 1e-6]`` so that saturated units (mean exactly 0
-    or 1) give a large but finite value; the gradient is unchanged in the interior (and zero
-    beyond the clip, where the clipped value no longer depends on ``rho_hat``).
-
-    NOT summed: this is a per-unit quantity, not a per-example one.
-
-    Args:
-      target: ``rho``, a Python float or scalar array in ``(0, 1)``.
-      mean_activation: ``[J]`` (or any shape) mean activations in ``[0, 1]``.
-
-    Returns:
-      Array of the shape of ``mean_activation``: the divergence for each unit.
-    """
-    if isinstance(target, Real) and not 0.0 < float(target) < 1.0:
-        raise ValueError(f"target must lie in (0, 1), got {target}")
-    rho_hat = jnp.asarray(mean_activation)
-    if not jnp.issubdtype(rho_hat.dtype, jnp.floating):
-        rho_hat = rho_hat.astype(jnp.result_type(float))
-    # Compute in mean_activation's dtype (a Python-float target must not promote to float64).
-    rho = jnp.asarray(target, dtype=rho_hat.dtype)
-    if rho.ndim != 0:
-        raise ValueError(f"target must be a scalar, got shape {rho.shape}")
-    rho_hat = jnp.clip(rho_hat, _SPARSITY_EPS, 1.0 - _SPARSITY_EPS)
-    return rho * (jnp.log(rho) - jnp.log(rho_hat)) + (1.0 - rho) * (
-        jnp.log1p(-rho) - jnp.log1p(-rho_hat)
-    )
-
-
-def kl_sparsity_penalty(codes: jax.Array, target: float | jax.Array) -> jax.Array:
-    """KL sparsity penalty ``sum_j KL(rho || rho_hat_j)`` of a sparse autoencoder.
-
-    ``rho_hat_j`` is the mean activation of hidden unit ``j`` over the batch. This is a BATCH
-    STATISTIC, not a per-example loss, and it returns a scalar: sparsity is a property of a
-    unit's average activity across inputs, and a single example's activation is not an
-    estimate of anything one could compare to ``rho``. (Its value depends on the batch size
+    ``rho_hat_j = mean_b sigmoid(a_bj)`` is the mean activation of coding unit ``j`` over the
+    batch and ``KL(rho || q) = rho log(rho / q) + (1 - rho) log((1 - rho) / (1 - q))``.
+    A BATCH STATISTIC, not a per-example loss, so it returns a scalar: sparsity is a property
+    of a unit's average activity across inputs. (Its value depends on the batch size
     through ``rho_hat``'s noise; the caller adds it, weighted, to the batch-mean loss.)
 
+    It takes the code's PRE-ACTIVATIONS ``a`` and computes ``log rho_hat`` and
+    ``log(1 - rho_hat)`` as log-mean-exps of ``log_sigmoid(a)`` and ``log_sigmoid(-a)``, so
+    no clipping is needed: a unit whose activations sit at 1e-9 over the whole batch (``a``
+    near -20) still gets the gradient that pulls it back towards ``rho``.
+
     Args:
-      codes: ``[B, J]`` hidden activations in ``(0, 1)`` (e.g. sigmoid outputs).
+      code_logits: ``[B, J]`` pre-activations of the sigmoid coding units.
       target: ``rho``, the desired mean activation, a Python float or scalar in ``(0, 1)``.
 
     Returns:
       Scalar: the divergence summed over the ``J`` units.
     """
-    codes = jnp.asarray(codes)
-    if codes.ndim != 2:
-        raise ValueError(f"codes must have shape [B, J], got shape {codes.shape}")
-    rho_hat = jnp.mean(codes, axis=0)
-    return jnp.sum(bernoulli_kl(target, rho_hat))
+    if isinstance(target, Real) and not 0.0 < float(target) < 1.0:
+        raise ValueError(f"target must lie in (0, 1), got {target}")
+    code_logits = jnp.asarray(code_logits)
+    if code_logits.ndim != 2:
+        raise ValueError(f"code_logits must have shape [B, J], got shape {code_logits.shape}")
+    rho = jnp.asarray(target, dtype=code_logits.dtype)
+    if rho.ndim != 0:
+        raise ValueError(f"target must be a scalar, got shape {rho.shape}")
+    log_batch = math.log(code_logits.shape[0])
+    log_rho_hat = jax.nn.logsumexp(jax.nn.log_sigmoid(code_logits), axis=0) - log_batch
+    log_1m_rho_hat = jax.nn.logsumexp(jax.nn.log_sigmoid(-code_logits), axis=0) - log_batch
+    per_unit = (rho * (jnp.log(rho) - log_rho_hat)
+                + (1.0 - rho) * (jnp.log1p(-rho) - log_1m_rho_hat))
+    return jnp.sum(per_unit)
 
 
 def l1_activity_penalty(codes: jax.Array) -> jax.Array:

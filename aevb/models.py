@@ -1,7 +1,7 @@
-"""Flax (Linen) modules: encoders, decoders, the autoencoder and the variational autoencoder.
+"""Flax (Linen) modules: encoders, decoders, the autoencoder, the VAE and the classifier.
 
-Modules return distribution parameters, never losses: the losses live in
-`aevb/losses.py` and the objective that ties the two together in `aevb/objectives.py`.
+Modules return distribution parameters (`aevb/distributions.py`) or activations, never
+losses: the objectives that score them live with their family in `aevb/families/`.
 Images enter flattened, as float arrays of shape [..., D] with D = H * W * C.
 """
 
@@ -11,8 +11,11 @@ import itertools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
+
+from aevb.distributions import Bernoulli, Gaussian
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
@@ -36,6 +39,8 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
     return ACTIVATIONS[name]
 
 
+# ----------------------------------------------------------------------------- the VAE
+
 class MLP(nn.Module):
     """A stack of dense layers, each followed by the activation: [..., D_in] -> [..., H_last]."""
 
@@ -51,10 +56,9 @@ class MLP(nn.Module):
 
 
 class GaussianEncoder(nn.Module):
-    """Recognition model q(z|x) = N(mean, diag(exp(log_var))).
+    """Recognition model q(z|x) = N(mean, diag(exp(log_var))): x [..., D] -> Gaussian [..., L].
 
-    x [..., D] -> (mean [..., L], log_var [..., L]). Mean and log-variance come from one
-    dense layer of width 2L (one matmul instead of two), split in halves.
+    Mean and log-variance come from one dense layer of width 2L (one matmul instead of two).
     """
 
     hidden_sizes: Sequence[int]
@@ -62,18 +66,24 @@ class GaussianEncoder(nn.Module):
     activation: str = "tanh"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array) -> Gaussian:
         h = MLP(self.hidden_sizes, self.activation, name="mlp")(x)
         out = nn.Dense(2 * self.latent_dim, name="mean_log_var")(h)
         mean, log_var = jnp.split(out, 2, axis=-1)
-        return mean, log_var
+        return Gaussian(mean, log_var)
+
+
+class PosteriorMean(GaussianEncoder):
+    """The mean of q(z|x) [..., L]: a VAE's encoder as a feature extractor (same parameters)."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:  # type: ignore[override]
+        return super().__call__(x).mean()
 
 
 class Decoder(nn.Module):
-    """Generative model p(x|z).
+    """Generative model p(x|z): z [..., L] -> Bernoulli [..., D] or Gaussian [..., D].
 
-    z [..., L] -> for `bernoulli`: logits [..., D]; for `gaussian`: (mean [..., D],
-    log_var [..., D]) with the mean squashed into (0, 1) by a sigmoid, as pixel values are.
+    The Gaussian's mean is squashed into (0, 1) by a sigmoid, as pixel values are.
     """
 
     hidden_sizes: Sequence[int]
@@ -82,35 +92,28 @@ class Decoder(nn.Module):
     activation: str = "tanh"
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
+    def __call__(self, z: jax.Array) -> Bernoulli | Gaussian:
         h = MLP(self.hidden_sizes, self.activation, name="mlp")(z)
         if self.likelihood == "bernoulli":
-            return nn.Dense(self.output_dim, name="logits")(h)
-        if self.likelihood == "gaussian":
-            out = nn.Dense(2 * self.output_dim, name="mean_log_var")(h)
-            mean_logit, log_var = jnp.split(out, 2, axis=-1)
-            return nn.sigmoid(mean_logit), log_var
-        raise ValueError(f"model.decoder={self.likelihood!r}; allowed: {list(DECODERS)}")
+            return Bernoulli(nn.Dense(self.output_dim, name="logits")(h))
+        out = nn.Dense(2 * self.output_dim, name="mean_log_var")(h)
+        mean_logit, log_var = jnp.split(out, 2, axis=-1)
+        return Gaussian(nn.sigmoid(mean_logit), log_var)
 
 
-def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array,
-                   num_samples: int | None = None) -> jax.Array:
-    """z = mean + sigma * eps with eps ~ N(0, I): a sample whose gradient reaches mean and log_var.
+@flax.struct.dataclass
+class VAEOutput:
+    """A VAE's forward pass: q(z|x) [B, L], the sample z [B, L] and p(x|z) [B, D]."""
 
-    mean, log_var [..., L] -> z [..., L], or [num_samples, ..., L] when num_samples is given.
-    """
-    shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
-    eps = jax.random.normal(key, shape, mean.dtype)
-    return mean + jnp.exp(0.5 * log_var) * eps
+    posterior: Gaussian
+    z: jax.Array
+    likelihood: Bernoulli | Gaussian
 
 
 class VAE(nn.Module):
     """The variational autoencoder of Kingma & Welling (2014): encoder, sampler, decoder.
 
-    `__call__(x, key)` returns a dict of distribution parameters for a batch x [B, D]:
-    `mean`, `log_var` [B, L] of q(z|x), the sample `z` [B, L], and the decoder's output
-    (`logits` [B, D], or `x_mean`, `x_log_var` [B, D]). The decoder mirrors the encoder's
-    hidden widths unless `decoder_hidden_sizes` is given.
+    The decoder mirrors the encoder's hidden widths. `__call__(x [B, D], key)` -> VAEOutput.
     """
 
     hidden_sizes: Sequence[int]
@@ -118,34 +121,63 @@ class VAE(nn.Module):
     output_dim: int
     likelihood: str = "bernoulli"
     activation: str = "tanh"
-    decoder_hidden_sizes: Sequence[int] | None = None
 
     def setup(self) -> None:
         self.encoder = GaussianEncoder(self.hidden_sizes, self.latent_dim, self.activation)
-        dec_hidden = (tuple(reversed(self.hidden_sizes)) if self.decoder_hidden_sizes is None
-                      else self.decoder_hidden_sizes)
-        self.decoder = Decoder(dec_hidden, self.output_dim, self.likelihood, self.activation)
+        self.decoder = Decoder(tuple(reversed(self.hidden_sizes)), self.output_dim,
+                               self.likelihood, self.activation)
 
-    def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """x [..., D] -> (mean, log_var) [..., L]."""
+    def encode(self, x: jax.Array) -> Gaussian:
+        """x [..., D] -> q(z|x) [..., L]."""
         return self.encoder(x)
 
-    def decode(self, z: jax.Array) -> dict[str, jax.Array]:
-        """z [..., L] -> decoder distribution parameters, each [..., D]."""
-        out = self.decoder(z)
-        if self.likelihood == "bernoulli":
-            return {"logits": out}
-        return {"x_mean": out[0], "x_log_var": out[1]}
+    def decode(self, z: jax.Array) -> Bernoulli | Gaussian:
+        """z [..., L] -> p(x|z) [..., D]."""
+        return self.decoder(z)
 
     def generate(self, z: jax.Array) -> jax.Array:
-        """Decoder mean E[x|z] in [0, 1] for codes z [..., L]: pictures of samples and manifolds."""
-        out = self.decode(z)
-        return nn.sigmoid(out["logits"]) if "logits" in out else out["x_mean"]
+        """Decoder mean E[x|z] in [0, 1] for codes z [..., L]: pictures of samples."""
+        return self.decode(z).mean()
 
-    def __call__(self, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
-        mean, log_var = self.encode(x)
-        z = reparameterize(key, mean, log_var)
-        return {"mean": mean, "log_var": log_var, "z": z, **self.decode(z)}
+    def __call__(self, x: jax.Array, key: jax.Array) -> VAEOutput:
+        posterior = self.encode(x)
+        z = posterior.sample(key)
+        return VAEOutput(posterior=posterior, z=z, likelihood=self.decode(z))
+
+    def dense_shapes(self) -> list[tuple[int, int]]:
+        """(fan_in, fan_out) of every matmul of one forward pass, encoder first."""
+        enc = (self.output_dim, *self.hidden_sizes)
+        dec = (self.latent_dim, *reversed(self.hidden_sizes))
+        out = 1 if self.likelihood == "bernoulli" else 2
+        return (list(itertools.pairwise(enc)) + [(enc[-1], 2 * self.latent_dim)]
+                + list(itertools.pairwise(dec)) + [(dec[-1], out * self.output_dim)])
+
+
+# ----------------------------------------------------------------------------- autoencoders
+
+def dense_forward(x: jax.Array, kernels: Sequence[jax.Array], biases: Sequence[jax.Array],
+                  activations: Sequence[str]) -> tuple[jax.Array, jax.Array]:
+    """x [..., w_0] through dense layers i (w_i -> w_{i+1}, then activations[i]).
+
+    Returns (output [..., w_n], the last layer's pre-activation [..., w_n]).
+    """
+    pre = x
+    for w, b, act in zip(kernels, biases, activations, strict=True):
+        pre = x @ w + b
+        x = get_activation(act)(pre)
+    return x, pre
+
+
+@flax.struct.dataclass
+class Reconstruction:
+    """An autoencoder's forward pass, each [B, ...]: the code and its pre-activation
+    [B, J], the output layer before its activation `logits` and the reconstruction
+    `x_hat` [B, D]."""
+
+    code: jax.Array
+    code_preactivation: jax.Array
+    logits: jax.Array
+    x_hat: jax.Array
 
 
 class Autoencoder(nn.Module):
@@ -159,9 +191,6 @@ class Autoencoder(nn.Module):
     transposed (W' = W^T) and a bias of its own: half the weights of an untied stack.
     Parameters are flat: `encoder_kernel_i`, `encoder_bias_i`, `decoder_bias_i` and, untied,
     `decoder_kernel_i`, with decoder layer i mirroring encoder layer (n - 1 - i).
-
-    `__call__(x)` returns `code` [..., code_dim], `logits` [..., D] (the output layer before
-    its activation) and `x_hat` [..., D] (the reconstruction).
     """
 
     hidden_sizes: Sequence[int]
@@ -175,6 +204,10 @@ class Autoencoder(nn.Module):
     @property
     def widths(self) -> tuple[int, ...]:
         return (self.output_dim, *self.hidden_sizes, self.code_dim)
+
+    @property
+    def encoder_activations(self) -> tuple[str, ...]:
+        return (self.activation,) * len(self.hidden_sizes) + (self.code_activation,)
 
     def setup(self) -> None:
         widths = self.widths
@@ -193,58 +226,72 @@ class Autoencoder(nn.Module):
                                                (widths[n - j], widths[n - 1 - j]))
                                     for j in range(n)]
 
-    def _decoder_kernel(self, j: int) -> jax.Array:
-        n = len(self.widths) - 1
-        return self.encoder_kernels[n - 1 - j].T if self.tied_weights else self.decoder_kernels[j]
+    def _decoder_kernels(self) -> list[jax.Array]:
+        if self.tied_weights:
+            return [w.T for w in reversed(self.encoder_kernels)]
+        return self.decoder_kernels
+
+    def encode_with_preactivation(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """x [..., D] -> (code, its pre-activation) [..., code_dim]."""
+        return dense_forward(x, self.encoder_kernels, self.encoder_biases,
+                             self.encoder_activations)
 
     def encode(self, x: jax.Array) -> jax.Array:
         """x [..., D] -> code [..., code_dim]."""
-        act, code_act = get_activation(self.activation), get_activation(self.code_activation)
-        n = len(self.encoder_kernels)
-        for i, (w, b) in enumerate(zip(self.encoder_kernels, self.encoder_biases)):
-            x = x @ w + b
-            x = code_act(x) if i == n - 1 else act(x)
-        return x
+        return self.encode_with_preactivation(x)[0]
 
     def decode_logits(self, code: jax.Array) -> jax.Array:
         """code [..., code_dim] -> output layer before its activation [..., D]."""
-        act = get_activation(self.activation)
         n = len(self.decoder_biases)
-        h = code
-        for j in range(n):
-            h = h @ self._decoder_kernel(j) + self.decoder_biases[j]
-            if j < n - 1:
-                h = act(h)
-        return h
+        activations = (self.activation,) * (n - 1) + ("linear",)
+        return dense_forward(code, self._decoder_kernels(), self.decoder_biases, activations)[0]
 
     def generate(self, code: jax.Array) -> jax.Array:
         """Reconstruction x_hat [..., D] of a code [..., code_dim]."""
         return get_activation(self.output_activation)(self.decode_logits(code))
 
-    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        code = self.encode(x)
+    def __call__(self, x: jax.Array) -> Reconstruction:
+        code, pre = self.encode_with_preactivation(x)
         logits = self.decode_logits(code)
-        return {"code": code, "logits": logits,
-                "x_hat": get_activation(self.output_activation)(logits)}
+        return Reconstruction(code=code, code_preactivation=pre, logits=logits,
+                              x_hat=get_activation(self.output_activation)(logits))
 
-
-def dense_shapes(model: nn.Module) -> list[tuple[int, int]]:
-    """(fan_in, fan_out) of every matmul in one forward pass, encoder first.
-
-    Counted from the layer sizes (a tied decoder layer is a matmul too), for FLOP counts.
-    """
-    if isinstance(model, Autoencoder):
-        widths = model.widths
-        enc = list(itertools.pairwise(widths))
+    def dense_shapes(self) -> list[tuple[int, int]]:
+        """(fan_in, fan_out) of every matmul of one forward pass (tied layers too)."""
+        enc = list(itertools.pairwise(self.widths))
         return enc + [(o, i) for i, o in reversed(enc)]
-    if isinstance(model, VAE):
-        enc_widths = (model.output_dim, *model.hidden_sizes)
-        dec_hidden = (tuple(reversed(model.hidden_sizes)) if model.decoder_hidden_sizes is None
-                      else tuple(model.decoder_hidden_sizes))
-        out = 1 if model.likelihood == "bernoulli" else 2
-        dec_widths = (model.latent_dim, *dec_hidden)
-        return (list(itertools.pairwise(enc_widths))
-                + [(enc_widths[-1], 2 * model.latent_dim)]
-                + list(itertools.pairwise(dec_widths))
-                + [(dec_widths[-1], out * model.output_dim)])
-    raise TypeError(f"no layer shapes for {type(model).__name__}")
+
+
+class DenseEncoder(nn.Module):
+    """The lower layers of an autoencoder's encoder as a module of its own:
+    x [..., widths[0]] -> [..., widths[-1]], named as the autoencoder names them."""
+
+    widths: Sequence[int]
+    activations: Sequence[str]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel_init, zeros = nn.initializers.lecun_normal(), nn.initializers.zeros_init()
+        n = len(self.activations)
+        kernels = [self.param(f"encoder_kernel_{i}", kernel_init,
+                              (self.widths[i], self.widths[i + 1])) for i in range(n)]
+        biases = [self.param(f"encoder_bias_{i}", zeros, (self.widths[i + 1],))
+                  for i in range(n)]
+        return dense_forward(x, kernels, biases, self.activations)[0]
+
+
+# ----------------------------------------------------------------------------- classifier
+
+class Classifier(nn.Module):
+    """Any encoder module under a softmax head: x [..., D] -> class logits [..., C].
+
+    Parameters: `encoder` (the encoder's own, so a pretrained one drops in whole) and
+    `head` (a dense layer).
+    """
+
+    encoder: nn.Module
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.Dense(self.num_classes, name="head")(self.encoder(x))

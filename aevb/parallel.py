@@ -18,8 +18,11 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from aevb.checks import ConfigError
 
 DATA_AXIS = "data"
 
@@ -84,8 +87,6 @@ def fetch(tree: Any) -> Any:
     Replicated arrays are read from a local copy (no communication); arrays sharded over
     several processes are gathered with `process_allgather`.
     """
-    from jax.experimental import multihost_utils
-
     def one(x):
         if not isinstance(x, jax.Array) or x.is_fully_addressable:
             return np.asarray(x)
@@ -95,12 +96,16 @@ def fetch(tree: Any) -> Any:
     return jax.tree.map(one, tree)
 
 
+def barrier(name: str) -> None:
+    """Waits until every process has reached the barrier `name` (no-op in one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
 def check_batch_divisible(batch_size: int, field: str) -> None:
     """A global batch must split evenly over the devices; raises ConfigError otherwise."""
-    from aevb import configs
-
     n = jax.device_count()
     if batch_size % n:
-        raise configs.ConfigError(
+        raise ConfigError(
             f"config field {field}={batch_size} is not allowed: must be divisible by the "
             f"number of devices ({n}), so that every device gets an equal slice")

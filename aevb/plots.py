@@ -1,5 +1,6 @@
-"""PNG pictures of a run: reconstructions, samples, the 2-D latent manifold, first-layer
-filters, denoising, and the histogram of a sparse code's mean activations."""
+"""Drawing primitives for a run's pictures: image grids, reconstructions, the 2-D latent
+manifold's codes, first-layer filters, histograms and curves. Which pictures a run draws
+is its family's choice (`aevb/families/`)."""
 
 from __future__ import annotations
 
@@ -97,58 +98,41 @@ def activation_histogram(mean_activations: np.ndarray, target: float | None, pat
     return path
 
 
-def save_run_pictures(config, model, params, test_x, image_shape: tuple[int, int, int],
-                      key, workdir: str) -> list[str]:
-    """Draws the pictures of a finished run into workdir; returns their paths.
+def save_grid(images: np.ndarray, image_shape: tuple[int, int, int], workdir: str, name: str,
+              columns: int | None = None, pad: int = 2) -> str:
+    """Images [N, D] (flattened, values in [0, 1]) as one grid picture `workdir/name`."""
+    images = np.asarray(images).reshape(-1, *image_shape)
+    columns = columns or max(1, int(np.sqrt(images.shape[0])))
+    return save_png(image_grid(images, columns, pad), os.path.join(workdir, name))
 
-    Every model: `reconstructions.png` (test inputs above their reconstructions). VAE:
-    `samples.png` (decoded z ~ N(0, I)) and, with 2 latents, `latent_manifold.png`.
-    Autoencoder: `filters.png` (first layer), with noise `denoising.png` (rows of corrupted /
-    reconstructed / clean), with a sigmoid code `code_activations.png` (histogram).
-    """
-    import jax
-    import jax.numpy as jnp
 
-    from aevb import noise
-
-    n = min(config.eval.num_images, test_x.shape[0])
-    cols = max(1, int(np.sqrt(n)))
-    x = test_x[:n]
+def save_reconstructions(x: np.ndarray, recon: np.ndarray, image_shape: tuple[int, int, int],
+                         workdir: str) -> str:
+    """`reconstructions.png`: inputs x [N, D] in rows, each above its reconstruction [N, D]."""
+    columns = max(1, int(np.sqrt(x.shape[0])))
     as_images = lambda a: np.asarray(a).reshape(-1, *image_shape)
-    path = lambda name: os.path.join(workdir, name)
-    written = []
-    if config.model.kind == "vae":
-        code, _ = model.apply(params, x, method=model.encode)
-    else:
-        code = model.apply(params, x, method=model.encode)
-    recon = model.apply(params, code, method=model.generate)
-    written.append(save_png(image_grid(interleave_rows(as_images(x), as_images(recon), cols),
-                                       cols), path("reconstructions.png")))
-    if config.model.kind == "vae":
-        z = jax.random.normal(key, (n, config.model.latent_dim))
-        samples = model.apply(params, z, method=model.generate)
-        written.append(save_png(image_grid(as_images(samples), cols), path("samples.png")))
-        if config.model.latent_dim == 2:
-            side = 20
-            grid = model.apply(params, jnp.asarray(latent_grid(side)), method=model.generate)
-            written.append(save_png(image_grid(as_images(grid), side, pad=0),
-                                    path("latent_manifold.png")))
-        return written
+    return save_png(image_grid(interleave_rows(as_images(x), as_images(recon), columns),
+                               columns), os.path.join(workdir, "reconstructions.png"))
 
-    kernel = params["params"]["encoder_kernel_0"]
-    written.append(save_png(image_grid(filter_tiles(kernel, image_shape), 10),
-                            path("filters.png")))
-    if config.noise.kind != "none":
-        rows = min(cols, n)
-        corrupted = noise.corrupt(x[:rows], config.noise.kind, key, config.noise.std,
-                                  config.noise.rate)
-        restored = model.apply(params, corrupted)["x_hat"]
-        stack = np.concatenate([as_images(np.clip(corrupted, 0, 1)), as_images(restored),
-                                as_images(x[:rows])])
-        written.append(save_png(image_grid(stack, rows), path("denoising.png")))
-    if config.model.code_activation == "sigmoid":
-        codes = model.apply(params, test_x, method=model.encode)
-        target = config.sparsity.target if config.sparsity.kind == "kl" else None
-        written.append(activation_histogram(np.asarray(codes).mean(axis=0), target,
-                                            path("code_activations.png")))
-    return written
+
+def save_curves(curves: dict[str, list[tuple[int, float]]], xlabel: str, ylabel: str,
+                path: str) -> str:
+    """Line plot of named curves [(x, y), ...] (e.g. test accuracy against steps)."""
+    import matplotlib  # only runs that draw it pay for the import
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    for name, points in curves.items():
+        if points:
+            ax.plot(*zip(*points), marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,131 +1,49 @@
 """Unsupervised pretraining for a classifier with few labels.
 
 Phase 1 trains an autoencoder of the family, or the VAE, on every training image without
-reading a label: it is an ordinary run of the configured model (joint or layer-wise, with
-its noise and sparsity regimes) in `<workdir>/autoencoder`, through
-`train.train_and_evaluate`. Phase 2 builds a classifier from the lower
-`classifier.encoder_layers` layers of its encoder (the VAE's: its hidden layers and the
-mean of q(z|x)) and a softmax head, and trains it with cross-entropy on `labels.num`
-labeled training examples, class-balanced and chosen by `labels.seed`, the encoder
-`frozen` (only the head learns) or `trainable`. The baseline, in the same run, trains the
-identical classifier from its random initialisation, every layer trainable, on the same
-examples, in the same batches, for the same `classifier.num_steps` steps.
-
-Inputs: the grey levels in [0, 1] (thresholded at 0.5 under `data.binarize=static`); a
-VAE trained on dynamically binarized images sees their expectation, the grey levels.
+reading a label: an ordinary run of the configured model (joint or layer-wise, with its
+noise and sparsity regimes) in `<workdir>/autoencoder`, by the function the router passes
+in. Phase 2 puts a softmax head on the lower `classifier.encoder_layers` layers of its
+encoder, as its family exports them (`aevb/families/classifier.py`), and trains it with
+cross-entropy on `labels.num` labeled training examples, class-balanced and chosen by
+`labels.seed`, the encoder `frozen` (only the head learns) or `trainable`. The baseline,
+in the same run, trains the identical classifier from its random initialisation, every
+layer trainable, on the same examples, in the same batches, for the same
+`classifier.num_steps` steps. Both classifiers train through the one loop
+(`aevb/loop.py`), in rounds of `classifier.eval_every_steps` steps, on the device mesh.
 
 Run files, in `workdir`: `config.json`; `autoencoder/` (the phase-1 run's own files);
-`classifier_pretrained/checkpoints` and `classifier_scratch/checkpoints` (every
-`classifier.eval_every_steps` steps); `metrics.jsonl` (`phase`: `pretrained` or `scratch`,
-metric names prefixed by it; `epoch` counts evaluation rounds over both classifiers);
-`accuracy.png` (test accuracy against steps); `summary.json`: the autoencoder's summary,
-then `pretrained_test_accuracy`, `scratch_test_accuracy`, their difference
-`accuracy_gain`, and the labeled set's size and accuracies. An interrupted run resumes
-where it stopped.
+`classifier_pretrained/checkpoints` and `classifier_scratch/checkpoints` (one per round);
+`metrics.jsonl` (`phase`: `pretrained` or `scratch`, metric names prefixed by it; `epoch`
+counts rounds over both classifiers); `accuracy.png` (test accuracy against steps);
+`summary.json`: the autoencoder's summary, then `pretrained_test_accuracy`,
+`scratch_test_accuracy`, their difference `accuracy_gain`, and the labeled set's size.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
+from jax.sharding import Mesh
 
-from aevb import configs, evaluate, models, train
-from aevb import data as data_lib
-from aevb.metrics import MetricWriter
+from aevb import families, keys, loop, parallel
+from aevb.checks import ConfigError
+from aevb.epoch import TrainState, apply_gradients, make_optimizer
+from aevb.families import classifier
+from aevb.workdir import flat_images, load_and_check, write_or_check_config
 
 Params = dict[str, Any]
-RoundCallback = Callable[[int, train.TrainState, dict[str, float]], None]
+NAMES = ("pretrained", "scratch")
 
-
-# ----------------------------------------------------------------------------- the model
-
-class Classifier(nn.Module):
-    """Dense encoder layers and a softmax head: x [..., D] -> class logits [..., C].
-
-    Encoder layer i maps widths[i] -> widths[i + 1] and applies activations[i]; the head
-    maps widths[-1] -> num_classes. Parameters are flat and named as an autoencoder's
-    encoder (`encoder_kernel_i`, `encoder_bias_i`), so pretrained layers drop in, plus
-    `head_kernel` and `head_bias`.
-    """
-
-    widths: Sequence[int]
-    activations: Sequence[str]
-    num_classes: int = 10
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel_init, zeros = nn.initializers.lecun_normal(), nn.initializers.zeros_init()
-        for i, act in enumerate(self.activations):
-            w = self.param(f"encoder_kernel_{i}", kernel_init, (self.widths[i], self.widths[i + 1]))
-            b = self.param(f"encoder_bias_{i}", zeros, (self.widths[i + 1],))
-            x = models.get_activation(act)(x @ w + b)
-        w = self.param("head_kernel", kernel_init, (self.widths[-1], self.num_classes))
-        b = self.param("head_bias", zeros, (self.num_classes,))
-        return x @ w + b
-
-
-def encoder_spec(model_config: ml_collections.ConfigDict, num_pixels: int,
-                 num_layers: int = 0) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """(widths, activations) of the lower `num_layers` layers (0 = all) of the encoder.
-
-    Autoencoder: D -> hidden_sizes -> code, `model.activation` then `model.code_activation`.
-    VAE: D -> hidden_sizes -> mean of q(z|x), `model.activation` then linear.
-    """
-    widths = (num_pixels, *model_config.hidden_sizes, model_config.latent_dim)
-    top = model_config.code_activation if model_config.kind == "autoencoder" else "linear"
-    activations = (model_config.activation,) * len(model_config.hidden_sizes) + (top,)
-    num_layers = num_layers or len(activations)
-    return widths[:num_layers + 1], activations[:num_layers]
-
-
-def pretrained_encoder(model_config: ml_collections.ConfigDict, params: Params,
-                       num_layers: int = 0) -> dict[str, jax.Array]:
-    """The lower `num_layers` (0 = all) encoder layers of a trained model, named as in
-    `Classifier`: {"encoder_kernel_i": [w_i, w_{i+1}], "encoder_bias_i": [w_{i+1}]}.
-
-    For the VAE, the top layer is the mean half of its `mean_log_var` layer.
-    """
-    p = params["params"]
-    layers: list[tuple[jax.Array, jax.Array]] = []
-    if model_config.kind == "autoencoder":
-        for i in range(len(model_config.hidden_sizes) + 1):
-            layers.append((p[f"encoder_kernel_{i}"], p[f"encoder_bias_{i}"]))
-    else:
-        encoder, latent = p["encoder"], model_config.latent_dim
-        for i in range(len(model_config.hidden_sizes)):
-            dense = encoder["mlp"][f"hidden_{i}"]
-            layers.append((dense["kernel"], dense["bias"]))
-        top = encoder["mean_log_var"]
-        layers.append((top["kernel"][:, :latent], top["bias"][:latent]))
-    out = {}
-    for i, (kernel, bias) in enumerate(layers[:num_layers or len(layers)]):
-        out[f"encoder_kernel_{i}"], out[f"encoder_bias_{i}"] = kernel, bias
-    return out
-
-
-def with_encoder(params: Params, encoder: dict[str, jax.Array]) -> Params:
-    """A classifier's parameters with its encoder layers replaced (the head kept)."""
-    return {**params, "params": {**params["params"], **encoder}}
-
-
-def is_encoder(name: str) -> bool:
-    return name.startswith("encoder_")
-
-
-# ----------------------------------------------------------------------------- the data
 
 def labeled_subset(labels: np.ndarray, num: int, seed: int) -> np.ndarray:
     """Sorted indices of `num` labeled examples, class-balanced (0 = all examples).
@@ -145,326 +63,163 @@ def labeled_subset(labels: np.ndarray, num: int, seed: int) -> np.ndarray:
     per_class[rng.permutation(len(classes))[:num % len(classes)]] += 1
     for c, order, k in zip(classes, orders, per_class):
         if k > len(order):
-            raise configs.ConfigError(
+            raise ConfigError(
                 f"config field labels.num={num} is not allowed: class {c} has only "
                 f"{len(order)} training examples, {k} needed for a balanced subset")
     return np.sort(np.concatenate([order[:k] for order, k in zip(orders, per_class)]))
 
 
-def classifier_inputs(images: jax.Array, binarize: str) -> jax.Array:
-    """uint8 pixels [N, D] -> float32 classifier inputs [N, D]: grey levels (static: 0/1)."""
-    x = data_lib.to_unit_interval(images)
-    return data_lib.binarize(x, "static", None) if binarize == "static" else x
-
-
-# ----------------------------------------------------------------------------- training
-
-def make_classifier_optimizer(classifier_config: ml_collections.ConfigDict,
-                              frozen: bool) -> optax.GradientTransformation:
+def classifier_optimizer(section: ml_collections.ConfigDict,
+                         frozen: bool) -> optax.GradientTransformation:
     """`classifier.optimizer`; with a frozen encoder, only the head's parameters move."""
-    tx = train.make_optimizer(classifier_config)
+    tx = make_optimizer(section)
     if not frozen:
         return tx
-    labels = lambda params: jax.tree_util.tree_map_with_path(
-        lambda path, _: "frozen" if is_encoder(path[-1].key) else "train", params)
-    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
-
-
-def create_classifier_state(params: Params, tx: optax.GradientTransformation
-                            ) -> train.TrainState:
-    """Step 0: a copy of `params` (training donates its buffers) and a fresh optimizer."""
-    params = jax.tree.map(jnp.copy, params)
-    return train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                            opt_state=tx.init(params))
-
-
-def cross_entropy_terms(model: Classifier, params: Params, x: jax.Array,
-                        labels: jax.Array) -> dict[str, jax.Array]:
-    """Per-example softmax cross-entropy (nats) and correctness, each [B], of x [B, D]."""
-    logits = model.apply(params, x)
-    return {"loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels),
-            "accuracy": (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)}
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                                 classifier.frozen_labels)
 
 
 @functools.lru_cache(maxsize=64)
-def make_classifier_round(model: Classifier, classifier_config_json: str, frozen: bool,
-                          binarize: str, num_steps: int
-                          ) -> Callable[..., tuple[train.TrainState, dict[str, jax.Array]]]:
+def make_round(model, section_json: str, frozen: bool, binarize: str, num_steps: int,
+               mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, dict]]:
     """`round(state, images u8 [N, D], labels [N], key) -> (state, metrics)`, jitted once.
 
     `num_steps` steps of `classifier.batch_size` examples in one `lax.scan`: the batches are
     cut from consecutive permutations of the N labeled examples (each example once per
-    pass), drawn from the key. With a frozen encoder the encoder's parameters are behind
-    `stop_gradient` (no backward pass through them) and the optimizer leaves them as they
-    are. Metrics: mean cross-entropy and accuracy over the round's batches. Cached per
-    configuration (the `classifier` section as JSON, hashable), so classifiers of one shape
-    share one compilation.
+    pass), drawn from the key, and split over the mesh. With a frozen encoder its parameters
+    are behind `stop_gradient` and the optimizer leaves them as they are. Metrics: mean
+    cross-entropy and accuracy over the round's batches. Cached per configuration (the
+    `classifier` section as JSON), so classifiers of one shape share one compilation.
     """
-    classifier_config = ml_collections.ConfigDict(json.loads(classifier_config_json))
-    tx = make_classifier_optimizer(classifier_config, frozen)
-    batch_size = classifier_config.batch_size
+    section = ml_collections.ConfigDict(json.loads(section_json))
+    tx = classifier_optimizer(section, frozen)
+    batch_size = section.batch_size
 
-    def step(state: train.TrainState, batch: tuple[jax.Array, jax.Array]):
-        x, y = batch
+    def step(state: TrainState, idx: jax.Array, images: jax.Array, labels: jax.Array):
+        x = classifier.inputs(parallel.shard_batch(images[idx], mesh), binarize)
+        y = parallel.shard_batch(labels[idx], mesh)
 
         def loss_fn(params):
-            if frozen:
-                params = {**params, "params": {
-                    name: jax.lax.stop_gradient(v) if is_encoder(name) else v
-                    for name, v in params["params"].items()}}
-            terms = cross_entropy_terms(model, params, x, y)
+            params = classifier.stop_encoder_gradient(params) if frozen else params
+            terms = classifier.cross_entropy_terms(model, params, x, y)
             return jnp.mean(terms["loss"]), terms
 
-        return train.apply_gradients(state, tx, loss_fn)
+        return apply_gradients(state, tx, loss_fn)
 
-    def run(state: train.TrainState, images: jax.Array, labels: jax.Array, key: jax.Array):
+    def run(state: TrainState, images: jax.Array, labels: jax.Array, key: jax.Array):
         n = images.shape[0]
         num_passes = -(-num_steps * batch_size // n)
         perms = jax.vmap(lambda k: jax.random.permutation(k, n))(
             jax.random.split(key, num_passes))
         idx = perms.reshape(-1)[:num_steps * batch_size].reshape(num_steps, batch_size)
-
-        def body(state, batch_idx):
-            x = classifier_inputs(images[batch_idx], binarize)
-            return step(state, (x, labels[batch_idx]))
-
-        state, metrics = jax.lax.scan(body, state, idx)
+        state, metrics = jax.lax.scan(lambda s, i: step(s, i, images, labels), state, idx)
         return state, jax.tree.map(jnp.mean, metrics)
 
-    return jax.jit(run, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(run, donate_argnums=0)
+    return jax.jit(run, donate_argnums=0, out_shardings=parallel.replicated(mesh))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
-def predict(model: Classifier, params: Params, x: jax.Array, chunk_size: int) -> jax.Array:
-    """Predicted classes [N] of inputs x [N, D], in chunks."""
-    fn = lambda xc, _: {"class": jnp.argmax(model.apply(params, xc), axis=-1)}
-    return evaluate.map_in_chunks(fn, x, jax.random.key(0), chunk_size)["class"]
+def classifier_phase(config: ml_collections.ConfigDict, model, params: Params, frozen: bool,
+                     labeled: tuple[jax.Array, jax.Array], test: tuple[jax.Array, np.ndarray],
+                     key: jax.Array, mesh: Mesh | None, checkpoint_dir: str, name: str = "",
+                     log_offset: int = 0) -> loop.Phase:
+    """One classifier's training as a loop phase: rounds of `classifier.eval_every_steps`
+    steps (the last may be shorter); the round ending at step s draws from fold_in(key, s);
+    each round ends with the test accuracy. labeled: (uint8 images [N, D], labels [N])."""
+    cc = config.classifier
+    every, total = cc.eval_every_steps, cc.num_steps
+    section_json = cc.to_json()
+    state = TrainState.create(jax.tree.map(jnp.copy, params), classifier_optimizer(cc, frozen))
+    if mesh is not None:
+        state = parallel.replicate(state, mesh)
+
+    def run(state: TrainState, r: int):
+        num_steps = min(every, total - (r - 1) * every)
+        round_fn = make_round(model, section_json, frozen, config.data.binarize, num_steps, mesh)
+        return round_fn(state, *labeled, jax.random.fold_in(key, (r - 1) * every + num_steps))
+
+    evaluate = lambda p, _: {"test_accuracy": classifier.accuracy(model, p, *test, mesh=mesh)}
+    return loop.Phase(state=state, run=run, num_rounds=-(-total // every), evaluate=evaluate,
+                      checkpoint_dir=checkpoint_dir, name=name, steps_per_round=every,
+                      total_steps=total, examples_per_round=every * cc.batch_size,
+                      log_offset=log_offset, headline="accuracy",
+                      max_checkpoints=config.train.max_checkpoints,
+                      learning_rate_field="classifier.learning_rate")
 
 
-def accuracy(model: Classifier, params: Params, x: jax.Array, labels: np.ndarray,
-             chunk_size: int = 1000) -> float:
-    """Fraction of inputs x [N, D] whose predicted class is the label [N]."""
-    return float(np.mean(np.asarray(predict(model, params, x, chunk_size)) == labels))
-
-
-def fit_classifier(classifier_config: ml_collections.ConfigDict, model: Classifier,
-                   state: train.TrainState, frozen: bool, binarize: str, images: jax.Array,
-                   labels: jax.Array, key: jax.Array, start_step: int = 0,
-                   on_round: RoundCallback | None = None) -> train.TrainState:
-    """Trains a classifier from step `start_step` to `classifier.num_steps`.
-
-    images uint8 [N, D] and labels [N]: the labeled set. Rounds of
-    `classifier.eval_every_steps` steps (the last may be shorter), round r ending at step
-    s with key fold_in(key, s); `on_round(s, state, metrics)` follows each.
-    """
-    every, total = classifier_config.eval_every_steps, classifier_config.num_steps
-    config_json = classifier_config.to_json()
-    step = start_step
-    while step < total:
-        num_steps = min(every - step % every, total - step)
-        run = make_classifier_round(model, config_json, frozen, binarize, num_steps)
-        step += num_steps
-        state, metrics = run(state, images, labels, jax.random.fold_in(key, step))
-        if on_round is not None:
-            on_round(step, state, {name: float(v) for name, v in metrics.items()})
-    return state
-
-
-# ----------------------------------------------------------------------------- phase 1
-
-def autoencoder_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The phase-1 config: the same model and regimes, as a plain reconstruction run."""
+def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str, num_pixels: int,
+                         train_autoencoder: Callable[[ml_collections.ConfigDict, str], dict]
+                         ) -> tuple[dict[str, Any], Params]:
+    """Phase 1: the configured autoencoder (or VAE) trained on the images in `workdir`
+    (resuming there) by `train_autoencoder(config, workdir)`, with `task` = reconstruct;
+    returns its summary and its trained parameters. It reads images only, never a label.
+    A finished run (its summary.json, for these epochs) is not run again."""
     ae_config = config.copy_and_resolve_references()
     ae_config.task = "reconstruct"
-    return ae_config
-
-
-def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
-                         num_pixels: int) -> tuple[dict[str, Any], Params]:
-    """Phase 1: trains the configured autoencoder (or VAE) on the training images in
-    `workdir` (resuming there), and returns its summary and its trained parameters.
-
-    A plain `train.train_and_evaluate` run: it reads images only, never a label (tested).
-    A finished run (its summary.json, for these epochs) is not run again: its summary and
-    last checkpoint are read back.
-    """
-    ae_config = autoencoder_config(config)
-    summary_path = os.path.join(workdir, "summary.json")
     summary = None
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
+    if os.path.exists(os.path.join(workdir, "summary.json")):
+        with open(os.path.join(workdir, "summary.json")) as f:
             summary = json.load(f)
     if summary is None or summary.get("epochs") != ae_config.train.num_epochs:
-        summary = train.train_and_evaluate(ae_config, workdir)
-    return summary, restore_final_params(ae_config, workdir, num_pixels)
+        summary = train_autoencoder(ae_config, workdir)
+    family = families.get(config.model.kind)
+    model = family.make_model(config.model, num_pixels)
+    template = TrainState.create(family.init_params(model, jax.random.key(0), num_pixels),
+                                 make_optimizer(config.train))
+    state = loop.latest_state(os.path.join(workdir, "checkpoints"), template)
+    return summary, state.params
 
 
-def restore_final_params(config: ml_collections.ConfigDict, workdir: str,
-                         num_pixels: int) -> Params:
-    """The parameters in the latest checkpoint of `<workdir>/checkpoints` (joint runs
-    checkpoint there; layer-wise runs keep their assembled, fine-tuned stack there)."""
-    model = train.make_model(config.model, num_pixels)
-    tx = train.make_optimizer(config.train)
-    template = train.create_train_state(model, tx, jax.random.key(0), num_pixels)
-    manager = train.checkpoint_manager(workdir, config.train)
-    if manager.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-    state, _ = train.restore_or_keep(manager, template)
-    manager.close()
-    return state.params
-
-
-# ----------------------------------------------------------------------------- the run
-
-def _num_rounds(steps: int, every: int) -> int:
-    return -(-steps // every)
-
-
-def _save_accuracy_plot(workdir: str, path: str) -> str:
-    """Test accuracy against classifier steps, pretrained and scratch, from metrics.jsonl."""
-    import matplotlib  # only runs that draw it pay for the import
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves: dict[str, list[tuple[int, float]]] = {"pretrained": [], "scratch": []}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for record in map(json.loads, f):
-            name = record.get("phase")
-            if name in curves and f"{name}/test_accuracy" in record:
-                curves[name].append((record["step"], record[f"{name}/test_accuracy"]))
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    for name, points in curves.items():
-        if points:
-            ax.plot(*zip(*points), marker="o", label=name)
-    ax.set_xlabel("classifier step")
-    ax.set_ylabel("test accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def build_classifiers(config: ml_collections.ConfigDict, num_pixels: int, num_classes: int,
-                      ae_params: Params) -> tuple[Classifier, Params, Params]:
-    """The classifier and its two initial parameter sets: (model, pretrained, scratch).
-
-    Both share the head's random initialisation (from train.seed); `pretrained` has the
-    autoencoder's encoder layers, `scratch` random ones (LeCun normal, zero biases).
-    """
-    cc = config.classifier
-    widths, activations = encoder_spec(config.model, num_pixels, cc.encoder_layers)
-    model = Classifier(tuple(widths), tuple(activations), num_classes)
-    scratch = model.init(classifier_keys(config)[0], jnp.zeros((1, num_pixels), jnp.float32))
-    pretrained = with_encoder(scratch, pretrained_encoder(config.model, ae_params,
-                                                          cc.encoder_layers))
-    return model, pretrained, scratch
-
-
-def classifier_keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
-    """(initialisation key, batch key) of phase 2, from train.seed."""
-    root = jax.random.fold_in(jax.random.key(config.train.seed), 1)
-    init_key, batch_key = jax.random.split(root)
-    return init_key, batch_key
-
-
-def round_callback(writer: MetricWriter, manager: ocp.CheckpointManager, name: str,
-                   log_offset: int, classifier_config: ml_collections.ConfigDict,
-                   model: Classifier, test_x: jax.Array, test_y: np.ndarray) -> RoundCallback:
-    """`on_round(step, state, metrics)` of one classifier in a run: stops on a non-finite
-    loss, measures test accuracy, writes a metrics line (names prefixed by `name`),
-    checkpoints at `step` and prints a progress line."""
-    every, total = classifier_config.eval_every_steps, classifier_config.num_steps
-
-    def on_round(step: int, state: train.TrainState, metrics: dict[str, float]) -> None:
-        if not math.isfinite(metrics["loss"]):
-            raise train.NonFiniteLossError(
-                f"{name} classifier, step {step}: the training loss is {metrics['loss']}; "
-                f"stopped at the checkpoint of step {manager.latest_step()}. "
-                "Try a smaller classifier.learning_rate.")
-        test_accuracy = accuracy(model, state.params, test_x, test_y)
-        writer.write(log_offset + _num_rounds(step, every), step,
-                     {"phase": name, f"{name}/train_loss": metrics["loss"],
-                      f"{name}/train_accuracy": metrics["accuracy"],
-                      f"{name}/test_accuracy": test_accuracy})
-        manager.save(step, args=ocp.args.StandardSave(state))
-        print(f"{name:>10} step {step:5d}/{total}  loss {metrics['loss']:.4g}  "
-              f"train accuracy {metrics['accuracy']:.4f}  test accuracy {test_accuracy:.4f}",
-              flush=True)
-
-    return on_round
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Pretrains the configured autoencoder without labels, then trains the classifier built
-    on its encoder and the scratch baseline on the labeled subset; evaluates both on the
-    test set. Returns the summary (also in `<workdir>/summary.json`).
-
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       train_autoencoder: Callable[[ml_collections.ConfigDict, str], dict]
+                       ) -> dict[str, Any]:
+    """Pretrains the configured autoencoder without labels (by `train_autoencoder`), then
+    trains the classifier on its encoder and the scratch baseline on the labeled subset;
+    evaluates both on the test set. Returns the summary (also in `<workdir>/summary.json`).
     Raises ConfigError or data.DataError before writing anything when the config, the data
-    or the labeled subset is unusable.
-    """
-    configs.validate(config)
-    datasets = data_lib.load(config.data)
-    configs.validate_against_data(config, datasets.train.images.shape[0])
+    or the labeled subset is unusable."""
+    datasets = load_and_check(config)
     labeled = labeled_subset(datasets.train.labels, config.labels.num, config.labels.seed)
-    train.write_or_check_config(config, workdir)
-    num_pixels = datasets.num_pixels
+    write_or_check_config(config, workdir)
+    num_pixels, cc = datasets.num_pixels, config.classifier
+    ae_summary, ae_params = pretrain_autoencoder(
+        config, os.path.join(workdir, "autoencoder"), num_pixels, train_autoencoder)
 
-    # Phase 1: the autoencoder, on every training image, no labels.
-    ae_summary, ae_params = pretrain_autoencoder(config, os.path.join(workdir, "autoencoder"),
-                                                 num_pixels)
-
-    # Phase 2: the same classifier twice, from the pretrained encoder and from scratch.
-    cc = config.classifier
+    mesh = parallel.make_mesh()
+    run_keys = keys.run_keys(config.train.seed)
     num_classes = int(datasets.train.labels.max()) + 1
-    model, pretrained, scratch = build_classifiers(config, num_pixels, num_classes, ae_params)
-    batch_key = classifier_keys(config)[1]
-    images = jnp.asarray(datasets.train.images.reshape(-1, num_pixels)[labeled])
-    labels = jnp.asarray(datasets.train.labels[labeled])
-    labeled_x = classifier_inputs(images, config.data.binarize)
-    test_x = classifier_inputs(jnp.asarray(datasets.test.images.reshape(-1, num_pixels)),
-                               config.data.binarize)
-    test_y = datasets.test.labels
-
-    runs = {"pretrained": (pretrained, cc.encoder == "frozen"), "scratch": (scratch, False)}
-    managers = {name: train.checkpoint_manager(os.path.join(workdir, f"classifier_{name}"),
-                                               config.train) for name in runs}
-    num_rounds = _num_rounds(cc.num_steps, cc.eval_every_steps)
-    writer = MetricWriter(workdir, resume_after_epoch=sum(
-        _num_rounds(m.latest_step() or 0, cc.eval_every_steps) for m in managers.values()))
-    print(f"classifier {'-'.join(map(str, model.widths))}-{num_classes} on {len(labeled)} "
-          f"labeled examples, {cc.num_steps} steps of {cc.batch_size}; pretrained encoder "
-          f"{cc.encoder}, against the same classifier from scratch", flush=True)
-
+    model, pretrained, scratch = classifier.build(
+        families.get(config.model.kind), config.model, num_pixels, num_classes, ae_params,
+        cc.encoder_layers, jax.random.fold_in(run_keys.classifier, 0))
+    images = flat_images(datasets.train)[labeled]
+    labeled_set = parallel.replicate((images, datasets.train.labels[labeled]), mesh)
+    test_x = parallel.replicate(classifier.inputs(
+        jnp.asarray(flat_images(datasets.test)), config.data.binarize), mesh)
+    dirs = {name: os.path.join(workdir, f"classifier_{name}", "checkpoints") for name in NAMES}
+    num_rounds = -(-cc.num_steps // cc.eval_every_steps)
+    run = loop.Run([workdir], resume_after=sum(loop.saved_round(d) or 0 for d in dirs.values()))
+    run.log(f"classifier on {len(labeled)} labeled examples, {cc.num_steps} steps of "
+            f"{cc.batch_size}; pretrained encoder {cc.encoder}, against the same classifier "
+            "from scratch")
     summary: dict[str, Any] = {**ae_summary, "experiment": config.experiment,
                                "task": "pretrain", "labels_num": len(labeled),
-                               "classifier_encoder": cc.encoder,
-                               "classifier_steps": cc.num_steps}
+                               "classifier_encoder": cc.encoder, "classifier_steps": cc.num_steps}
+    labeled_x = parallel.replicate(classifier.inputs(jnp.asarray(images), config.data.binarize),
+                                   mesh)
+    runs = {"pretrained": (pretrained, cc.encoder == "frozen"), "scratch": (scratch, False)}
     for i, (name, (params, frozen)) in enumerate(runs.items()):
-        manager = managers[name]
-        tx = make_classifier_optimizer(cc, frozen)
-        state, start = train.restore_or_keep(manager, create_classifier_state(params, tx))
-        on_round = round_callback(writer, manager, name, i * num_rounds, cc, model, test_x,
-                                  test_y)
-        t0 = time.perf_counter()
-        state = fit_classifier(cc, model, state, frozen, config.data.binarize, images, labels,
-                               batch_key, start, on_round)
-        manager.wait_until_finished()
-        manager.close()
-        summary[f"{name}_test_accuracy"] = accuracy(model, state.params, test_x, test_y)
-        summary[f"{name}_labeled_accuracy"] = accuracy(model, state.params, labeled_x,
-                                                       np.asarray(labels))
-        summary[f"{name}_seconds"] = time.perf_counter() - t0
+        result = run.train(classifier_phase(
+            config, model, params, frozen, labeled_set, (test_x, datasets.test.labels),
+            jax.random.fold_in(run_keys.classifier, 1), mesh, dirs[name], name,
+            log_offset=i * num_rounds))
+        summary[f"{name}_test_accuracy"] = result.eval[0]["test_accuracy"]
+        summary[f"{name}_labeled_accuracy"] = classifier.accuracy(
+            model, result.state.params, labeled_x, datasets.train.labels[labeled], mesh=mesh)
+        summary[f"{name}_seconds"] = result.seconds
     summary["accuracy_gain"] = (summary["pretrained_test_accuracy"]
                                 - summary["scratch_test_accuracy"])
-    if jax.process_index() == 0:
-        _save_accuracy_plot(workdir, os.path.join(workdir, "accuracy.png"))
-    train.write_summary(workdir, summary, writer, 2 * num_rounds, cc.num_steps,
-                        {name: v for name, v in summary.items()
-                         if name.endswith("accuracy") or name == "accuracy_gain"})
-    writer.close()
-    print("summary: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in summary.items()), flush=True)
+    final = {k: v for k, v in summary.items() if k.endswith("accuracy") or k == "accuracy_gain"}
+    run.finish([summary], [final], 2 * num_rounds, cc.num_steps,
+               pictures=[lambda: classifier.save_accuracy_plot(workdir, NAMES)])
     return summary

@@ -2,11 +2,10 @@
 
 An experiment file may define `get_sweep()` returning a list of override dicts
 ({"model.latent_dim": 2, "train.seed": 0}, ...), usually built with `product` and `zip_`.
-`launch.py --sweep` runs every trial in `<workdir>/<trial name>` and writes `sweep.csv` and
-`sweep.md`; `--sweep_print` prints one launch.py command per trial instead. Trials that
-differ only in vectorizable fields (seed, learning rate, the objectives' float fields) run
-together as one vmapped program (aevb/vectorized.py); the rest one after another. A rerun
-skips finished trials (those with a summary.json) and resumes the unfinished ones.
+`launch.py --sweep` runs every trial in `<workdir>/<trial name>` (`aevb/router.py`: trials
+that differ only in vectorizable fields train together as one vmapped program, the rest one
+after another; a rerun skips finished trials) and writes `sweep.csv` and `sweep.md` with
+`write_tables`; `--sweep_print` prints one launch.py command per trial instead.
 """
 
 from __future__ import annotations
@@ -20,8 +19,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
+from ml_collections.config_flags import config_path
 
-from aevb import configs, train, vectorized
+from aevb import configs
+from aevb.checks import ConfigError
 
 Overrides = dict[str, Any]
 
@@ -67,17 +68,14 @@ def apply_overrides(base: ml_collections.ConfigDict, overrides: Overrides
     """A copy of base with the overrides set; unknown fields and wrong types raise."""
     config = base.copy_and_resolve_references()
     for field, value in overrides.items():
-        node, *path = field.split(".")
-        parent = config
-        for part in [node, *path][:-1]:
-            if part not in parent or not isinstance(parent[part], ml_collections.ConfigDict):
-                raise SweepError(f"sweep field {field}: no such config field")
-            parent = parent[part]
-        leaf = field.split(".")[-1]
-        if leaf not in parent:
-            raise SweepError(f"sweep field {field}: no such config field")
         try:
-            parent[leaf] = value
+            old = config_path.get_value(field, config)
+        except (KeyError, AttributeError, IndexError, ValueError) as e:
+            raise SweepError(f"sweep field {field}: no such config field") from e
+        if isinstance(old, ml_collections.ConfigDict):
+            raise SweepError(f"sweep field {field}: a section, not a field")
+        try:
+            config_path.set_value(field, config, value)
         except (TypeError, ValueError) as e:
             raise SweepError(f"sweep field {field}={value!r}: {e}") from e
     return config
@@ -100,57 +98,19 @@ def make_trials(base: ml_collections.ConfigDict, sweep: Sequence[Overrides]
         config = apply_overrides(base, overrides)
         try:
             configs.validate(config)
-        except configs.ConfigError as e:
+        except ConfigError as e:
             raise SweepError(f"trial {name}: {e}") from e
         trials.append((name, overrides, config))
     return trials
 
 
-def group_for_vectorizing(trials) -> list[list]:
-    """Trials that agree on every non-vectorizable override share a group, in order.
-
-    Only plain runs (task `reconstruct`, schedule `joint`) vectorize; layer-wise and
-    pretraining trials run one by one through their own pipelines.
-    """
-    groups: dict[str, list] = {}
-    for i, trial in enumerate(trials):
-        config = trial[2]
-        if config.task != "reconstruct" or config.train.schedule != "joint":
-            groups[f"alone-{i}"] = [trial]
-            continue
-        key = json.dumps({k: v for k, v in trial[1].items()
-                          if k not in vectorized.VECTORIZABLE}, sort_keys=True, default=str)
-        groups.setdefault(key, []).append(trial)
-    return list(groups.values())
-
-
-def _finished(workdir: str, name: str) -> dict | None:
+def finished(workdir: str, name: str) -> dict | None:
+    """The summary of trial `name` if it has finished (its summary.json), else None."""
     path = os.path.join(workdir, name, "summary.json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
     return None
-
-
-def run(base: ml_collections.ConfigDict, sweep: Sequence[Overrides], workdir: str,
-        vectorize: bool = True) -> list[dict[str, Any]]:
-    """Runs the sweep (skipping finished trials) and writes sweep.csv and sweep.md."""
-    trials = make_trials(base, sweep)
-    groups = group_for_vectorizing(trials) if vectorize else [[t] for t in trials]
-    for group in groups:
-        todo = [t for t in group if _finished(workdir, t[0]) is None]
-        if not todo:
-            continue
-        if len(todo) == 1:
-            name, _, config = todo[0]
-            print(f"== trial {name}", flush=True)
-            train.train_and_evaluate(config, os.path.join(workdir, name))
-        else:
-            vectorized.train_trials([(name, config) for name, _, config in todo], workdir)
-    rows = [{"trial": name, **overrides, **_finished(workdir, name)}
-            for name, overrides, _ in trials]
-    write_tables(rows, [f for f in trials[0][1]], workdir)
-    return rows
 
 
 SUMMARY_COLUMNS = ("test_neg_elbo", "test_log_likelihood", "active_units", "test_mse",

@@ -28,8 +28,11 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import configs, evaluate, layerwise, models, objectives, train
+from aevb import configs, families, keys, layerwise
 from aevb import data as data_lib
+from aevb.epoch import TrainState, make_optimizer, make_train_epoch, preprocess
+from aevb.families import autoencoder as ae
+from benchmarks.flops import forward_flops_per_example, train_flops_per_example
 
 # Experiment files import their siblings (`from experiments import stacked`).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,21 +47,14 @@ _TARGETS = flags.DEFINE_list("targets", ["0.02", "0.015", "0.012", "0.011", "0.0
 Curve = list[tuple[str, float, float, float]]
 
 
-def matmul_flops(layers: list[tuple[int, int]], passes: int = 3) -> float:
-    """FLOPs per example of dense layers [(fan_in, fan_out)]: 2 * fan_in * fan_out per
-    pass (forward; training adds two backward passes)."""
-    return sum(2.0 * passes * i * o for i, o in layers)
-
-
 def run_joint(config, stack, params, images, test_mse, num_epochs: int,
               name: str = "end-to-end", start: tuple[float, float] = (0.0, 0.0)) -> Curve:
     """End-to-end training: the joint run's compiled epoch, timed per epoch (the clock and
     the work count starting at `start`)."""
-    tx = train.make_optimizer(config.train)
-    state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                             opt_state=tx.init(params))
-    epoch_fn = train.make_train_epoch(objectives.make(config, stack, train=True), tx,
-                                      config.train.batch_size, config.data.binarize)
+    tx = make_optimizer(config.train)
+    state = TrainState.create(params, tx)
+    objective = families.get(config.model.kind).objective(config, stack, train=True)
+    epoch_fn = make_train_epoch(objective, tx, config.train.batch_size, config.data.binarize)
     key = jax.random.key(config.train.seed)
     (seconds, work), curve = start, []
     for epoch in range(1, num_epochs + 1):
@@ -76,19 +72,23 @@ def run_layerwise(config, stack, params, images, test_mse) -> Curve:
     """The phases one after another (each timed whole), then the fine-tuning epochs."""
     key = jax.random.key(config.train.seed)
     num_pixels = images.shape[-1]
-    stack_flops = matmul_flops(models.dense_shapes(stack))
+    stack_flops = train_flops_per_example(stack.dense_shapes())
+    tx = make_optimizer(config.train)
     seconds, work, curve = 0.0, 0.0, []
-    for k in range(layerwise.num_layers(params)):
+    for k in range(len(ae.stack_widths(config.model, num_pixels)) - 1):
         t0 = time.perf_counter()
-        params, state = layerwise.fit_layer(config, k, params, images, jax.random.fold_in(key, k),
-                                            config.train.num_epochs)
+        _, state, run_epoch = layerwise.layer_trainer(config, k, params, images,
+                                                      jax.random.fold_in(key, k), tx)
+        for epoch in range(1, config.train.num_epochs + 1):
+            state, _ = run_epoch(state, epoch)
+        params = ae.with_layer(params, k, state.params)
         jax.block_until_ready(state)
         seconds += time.perf_counter() - t0
-        phase = models.dense_shapes(layerwise.phase_model(config.model, num_pixels, k))
-        below = [layer for i in range(k) for layer in models.dense_shapes(
-            layerwise.phase_model(config.model, num_pixels, i))[:1]]
-        work += (config.train.num_epochs * matmul_flops(phase)
-                 + matmul_flops(below, passes=1)) / stack_flops
+        phase = ae.layer_model(config.model, num_pixels, k).dense_shapes()
+        below = [ae.layer_model(config.model, num_pixels, i).dense_shapes()[0]
+                 for i in range(k)]
+        work += (config.train.num_epochs * train_flops_per_example(phase)
+                 + forward_flops_per_example(below)) / stack_flops
         print(f"layer-wise  {'phase ' + str(k + 1):>12}  {seconds:7.1f} s  {work:5.2f} ep",
               flush=True)
     curve.append(("assembled", seconds, work, test_mse(params)))
@@ -116,28 +116,28 @@ def main(argv) -> None:
     datasets = data_lib.load(config.data)
     num_pixels = datasets.num_pixels
     images = jnp.asarray(datasets.train.images.reshape(-1, num_pixels))
-    test_x = train.preprocess(jnp.asarray(datasets.test.images.reshape(-1, num_pixels)),
-                              config.data.binarize,
-                              jax.random.fold_in(jax.random.key(config.data.seed), 1))
-    stack = train.make_model(config.model, num_pixels)
+    test_x = preprocess(jnp.asarray(datasets.test.images.reshape(-1, num_pixels)),
+                        config.data.binarize, keys.data_keys(config.data.seed).test)
+    family = families.get(config.model.kind)
+    stack = family.make_model(config.model, num_pixels)
 
     def test_mse(params) -> float:
-        terms = evaluate.reconstruction_terms(stack, params, test_x, jax.random.key(0),
-                                              config.eval.batch_size)
+        terms = ae.reconstruction_terms(stack, params, test_x, jax.random.key(0),
+                                        config.eval.batch_size)
         return float(jnp.mean(terms["mse"]))
 
-    widths = "-".join(map(str, layerwise.stack_widths(config.model, num_pixels)))
+    widths = "-".join(map(str, ae.stack_widths(config.model, num_pixels)))
     print(f"stack {widths}, {images.shape[0]} training images, batch "
           f"{config.train.batch_size}, {config.train.optimizer} {config.train.learning_rate:g}, "
           f"noise {config.noise.kind}, sparsity {config.sparsity.kind}, "
           f"tied {config.model.tied_weights}; device {jax.devices()[0].device_kind}", flush=True)
-    initial = layerwise.initial_stack_params(config, num_pixels)
+    initial = family.init_params(stack, keys.run_keys(config.train.seed).init, num_pixels)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)
     joint = run_joint(config, stack, copy(initial), images, test_mse, _JOINT_EPOCHS.value)
     greedy = run_layerwise(config, stack, copy(initial), images, test_mse)
 
     targets = [float(t) for t in _TARGETS.value]
-    n = layerwise.num_layers(initial)
+    n = len(ae.stack_widths(config.model, num_pixels)) - 1
     phases = f"layer-wise, {n}x{config.train.num_epochs} epochs"
     rows = [(f"end-to-end, {_JOINT_EPOCHS.value} epochs", joint),
             (f"{phases}, assembled", greedy[:1]),

@@ -28,8 +28,9 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import configs, pretrain
+from aevb import configs, families, keys, pretrain, router
 from aevb import data as data_lib
+from aevb.families import classifier as classifier_family
 
 # Experiment files import their siblings (`from experiments import stacked`).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,22 +47,27 @@ MODES = ("frozen", "trainable", "scratch")
 
 def classifier_accuracies(config, datasets: data_lib.Datasets, ae_params, labeled: np.ndarray,
                           test_x: jax.Array) -> dict[str, tuple[float, float]]:
-    """{mode: (test accuracy, seconds)} of the three classifiers on one labeled subset."""
+    """{mode: (test accuracy, seconds)} of the three classifiers on one labeled subset,
+    trained by the phase `launch.py` runs (`pretrain.classifier_phase`), without files."""
     num_pixels = datasets.num_pixels
-    model, pretrained, scratch = pretrain.build_classifiers(config, num_pixels, 10, ae_params)
-    images = jnp.asarray(datasets.train.images.reshape(-1, num_pixels)[labeled])
-    labels = jnp.asarray(datasets.train.labels[labeled])
-    batch_key = pretrain.classifier_keys(config)[1]
+    run_keys = keys.run_keys(config.train.seed)
+    model, pretrained, scratch = classifier_family.build(
+        families.get(config.model.kind), config.model, num_pixels, 10, ae_params,
+        config.classifier.encoder_layers, jax.random.fold_in(run_keys.classifier, 0))
+    labeled_set = (jnp.asarray(datasets.train.images.reshape(-1, num_pixels)[labeled]),
+                   jnp.asarray(datasets.train.labels[labeled]))
     out = {}
     for mode in MODES:
-        frozen = mode == "frozen"
-        params = scratch if mode == "scratch" else pretrained
         t0 = time.perf_counter()
-        state = pretrain.create_classifier_state(
-            params, pretrain.make_classifier_optimizer(config.classifier, frozen))
-        state = pretrain.fit_classifier(config.classifier, model, state, frozen,
-                                        config.data.binarize, images, labels, batch_key)
-        test_accuracy = pretrain.accuracy(model, state.params, test_x, datasets.test.labels)
+        phase = pretrain.classifier_phase(
+            config, model, scratch if mode == "scratch" else pretrained, mode == "frozen",
+            labeled_set, (test_x, datasets.test.labels),
+            jax.random.fold_in(run_keys.classifier, 1), None, "unused")
+        state = phase.state
+        for r in range(1, phase.num_rounds + 1):
+            state, _ = phase.run(state, r)
+        test_accuracy = classifier_family.accuracy(model, state.params, test_x,
+                                                   datasets.test.labels)
         out[mode] = (test_accuracy, time.perf_counter() - t0)
     return out
 
@@ -81,15 +87,17 @@ def main(argv) -> None:
     configs.validate(base)
     datasets = data_lib.load(base.data)
     num_pixels = datasets.num_pixels
-    test_x = pretrain.classifier_inputs(
+    test_x = classifier_family.inputs(
         jnp.asarray(datasets.test.images.reshape(-1, num_pixels)), base.data.binarize)
     workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="aevb-pretrain-")
     label_counts = [int(n) for n in _LABELS.value]
     seeds = [int(s) for s in _SEEDS.value]
     results: dict[tuple[int, str], list[float]] = {}
     pretrain_seconds, classifier_seconds = [], []
-    widths = "-".join(map(str, pretrain.encoder_spec(base.model, num_pixels,
-                                                     base.classifier.encoder_layers)[0]))
+    depth = base.classifier.encoder_layers or families.get(base.model.kind).encoder_depth(
+        base.model)
+    widths = "-".join(map(str, (num_pixels, *base.model.hidden_sizes,
+                                base.model.latent_dim)[:depth + 1]))
     print(f"pretraining: {base.model.kind} {base.model.hidden_sizes}+{base.model.latent_dim}, "
           f"noise {base.noise.kind} {base.noise.rate:g}, {base.train.num_epochs} epochs "
           f"({base.train.schedule}); classifier {widths}-10, {base.classifier.num_steps} steps "
@@ -103,7 +111,8 @@ def main(argv) -> None:
             stdout, sys.stdout = sys.stdout, quiet
             try:
                 ae_summary, ae_params = pretrain.pretrain_autoencoder(
-                    config, os.path.join(workdir, f"seed_{seed}", "autoencoder"), num_pixels)
+                    config, os.path.join(workdir, f"seed_{seed}", "autoencoder"), num_pixels,
+                    router.run)
             finally:
                 sys.stdout = stdout
         pretrain_seconds.append(time.perf_counter() - t0)

@@ -4,7 +4,7 @@
 
 Runs the same sweep of --trials trials (over `train.seed`, or `model.kl_weight` for a VAE,
 or `sparsity.weight` for a sparse autoencoder) twice: vectorized, as one vmapped program
-(aevb/vectorized.py), and sequentially, one `train_and_evaluate` after another, each in a
+(aevb/vectorized.py), and sequentially, one `router.run` after another, each in a
 fresh temporary workdir. Prints both wall times, the trials' mean final loss both ways, and
 last `vectorized_over_sequential=<float>`.
 """
@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import sweeps, train, vectorized
+from aevb import router, sweeps, vectorized
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/vae.py", lock_config=True)
 _TRIALS = flags.DEFINE_integer("trials", 8, "Trials in the sweep.")
@@ -56,7 +56,7 @@ def main(argv) -> None:
                                       f"{tmp}/vectorized")
         vec_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        seq = [train.train_and_evaluate(config, f"{tmp}/sequential/{name}")
+        seq = [router.run(config, f"{tmp}/sequential/{name}")
                for name, _, config in trials]
         seq_seconds = time.perf_counter() - t0
 

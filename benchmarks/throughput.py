@@ -25,22 +25,14 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import configs, models, objectives, train
+from aevb import configs, families, keys
 from aevb import data as data_lib
+from aevb.epoch import TrainState, make_optimizer, make_train_epoch
+from benchmarks.flops import train_flops_per_example
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/vae.py", lock_config=True)
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Timed epochs after the compilation epoch.")
 _GEMM_SIZE = flags.DEFINE_integer("gemm_size", 2048, "Side of the square GEMM.")
-
-
-def train_flops_per_example(layers: list[tuple[int, int]]) -> float:
-    """Forward + backward FLOPs of one example through the dense layers [(fan_in, fan_out)].
-
-    Forward: 2 * fan_in * fan_out per layer. Backward: the weight gradient costs the same
-    again, and the input gradient too, except for the first layer, fed by the data, whose
-    input gradient is never needed.
-    """
-    return sum(2.0 * i * o * (2 if k == 0 else 3) for k, (i, o) in enumerate(layers))
 
 
 def gemm_flops_per_s(n: int, repeats: int = 10) -> float:
@@ -97,11 +89,13 @@ def main(argv) -> None:
     configs.validate(config)
     datasets = data_lib.load(config.data)
     d = datasets.num_pixels
-    model = train.make_model(config.model, d)
-    tx = train.make_optimizer(config.train)
-    state = train.create_train_state(model, tx, jax.random.key(config.train.seed), d)
-    epoch_fn = train.make_train_epoch(objectives.make(config, model, train=True), tx,
-                                      config.train.batch_size, config.data.binarize)
+    family = families.get(config.model.kind)
+    model = family.make_model(config.model, d)
+    tx = make_optimizer(config.train)
+    state = TrainState.create(
+        family.init_params(model, keys.run_keys(config.train.seed).init, d), tx)
+    epoch_fn = make_train_epoch(family.objective(config, model, train=True), tx,
+                                config.train.batch_size, config.data.binarize)
     images = jnp.asarray(datasets.train.images.reshape(-1, d))
     examples = images.shape[0] // config.train.batch_size * config.train.batch_size
 
@@ -117,7 +111,7 @@ def main(argv) -> None:
         seconds.append(time.perf_counter() - t0)
         print(f"epoch {e}: {seconds[-1]:.3f} s, loss {float(metrics['loss']):.2f}")
     rate = examples * len(seconds) / sum(seconds)
-    layers = models.dense_shapes(model)
+    layers = model.dense_shapes()
     flops = train_flops_per_example(layers)
     gemm = gemm_flops_per_s(_GEMM_SIZE.value)
     ceiling = matmul_only_flops_per_s(layers, config.train.batch_size)

@@ -1,17 +1,23 @@
-"""Shared fixtures: a small IDX dataset cut from the real Fashion-MNIST, and a fast config."""
+"""Shared test helpers: one IDX writer, a small IDX dataset cut from the real Fashion-MNIST,
+the small configs of each regime, model set-up, and the interrupt-and-resume harness."""
 
 from __future__ import annotations
 
 import gzip
 import os
 import struct
+from collections.abc import Callable
 
+import jax
 import numpy as np
 import pytest
 
 from aevb import data as data_lib
+from aevb import families, loop
+from aevb.epoch import TrainState, make_optimizer
 
 FASHION_DIR = data_lib.FASHION_MNIST_DEBIAN_DIR
+TIMING = ("_seconds", "examples_per_s")
 
 
 def write_idx(path: str, array: np.ndarray) -> None:
@@ -36,13 +42,14 @@ def tiny_idx_dir(tmp_path_factory) -> str:
     return str(out)
 
 
-@pytest.fixture
-def tiny_config(tiny_idx_dir):
+# ----------------------------------------------------------------------------- small configs
+
+def small_vae_config(data_dir: str):
     """The default VAE config shrunk to seconds: tiny data, small model, small IWAE."""
     from experiments import vae
 
     config = vae.get_config()
-    config.data.dir = tiny_idx_dir
+    config.data.dir = data_dir
     config.model.hidden_sizes = (64,)
     config.model.latent_dim = 4
     config.train.num_epochs = 2
@@ -53,3 +60,86 @@ def tiny_config(tiny_idx_dir):
     config.eval.iwae_num_examples = 50
     config.eval.num_images = 16
     return config
+
+
+def small_layerwise_config(data_dir: str, tied: bool = False):
+    """A 784-48-24-8 stack, 2 epochs per phase and 1 of fine-tuning, on the tiny data."""
+    from experiments import layerwise as experiment
+
+    config = experiment.get_config()
+    config.data.dir = data_dir
+    config.data.num_validation = 0
+    config.model.hidden_sizes = (48, 24)
+    config.model.latent_dim = 8
+    config.model.tied_weights = tied
+    config.train.batch_size = 50
+    config.train.num_epochs = 2
+    config.train.finetune_epochs = 1
+    config.eval.batch_size = 100
+    config.eval.num_images = 4
+    return config
+
+
+def small_pretrain_config(data_dir: str, variant: str = ""):
+    """A 784-32-8 autoencoder for 1 epoch, then 60 classifier steps on 100 labels."""
+    from experiments import pretrain as experiment
+
+    config = experiment.get_config(variant)
+    config.data.dir = data_dir
+    config.model.hidden_sizes = (32,)
+    config.model.latent_dim = 8
+    config.train.num_epochs = 1
+    config.train.batch_size = 50
+    config.eval.batch_size = 100
+    config.eval.iwae_k = 5
+    config.eval.iwae_num_examples = 10
+    config.eval.num_images = 4
+    config.labels.num = 100
+    config.classifier.num_steps = 60
+    config.classifier.eval_every_steps = 20
+    config.classifier.batch_size = 50
+    return config
+
+
+@pytest.fixture
+def tiny_config(tiny_idx_dir):
+    return small_vae_config(tiny_idx_dir)
+
+
+def model_and_state(config, num_pixels: int = 784, seed: int = 0):
+    """(family, model, optimizer, fresh train state) of a config, from key(seed)."""
+    family = families.get(config.model.kind)
+    model = family.make_model(config.model, num_pixels)
+    tx = make_optimizer(config.train)
+    params = family.init_params(model, jax.random.key(seed), num_pixels)
+    return family, model, tx, TrainState.create(params, tx)
+
+
+def comparable(summary: dict) -> dict:
+    """A summary without its timings (which differ between two runs of one config)."""
+    return {k: v for k, v in summary.items() if not k.endswith(TIMING)}
+
+
+# ----------------------------------------------------------------------------- resume harness
+
+class Interrupted(Exception):
+    """Stands for a kill right after a round was logged and checkpointed."""
+
+
+def interrupt_and_resume(monkeypatch, run: Callable[[object, str], dict], config, workdir: str,
+                         phase: str, round_: int) -> dict:
+    """Runs `run(config, workdir)` until phase `phase` ('' for a plain run) has logged and
+    checkpointed round `round_`, stops it there as a kill would, then runs it again to the
+    end; returns the resumed run's summary."""
+    original = loop.Run._progress
+
+    def progress(self, p, r, *args):
+        original(self, p, r, *args)
+        if p.name == phase and r == round_:
+            raise Interrupted
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop.Run, "_progress", progress)
+        with pytest.raises(Interrupted):
+            run(config.copy_and_resolve_references(), workdir)
+    return run(config, workdir)

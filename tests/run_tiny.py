@@ -9,7 +9,8 @@ import sys
 
 from absl import app, flags
 
-_KIND = flags.DEFINE_enum("kind", "vae", ["vae", "stacked"], "Which experiment.")
+_KIND = flags.DEFINE_enum("kind", "vae", ["vae", "stacked", "layerwise", "pretrain"],
+                          "Which experiment.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
 _BATCH = flags.DEFINE_integer("batch_size", 40, "Global batch size.")
@@ -23,21 +24,23 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 def main(argv):
     del argv
     sys.path.insert(0, ".")
-    from aevb import configs, parallel, sweeps, train
+    from aevb import checks, parallel, router, sweeps
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
-    if _KIND.value == "vae":
-        from experiments import vae as experiment
-    else:
-        from experiments import stacked as experiment
+    experiment = __import__(f"experiments.{_KIND.value}", fromlist=["get_config"])
     config = experiment.get_config()
     config.data.dir = _DATA_DIR.value
     config.data.num_validation = 0
-    config.model.hidden_sizes = (64,) if _KIND.value == "vae" else (64, 16)
+    config.model.hidden_sizes = (64, 16) if _KIND.value == "stacked" else (64,)
     config.model.latent_dim = 4
-    config.train.num_epochs = 3
+    config.train.num_epochs = 3 if _KIND.value in ("vae", "stacked") else 2
+    config.train.finetune_epochs = 1 if _KIND.value == "layerwise" else 0
+    config.classifier.num_steps = 40
+    config.classifier.eval_every_steps = 20
+    config.classifier.batch_size = _BATCH.value
+    config.labels.num = 100
     config.train.batch_size = _BATCH.value
     config.eval.every_epochs = 1
     config.eval.batch_size = 40
@@ -46,11 +49,11 @@ def main(argv):
     config.eval.num_images = 4
     try:
         if _SEEDS.value:
-            sweeps.run(config, sweeps.product({"train.seed": list(range(_SEEDS.value))}),
-                       _WORKDIR.value)
+            router.run_sweep(config, sweeps.product({"train.seed": list(range(_SEEDS.value))}),
+                             _WORKDIR.value)
         else:
-            train.train_and_evaluate(config, _WORKDIR.value)
-    except configs.ConfigError as e:
+            router.run(config, _WORKDIR.value)
+    except checks.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -1,5 +1,5 @@
-"""Tests for aevb.data: IDX parsing, config-driven loading, validation split,
-binarization, and the TFDS path (offline failure, mocked and prepared datasets).
+"""Tests for aevb.data (IDX parsing, config-driven loading, validation split,
+binarization) and aevb.tfds_data (offline failure, mocked and prepared datasets).
 
 All TFDS tests run without network and without TensorFlow: TFDS datasets are
 either faked with `tfds.testing.mock_data` or prepared in tmp_path from a tiny
@@ -8,6 +8,7 @@ in-test builder whose features need no TensorFlow to encode.
 
 from __future__ import annotations
 
+import ast
 import gzip
 import os
 import socket
@@ -23,8 +24,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from conftest import write_idx
 
-from aevb import data
+from aevb import data, tfds_data
 
 IDX_FILES = {
     "train-images-idx3-ubyte.gz": "train_images",
@@ -39,20 +41,15 @@ IDX_FILES = {
 # ---------------------------------------------------------------------------
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """IDX encoding of a uint8 array: magic 0x0000080<ndim>, dims, payload."""
-    header = struct.pack(">I", 0x0800 + array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, *, gzipped: bool | None = None) -> Path:
-    """Writes `array` as an IDX file, gzipped when the name ends in .gz."""
-    payload = idx_bytes(array)
-    if gzipped if gzipped is not None else path.suffix == ".gz":
-        payload = gzip.compress(payload)
-    path.write_bytes(payload)
+def idx_file(path: Path, array: np.ndarray) -> Path:
+    """Writes `array` as an IDX file at `path` (gzipped when the name ends in .gz)."""
+    write_idx(str(path), array)
     return path
+
+
+def idx_bytes(tmp_path: Path, array: np.ndarray) -> bytes:
+    """The raw (uncompressed) IDX encoding of `array`, to corrupt in a test."""
+    return idx_file(tmp_path / "valid.idx", array).read_bytes()
 
 
 def tiny_arrays(seed: int = 0) -> dict[str, np.ndarray]:
@@ -67,10 +64,11 @@ def tiny_arrays(seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def write_idx_dir(directory: Path, arrays: dict[str, np.ndarray], *, gzipped: bool = True) -> Path:
+    """The four standard IDX files of `arrays` in `directory`, gzipped or raw."""
     directory.mkdir(parents=True, exist_ok=True)
     for filename, role in IDX_FILES.items():
         name = filename if gzipped else filename.removesuffix(".gz")
-        write_idx(directory / name, arrays[role])
+        idx_file(directory / name, arrays[role])
     return directory
 
 
@@ -144,7 +142,7 @@ def test_load_auto_uses_debian_fashion_mnist(fashion_mnist):
 @pytest.mark.parametrize("filename", ["x-idx3-ubyte.gz", "x-idx3-ubyte"])
 def test_read_idx_images_round_trip(tmp_path, filename):
     images = tiny_arrays()["train_images"]
-    result = data.read_idx(write_idx(tmp_path / filename, images))
+    result = data.read_idx(idx_file(tmp_path / filename, images))
     assert result.dtype == np.uint8
     np.testing.assert_array_equal(result, images)
 
@@ -152,14 +150,15 @@ def test_read_idx_images_round_trip(tmp_path, filename):
 @pytest.mark.parametrize("filename", ["y-idx1-ubyte.gz", "y-idx1-ubyte"])
 def test_read_idx_labels_round_trip(tmp_path, filename):
     labels = tiny_arrays()["train_labels"]
-    result = data.read_idx(write_idx(tmp_path / filename, labels))
+    result = data.read_idx(idx_file(tmp_path / filename, labels))
     assert result.shape == (12,)
     np.testing.assert_array_equal(result, labels)
 
 
 def test_read_idx_sniffs_gzip_regardless_of_name(tmp_path):
     labels = tiny_arrays()["test_labels"]
-    path = write_idx(tmp_path / "y-idx1-ubyte", labels, gzipped=True)
+    path = idx_file(tmp_path / "y-idx1-ubyte.gz", labels).rename(tmp_path / "y-idx1-ubyte")
+    assert path.read_bytes().startswith(b"\x1f\x8b")  # gzipped, but not named .gz
     np.testing.assert_array_equal(data.read_idx(path), labels)
 
 
@@ -175,7 +174,7 @@ def test_read_idx_bad_magic(tmp_path, gzipped):
 
 @pytest.mark.parametrize("gzipped", [True, False])
 def test_read_idx_truncated_payload(tmp_path, gzipped):
-    payload = idx_bytes(tiny_arrays()["train_images"])[:-7]
+    payload = idx_bytes(tmp_path, tiny_arrays()["train_images"])[:-7]
     path = tmp_path / ("short-idx3-ubyte" + (".gz" if gzipped else ""))
     path.write_bytes(gzip.compress(payload) if gzipped else payload)
     with pytest.raises(data.DataError, match=r"truncated.*180 bytes.*got 173") as err:
@@ -192,14 +191,14 @@ def test_read_idx_truncated_header(tmp_path):
 
 def test_read_idx_trailing_bytes(tmp_path):
     path = tmp_path / "long-idx1-ubyte"
-    path.write_bytes(idx_bytes(np.arange(4, dtype=np.uint8)) + b"\x00")
+    path.write_bytes(idx_bytes(tmp_path, np.arange(4, dtype=np.uint8)) + b"\x00")
     with pytest.raises(data.DataError, match=r"wrong size.*exactly 4 bytes.*got 5"):
         data.read_idx(path)
 
 
 def test_read_idx_truncated_gzip_stream(tmp_path):
     path = tmp_path / "cut-idx3-ubyte.gz"
-    path.write_bytes(gzip.compress(idx_bytes(tiny_arrays()["train_images"]))[:-10])
+    path.write_bytes(gzip.compress(idx_bytes(tmp_path, tiny_arrays()["train_images"]))[:-10])
     with pytest.raises(data.DataError, match="corrupt or truncated gzip"):
         data.read_idx(path)
 
@@ -407,23 +406,37 @@ def test_binarize_under_jit_and_scan():
 # ---------------------------------------------------------------------------
 
 
-def test_import_does_not_load_tfds_or_tensorflow():
+def _modules_loaded_by(module: str) -> list[str]:
+    """TensorFlow and TFDS modules in sys.modules after a fresh `import <module>`."""
     code = (
-        "import sys, aevb.data; "
+        f"import sys, {module}; "
         "print(sorted(m for m in sys.modules "
-        "if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets')))"
+        "if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets', 'aevb')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert result.stdout.strip() == "[]"
+    return ast.literal_eval(result.stdout)
+
+
+def test_import_does_not_load_tfds_or_tensorflow():
+    # aevb.data does not even import the optional TFDS module until load() needs it.
+    assert _modules_loaded_by("aevb.data") == ["aevb", "aevb.data", "aevb.datasets"]
+
+
+def test_tfds_module_imports_tfds_only_when_used():
+    assert _modules_loaded_by("aevb.tfds_data") == ["aevb", "aevb.datasets", "aevb.tfds_data"]
+
+
+def test_sources_are_the_config_values():
+    assert data.SOURCES == ("auto", "idx", "tfds")
 
 
 def test_host_reachable_local_listener():
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        assert data.host_reachable("127.0.0.1", port, 2.0)
-    assert not data.host_reachable("127.0.0.1", port, 2.0)  # closed: refused at once
+        assert tfds_data.host_reachable("127.0.0.1", port, 2.0)
+    assert not tfds_data.host_reachable("127.0.0.1", port, 2.0)  # closed: refused at once
 
 
 def test_host_reachable_gives_up_on_hanging_lookup(monkeypatch):
@@ -436,7 +449,7 @@ def test_host_reachable_gives_up_on_hanging_lookup(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", hanging_connect)
     start = time.monotonic()
     try:
-        assert not data.host_reachable("example.invalid", 443, 0.5)
+        assert not tfds_data.host_reachable("example.invalid", 443, 0.5)
         assert time.monotonic() - start < 2.0
     finally:
         release.set()
@@ -455,8 +468,8 @@ def tfds():
 @pytest.fixture
 def mnist_host_unreachable(tfds):
     """Skips when the MNIST download host answers: the offline tests would download."""
-    host, port = data._download_address(tfds.builder_cls("mnist"))
-    if data.host_reachable(host, port, 5.0):
+    host, port = tfds_data._download_address(tfds.builder_cls("mnist"))
+    if tfds_data.host_reachable(host, port, 5.0):
         pytest.skip(f"{host}:{port} is reachable; offline behaviour cannot be tested here")
 
 
@@ -466,7 +479,7 @@ def _assert_offline_error(tfds_dir: Path) -> str:
     before = (listing(home_tfds), sorted(os.listdir(Path.cwd())))
     start = time.monotonic()
     with pytest.raises(data.DataError) as err:
-        data.load_tfds("mnist", data_dir=tfds_dir)
+        tfds_data.load_tfds("mnist", data_dir=tfds_dir)
     assert time.monotonic() - start < 10.0
     assert (listing(home_tfds), sorted(os.listdir(Path.cwd()))) == before
     assert not tfds_dir.exists() or listing(tfds_dir) == set()
@@ -484,39 +497,39 @@ def test_load_tfds_offline_with_tensorflow_probes_network(
     tmp_path, mnist_host_unreachable, monkeypatch
 ):
     # Pretend TensorFlow is installed so the network probe decides.
-    monkeypatch.setattr(data, "_tensorflow_installed", lambda: True)
+    monkeypatch.setattr(tfds_data, "_tensorflow_installed", lambda: True)
     message = _assert_offline_error(tmp_path / "tfds")
     assert "storage.googleapis.com:443 is not reachable" in message
 
 
 def test_load_tfds_without_tensorflow_names_install_command(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_tensorflow_installed", lambda: False)
+    monkeypatch.setattr(tfds_data, "_tensorflow_installed", lambda: False)
     with pytest.raises(data.DataError, match=r"pip install -e '\.\[tfds\]'"):
-        data.load_tfds("mnist", data_dir=tmp_path)
+        tfds_data.load_tfds("mnist", data_dir=tmp_path)
 
 
 def test_load_tfds_not_prepared_and_no_download(tmp_path, tfds):
     with pytest.raises(data.DataError, match="download=False"):
-        data.load_tfds("mnist", data_dir=tmp_path, download=False)
+        tfds_data.load_tfds("mnist", data_dir=tmp_path, download=False)
 
 
 def test_load_tfds_unknown_name(tmp_path, tfds):
     with pytest.raises(data.DataError, match=r"data\.name='no_such_dataset_xyz'"):
-        data.load_tfds("no_such_dataset_xyz", data_dir=tmp_path)
+        tfds_data.load_tfds("no_such_dataset_xyz", data_dir=tmp_path)
 
 
 def test_load_tfds_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
     with pytest.raises(data.DataError, match=r"pip install -e '\.\[tfds\]'"):
-        data.load_tfds("mnist")
+        tfds_data.load_tfds("mnist")
 
 
 def test_load_tfds_mock_data(tmp_path, tfds, monkeypatch):
     # mock_data fakes download_and_prepare and the data source, so the
     # prepare preconditions (TensorFlow, network) do not apply.
-    monkeypatch.setattr(data, "_check_can_prepare", lambda *args: None)
+    monkeypatch.setattr(tfds_data, "_check_can_prepare", lambda *args: None)
     with tfds.testing.mock_data(num_examples=6):
-        train, test = data.load_tfds("mnist", data_dir=tmp_path)
+        train, test = tfds_data.load_tfds("mnist", data_dir=tmp_path)
     for split in (train, test):
         assert split.images.shape == (6, 28, 28, 1)
         assert split.images.dtype == np.uint8
@@ -568,8 +581,8 @@ def test_load_tfds_prepared_array_record(prepared_tfds_dir, monkeypatch):
     def no_network(*args):
         raise AssertionError("a prepared dataset must not probe the network")
 
-    monkeypatch.setattr(data, "host_reachable", no_network)
-    train, test = data.load_tfds("aevb_tiny_digits", data_dir=prepared_tfds_dir)
+    monkeypatch.setattr(tfds_data, "host_reachable", no_network)
+    train, test = tfds_data.load_tfds("aevb_tiny_digits", data_dir=prepared_tfds_dir)
     assert train.images.shape == (7, *TINY_SHAPE) and test.images.shape == (2, *TINY_SHAPE)
     assert train.images.dtype == np.uint8 and train.labels.dtype == np.int32
     assert sorted(train.images[:, 0, 0, 0].tolist()) == [0, 10, 20, 30, 40, 50, 60]
@@ -579,10 +592,10 @@ def test_load_tfds_prepared_array_record(prepared_tfds_dir, monkeypatch):
 def test_load_tfds_tfrecord_without_tensorflow(prepared_tfds_dir, monkeypatch):
     # TFDS cannot write tfrecord without TensorFlow; simulate a dataset that has
     # no random-access (array_record) files.
-    monkeypatch.setattr(data, "_tensorflow_installed", lambda: False)
-    monkeypatch.setattr(data, "_open_data_source", lambda builder, split: None)
+    monkeypatch.setattr(tfds_data, "_tensorflow_installed", lambda: False)
+    monkeypatch.setattr(tfds_data, "_open_data_source", lambda builder, split: None)
     with pytest.raises(data.DataError) as err:
-        data.load_tfds("aevb_tiny_digits", data_dir=prepared_tfds_dir)
+        tfds_data.load_tfds("aevb_tiny_digits", data_dir=prepared_tfds_dir)
     assert "pip install -e '.[tfds]'" in str(err.value)
     assert "--file_format=array_record" in str(err.value)
 

@@ -10,27 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aevb import configs, layerwise, train
+from conftest import comparable, interrupt_and_resume, small_layerwise_config
+
+from aevb import checks, configs, families, keys, layerwise
 from aevb import data as data_lib
-
-TIMING = ("_seconds", "examples_per_s")
-
-
-def _small_config(data_dir: str, tied: bool = False):
-    from experiments import layerwise as experiment
-
-    config = experiment.get_config()
-    config.data.dir = data_dir
-    config.data.num_validation = 0
-    config.model.hidden_sizes = (48, 24)
-    config.model.latent_dim = 8
-    config.model.tied_weights = tied
-    config.train.batch_size = 50
-    config.train.num_epochs = 2
-    config.train.finetune_epochs = 1
-    config.eval.batch_size = 100
-    config.eval.num_images = 4
-    return config
+from aevb.epoch import make_optimizer
+from aevb.families.autoencoder import layer_model, layer_params, with_layer
 
 
 def _images(data_dir: str) -> jax.Array:
@@ -45,14 +30,19 @@ def _layer_leaves(k: int, n: int, tied: bool) -> set[str]:
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_phases_change_only_their_layer_and_assemble_into_the_stack(tiny_idx_dir, tied):
-    config = _small_config(tiny_idx_dir, tied)
+    config = small_layerwise_config(tiny_idx_dir, tied)
     images = _images(tiny_idx_dir)
-    stack = layerwise.initial_stack_params(config, 784)
-    n = layerwise.num_layers(stack)
-    assert n == 3
+    family = families.get(config.model.kind)
+    model = family.make_model(config.model, 784)
+    stack = family.init_params(model, keys.run_keys(0).init, 784)
+    n = 3
+    tx = make_optimizer(config.train)
     for k in range(n):
         before = stack
-        stack, state = layerwise.fit_layer(config, k, stack, images, jax.random.key(k), 1)
+        _, state, run_epoch = layerwise.layer_trainer(config, k, stack, images,
+                                                      jax.random.key(k), tx)
+        state, _ = run_epoch(state, 1)
+        stack = with_layer(stack, k, state.params)
         assert int(state.step) == 1000 // 50
         for name, value in stack["params"].items():
             if name in _layer_leaves(k, n, tied):
@@ -62,19 +52,18 @@ def test_phases_change_only_their_layer_and_assemble_into_the_stack(tiny_idx_dir
 
     # The assembled stack encodes as the phases' encoders composed, and reconstructs as
     # their decoders composed in reverse.
-    model = train.make_model(config.model, 784)
-    phases = [layerwise.phase_model(config.model, 784, k) for k in range(n)]
+    phases = [layer_model(config.model, 784, k) for k in range(n)]
     x = data_lib.to_unit_interval(images[:64])
     h = x
     for k, phase in enumerate(phases):
-        h = phase.apply(layerwise.layer_params(stack, k), h, method=phase.encode)
+        h = phase.apply(layer_params(stack, k), h, method=phase.encode)
     out = model.apply(stack, x)
-    np.testing.assert_array_equal(out["code"], h)
+    np.testing.assert_array_equal(out.code, h)
     for k in reversed(range(n)):
         phase = phases[k]
-        h = phase.apply(layerwise.layer_params(stack, k), h, method=phase.generate)
-    np.testing.assert_allclose(out["x_hat"], h, rtol=1e-6, atol=1e-7)
-    assert jnp.all(jnp.isfinite(out["x_hat"]))
+        h = phase.apply(layer_params(stack, k), h, method=phase.generate)
+    np.testing.assert_allclose(out.x_hat, h, rtol=1e-6, atol=1e-7)
+    assert jnp.all(jnp.isfinite(out.x_hat))
 
 
 def test_regimes_apply_to_every_phase():
@@ -83,17 +72,18 @@ def test_regimes_apply_to_every_phase():
 
     config = experiment.get_config("sparse,denoising")
     configs.validate(config)
-    model = layerwise.phase_model(config.model, 784, 1)        # 200 -> 200 -> 200, sigmoid
+    model = layer_model(config.model, 784, 1)                  # 200 -> 200 -> 200, sigmoid
     assert (model.code_activation, model.output_activation) == ("sigmoid", "sigmoid")
     params = model.init(jax.random.key(0), jnp.zeros((1, 200)))
     codes = jax.random.uniform(jax.random.key(1), (64, 200))
-    terms = layerwise.phase_objective(config, model, 1)(params, codes, jax.random.key(2))
-    clean_out = model.apply(params, codes)
-    clean_mse = jnp.mean((clean_out["x_hat"] - codes) ** 2, axis=-1)
+    objective = families.get("autoencoder").objective(config, model, train=True,
+                                                      reconstruction_loss="mse")
+    terms = objective(params, codes, jax.random.key(2))
+    clean_mse = jnp.mean((model.apply(params, codes).x_hat - codes) ** 2, axis=-1)
     assert not np.allclose(terms["recon"], clean_mse)         # its input was corrupted
     masked = jnp.where(jax.random.bernoulli(jax.random.key(2), 0.75, codes.shape), codes, 0.0)
     np.testing.assert_allclose(
-        terms["recon"], jnp.mean((model.apply(params, masked)["x_hat"] - codes) ** 2, -1),
+        terms["recon"], jnp.mean((model.apply(params, masked).x_hat - codes) ** 2, -1),
         rtol=1e-5)
     assert float(terms["sparsity"][0]) > 0
     np.testing.assert_allclose(terms["loss"], terms["recon"] + 5e-3 * terms["sparsity"],
@@ -114,51 +104,33 @@ def test_layerwise_config_errors_name_the_field(change, field):
     for key, value in change.items():
         section, name = key.split(".")
         config[section][name] = value
-    with pytest.raises(configs.ConfigError, match=field):
+    with pytest.raises(checks.ConfigError, match=field):
         configs.validate(config)
-
-
-class _Interrupted(Exception):
-    pass
 
 
 def _saved_epochs(phase_dir) -> list[int]:
     return sorted(int(p.name) for p in (phase_dir / "checkpoints").glob("*") if p.name.isdigit())
 
 
-def _comparable(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if not k.endswith(TIMING)}
-
-
 def test_interrupted_run_resumes_mid_phase(tiny_idx_dir, tmp_path, monkeypatch):
-    config = _small_config(tiny_idx_dir)
+    config = small_layerwise_config(tiny_idx_dir)
     straight = layerwise.train_and_evaluate(config.copy_and_resolve_references(),
                                             str(tmp_path / "straight"))
     assert straight["phases"] == 3 and straight["steps"] == (3 * 2 + 1) * 20
     assert straight["test_mse"] < straight["assembled_test_mse"] < 0.2
 
-    original = layerwise.epoch_callback
-
-    def stop_in_phase_2(config, writer, phase, *args):
-        callback = original(config, writer, phase, *args)
-
-        def on_epoch(epoch, state, metrics):
-            callback(epoch, state, metrics)     # logged and checkpointed, then "killed"
-            if phase == "phase_2" and epoch == 1:
-                raise _Interrupted
-        return on_epoch
-
-    monkeypatch.setattr(layerwise, "epoch_callback", stop_in_phase_2)
     workdir = tmp_path / "interrupted"
-    with pytest.raises(_Interrupted):
-        layerwise.train_and_evaluate(config.copy_and_resolve_references(), str(workdir))
-    assert _saved_epochs(workdir / "phase_1") == [1, 2]
-    assert _saved_epochs(workdir / "phase_2") == [1]
-    assert _saved_epochs(workdir / "phase_3") == []
-    monkeypatch.setattr(layerwise, "epoch_callback", original)
+    saved = {}
 
-    resumed = layerwise.train_and_evaluate(config, str(workdir))
-    assert _comparable(resumed) == _comparable(straight)
+    def stopped_run(config, wd):
+        try:
+            return layerwise.train_and_evaluate(config, wd)
+        finally:  # what a kill in phase 2 leaves behind
+            saved.setdefault("epochs", [_saved_epochs(workdir / f"phase_{k}") for k in (1, 2, 3)])
+
+    resumed = interrupt_and_resume(monkeypatch, stopped_run, config, str(workdir), "phase_2", 1)
+    assert saved["epochs"] == [[1, 2], [1], []]
+    assert comparable(resumed) == comparable(straight)
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3, 4, 5, 6, 7, 8, 8]
     assert [r.get("phase") for r in lines[:-1]] == (["phase_1"] * 2 + ["phase_2"] * 2

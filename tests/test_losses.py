@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-from scipy.special import expit
+from scipy.special import expit, log_expit
 from scipy.special import logsumexp as np_logsumexp
 from scipy.stats import norm
 
@@ -98,11 +98,6 @@ def test_kl_standard_normal_is_zero_at_prior():
     np.testing.assert_allclose(losses.kl_standard_normal(jnp.zeros((2, 3)), jnp.zeros((2, 3))), 0.0)
 
 
-def test_elbo_is_difference(rng):
-    ll, kl = rng.normal(size=7), rng.uniform(size=7)
-    assert_close32(losses.elbo(f32(ll), f32(kl)), np.float32(ll) - np.float32(kl))
-
-
 def test_importance_weighted_bound_matches_scipy(rng):
     log_px_z, log_pz, log_qz = (np.float32(rng.normal(scale=3.0, size=(10, 4))) for _ in range(3))
     log_w = log_px_z.astype(np.float64) + log_pz - log_qz
@@ -118,18 +113,10 @@ def test_importance_weighted_bound_single_sample_is_log_weight(rng):
     assert_close32(losses.importance_weighted_bound(*map(f32, terms)), expected)
 
 
-@pytest.mark.parametrize(
-    ("fn", "reduce"),
-    [
-        (losses.mean_squared_error, np.mean),
-        (losses.sum_squared_error, np.sum),
-    ],
-    ids=["mse", "sse"],
-)
-def test_squared_errors_match_numpy(rng, fn, reduce):
+def test_mean_squared_error_matches_numpy(rng):
     x_hat, x = np.float32(rng.normal(size=(2, 3, 10))), np.float32(rng.normal(size=(2, 3, 10)))
-    expected = reduce((x_hat.astype(np.float64) - x) ** 2, axis=-1)
-    assert_close32(fn(f32(x_hat), f32(x)), expected)
+    expected = np.mean((x_hat.astype(np.float64) - x) ** 2, axis=-1)
+    assert_close32(losses.mean_squared_error(f32(x_hat), f32(x)), expected)
 
 
 def test_mean_squared_error_is_per_pixel(rng):
@@ -244,14 +231,14 @@ def test_check_grads_float64(rng):
         mean = jnp.asarray(rng.normal(size=(3, 4)))
         log_var = jnp.asarray(rng.uniform(-1.0, 1.0, size=(3, 4)))
         z = jnp.asarray(rng.normal(size=(3, 4)))
-        rho_hat = jnp.asarray(rng.uniform(0.05, 0.95, size=(5,)))
+        code_logits = jnp.asarray(rng.normal(scale=2.0, size=(6, 5)))
         assert logits.dtype == jnp.float64
 
         kw = {"order": 2, "modes": ["rev"]}
         check_grads(losses.bernoulli_log_likelihood, (logits, x), **kw)
         check_grads(losses.gaussian_log_likelihood, (z, mean, log_var), **kw)
         check_grads(losses.kl_standard_normal, (mean, log_var), **kw)
-        check_grads(lambda r: losses.bernoulli_kl(0.1, r), (rho_hat,), **kw)
+        check_grads(lambda a: losses.kl_sparsity_penalty(a, 0.1), (code_logits,), **kw)
 
 
 # --------------------------------------------------------------------------------------
@@ -275,7 +262,6 @@ EVENT_FNS = {
     "standard_normal_log_density": (losses.standard_normal_log_density, (_normal,)),
     "kl_standard_normal": (losses.kl_standard_normal, (_normal, _normal)),
     "mean_squared_error": (losses.mean_squared_error, (_normal, _normal)),
-    "sum_squared_error": (losses.sum_squared_error, (_normal, _normal)),
     "l1_activity_penalty": (losses.l1_activity_penalty, (_normal,)),
 }
 
@@ -308,17 +294,11 @@ def test_importance_weighted_bound_shapes_jit_and_batching(rng):
     np.testing.assert_allclose(out[:, 0], jnp.stack(singles), rtol=1e-6)
 
 
-def test_sparsity_functions_jit_matches_eager(rng):
-    codes = _unit(rng, (16, 5))
-    rho_hat = jnp.mean(codes, axis=0)
-    assert losses.bernoulli_kl(0.1, rho_hat).shape == (5,)
-    np.testing.assert_allclose(
-        jax.jit(losses.bernoulli_kl)(0.1, rho_hat), losses.bernoulli_kl(0.1, rho_hat), rtol=1e-6
-    )
+def test_sparsity_penalty_jit_matches_eager(rng):
+    logits = _normal(rng, (16, 5))
     jitted = jax.jit(losses.kl_sparsity_penalty, static_argnums=1)
-    np.testing.assert_allclose(
-        jitted(codes, 0.1), losses.kl_sparsity_penalty(codes, 0.1), rtol=1e-6
-    )
+    np.testing.assert_allclose(jitted(logits, 0.1), losses.kl_sparsity_penalty(logits, 0.1),
+                               rtol=1e-6)
 
 
 # --------------------------------------------------------------------------------------
@@ -335,11 +315,9 @@ _A, _B = (4, 5), (4, 1)  # _B broadcasts against _A: it must still be refused.
         (losses.bernoulli_cross_entropy, (_A, (5,))),
         (losses.gaussian_log_likelihood, (_A, _B, _A)),
         (losses.kl_standard_normal, (_A, _B)),
-        (losses.elbo, ((4,), (4, 1))),
         (losses.importance_weighted_bound, (_A, _A, _B)),
         (losses.importance_weighted_bound, (_A, (3, 5), _A)),
         (losses.mean_squared_error, (_A, (4, 6))),
-        (losses.sum_squared_error, (_B, _A)),
     ],
 )
 def test_mismatched_shapes_raise_naming_both(fn, shapes):
@@ -366,9 +344,9 @@ def test_gaussian_log_var_must_broadcast_to_mean(log_var_shape):
     [
         (lambda: losses.standard_normal_log_density(jnp.zeros(())), r"\[\.\.\., D\]"),
         (lambda: losses.kl_sparsity_penalty(jnp.zeros((2, 3, 4)), 0.1), r"\[B, J\]"),
-        (lambda: losses.bernoulli_kl(0.0, jnp.full(3, 0.5)), r"\(0, 1\)"),
-        (lambda: losses.bernoulli_kl(1.0, jnp.full(3, 0.5)), r"\(0, 1\)"),
-        (lambda: losses.bernoulli_kl(jnp.full(2, 0.1), jnp.full(3, 0.5)), "scalar"),
+        (lambda: losses.kl_sparsity_penalty(jnp.zeros((2, 3)), 0.0), r"\(0, 1\)"),
+        (lambda: losses.kl_sparsity_penalty(jnp.zeros((2, 3)), 1.0), r"\(0, 1\)"),
+        (lambda: losses.kl_sparsity_penalty(jnp.zeros((2, 3)), jnp.full(2, 0.1)), "scalar"),
     ],
     ids=["scalar_input", "codes_not_2d", "target_0", "target_1", "target_not_scalar"],
 )
@@ -386,51 +364,50 @@ def _np_bernoulli_kl(rho: float, rho_hat: np.ndarray) -> np.ndarray:
     return rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat))
 
 
-def test_bernoulli_kl_worked_example_and_gradient_sign():
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_kl_sparsity_worked_example_and_gradient_sign():
+    """A unit with mean activation 0.3 and target 0.1 is pushed down; one at 0.05, up."""
     expected = 0.1 * math.log(0.1 / 0.3) + 0.9 * math.log(0.9 / 0.7)
     assert expected == pytest.approx(0.1163, abs=1e-4)
-    assert float(losses.bernoulli_kl(0.1, jnp.float32(0.3))) == pytest.approx(expected, rel=1e-5)
-
-    grad = jax.grad(lambda r: losses.bernoulli_kl(0.1, r))
-    # d/d rho_hat = -rho / rho_hat + (1 - rho) / (1 - rho_hat)
-    assert float(grad(0.3)) > 0  # too active: gradient descent pushes rho_hat down
-    assert float(grad(0.3)) == pytest.approx(-0.1 / 0.3 + 0.9 / 0.7, rel=1e-5)
-    assert float(grad(0.05)) < 0  # too quiet: pushed up
-    assert float(grad(0.05)) == pytest.approx(-0.1 / 0.05 + 0.9 / 0.95, rel=1e-5)
-
-
-def test_bernoulli_kl_matches_numpy_elementwise(rng):
-    rho_hat = np.float32(rng.uniform(0.01, 0.99, size=(7,)))
-    assert_close32(
-        losses.bernoulli_kl(0.2, f32(rho_hat)), _np_bernoulli_kl(0.2, rho_hat.astype(float))
-    )
-
-
-@pytest.mark.parametrize("rho", [0.01, 0.1, 0.5, 0.9])
-def test_bernoulli_kl_zero_at_target(rho):
-    value = losses.bernoulli_kl(rho, jnp.full(3, rho, dtype=jnp.float32))
-    np.testing.assert_allclose(value, 0.0, atol=1e-6)
-    assert abs(float(jax.grad(lambda r: losses.bernoulli_kl(rho, r))(jnp.float32(rho)))) < 1e-3
-
-
-@pytest.mark.parametrize("rho_hat", [0.0, 1e-9, 1e-3, 0.999, 1 - 1e-9, 1.0])
-def test_bernoulli_kl_finite_at_boundaries(rho_hat):
-    value, grad = jax.value_and_grad(lambda r: losses.bernoulli_kl(0.1, r))(jnp.float32(rho_hat))
-    assert np.isfinite(value)
-    assert np.isfinite(grad)
-    assert float(value) > 0
-    if 1e-6 < rho_hat < 1 - 1e-6:  # inside the clip the gradient is alive
-        assert float(grad) != 0.0
+    logits = jnp.array([[_logit(0.3), _logit(0.05)]] * 4, jnp.float32)  # B = 4, J = 2
+    value = losses.kl_sparsity_penalty(logits, 0.1)
+    assert float(value) == pytest.approx(expected + _np_bernoulli_kl(0.1, 0.05), rel=1e-5)
+    grad = np.asarray(jax.grad(losses.kl_sparsity_penalty)(logits, 0.1))
+    # d/da_bj = (-rho / rho_hat + (1 - rho) / (1 - rho_hat)) * rho_hat (1 - rho_hat) / B
+    for j, q in enumerate((0.3, 0.05)):
+        np.testing.assert_allclose(grad[:, j], (-0.1 / q + 0.9 / (1 - q)) * q * (1 - q) / 4,
+                                   rtol=1e-4)
+    assert np.all(grad[:, 0] > 0) and np.all(grad[:, 1] < 0)
 
 
 def test_kl_sparsity_penalty_equals_sum_of_unit_divergences(rng):
-    codes = np.float32(expit(rng.normal(size=(32, 6))))
-    rho_hat = codes.astype(np.float64).mean(axis=0)
-    expected = _np_bernoulli_kl(0.05, rho_hat).sum()
-
-    penalty = losses.kl_sparsity_penalty(f32(codes), 0.05)
+    logits = np.float32(rng.normal(scale=2.0, size=(32, 6)))
+    rho_hat = expit(logits.astype(np.float64)).mean(axis=0)
+    penalty = losses.kl_sparsity_penalty(f32(logits), 0.05)
     assert penalty.shape == ()  # a batch statistic, not per-example
-    assert float(penalty) == pytest.approx(expected, rel=1e-5)
-    grad = jax.grad(losses.kl_sparsity_penalty)(f32(codes), 0.05)
-    assert grad.shape == codes.shape
-    assert np.all(np.isfinite(grad))
+    assert float(penalty) == pytest.approx(_np_bernoulli_kl(0.05, rho_hat).sum(), rel=1e-5)
+
+
+@pytest.mark.parametrize("rho", [0.01, 0.1, 0.5, 0.9])
+def test_kl_sparsity_zero_at_target(rho):
+    logits = jnp.full((8, 3), _logit(rho), jnp.float32)
+    np.testing.assert_allclose(losses.kl_sparsity_penalty(logits, rho), 0.0, atol=1e-5)
+    assert np.max(np.abs(jax.grad(losses.kl_sparsity_penalty)(logits, rho))) < 1e-4
+
+
+@pytest.mark.parametrize("a", [-20.0, -40.0, 20.0, 40.0])
+def test_kl_sparsity_gradient_never_vanishes_for_saturated_units(a):
+    """A unit saturated over the whole batch (pre-activation a; -20: activations ~2e-9) is
+    pulled back towards the target: its gradient is the analytic one, not 0 (a clip of the
+    mean activation would give exactly 0 here)."""
+    logits = jnp.full((16, 1), a, jnp.float32)
+    value, grad = jax.value_and_grad(losses.kl_sparsity_penalty)(logits, 0.1)
+    # log rho_hat = log sigmoid(a), log(1 - rho_hat) = log sigmoid(-a), exactly, in float64
+    expected = 0.1 * (math.log(0.1) - log_expit(a)) + 0.9 * (math.log(0.9) - log_expit(-a))
+    assert float(value) == pytest.approx(expected, rel=1e-4)
+    # d/da_b = (-rho / q + (1 - rho) / (1 - q)) * q (1 - q) / B = (q - rho) / B
+    np.testing.assert_allclose(grad, (expit(a) - 0.1) / 16, rtol=1e-4)
+    assert np.all(grad < 0) if a < 0 else np.all(grad > 0)

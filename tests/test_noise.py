@@ -7,7 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aevb import noise, objectives, train
+from conftest import model_and_state
+
+from aevb import noise
+from aevb.epoch import make_train_epoch
+from aevb.families import autoencoder as ae
 
 X = jnp.full((200, 784), 0.5, jnp.float32)  # 156,800 units: sampling error ~1e-3
 
@@ -68,15 +72,15 @@ def _denoising_config(kind):
 @pytest.mark.parametrize("kind", ["gaussian", "masking", "dropout", "salt_and_pepper"])
 def test_training_objective_corrupts_and_evaluation_objective_does_not(kind):
     config = _denoising_config(kind)
-    model = train.make_model(config.model, 784)
-    params = model.init(jax.random.key(0), X[:1])
+    family, model, _, state = model_and_state(config)
+    params = state.params
     x = jax.random.uniform(jax.random.key(3), (64, 784))
-    clean = objectives.autoencoder_terms(model, params, x, jax.random.key(4),
-                                         config.model.reconstruction_loss)["recon"]
+    clean = ae.autoencoder_terms(model, params, x, jax.random.key(4),
+                                 config.model.reconstruction_loss)["recon"]
     for key in (4, 5):  # the evaluation objective ignores its key: no noise at all
-        evaluated = objectives.make(config, model, train=False)(params, x, jax.random.key(key))
+        evaluated = family.objective(config, model, train=False)(params, x, jax.random.key(key))
         np.testing.assert_array_equal(evaluated["recon"], clean)
-    trained = objectives.make(config, model, train=True)
+    trained = family.objective(config, model, train=True)
     noisy_a = trained(params, x, jax.random.key(4))["recon"]
     noisy_b = trained(params, x, jax.random.key(5))["recon"]
     assert not np.allclose(noisy_a, clean)
@@ -95,10 +99,8 @@ def test_every_step_of_an_epoch_draws_a_fresh_corruption(monkeypatch):
 
     monkeypatch.setattr(noise, "corrupt", recording)
     config = _denoising_config("masking")
-    model = train.make_model(config.model, 784)
-    tx = train.make_optimizer(config.train)
-    state = train.create_train_state(model, tx, jax.random.key(0), 784)
-    epoch = train.make_train_epoch(objectives.make(config, model, train=True), tx, 10, "none")
+    family, model, tx, state = model_and_state(config)
+    epoch = make_train_epoch(family.objective(config, model, train=True), tx, 10, "none")
     images = jnp.full((30, 784), 200, jnp.uint8)  # same images in every batch
     jax.block_until_ready(epoch(state, images, jax.random.key(0)))
     assert len(seen) == 3

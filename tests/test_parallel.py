@@ -29,12 +29,22 @@ def _run(tiny_idx_dir, workdir, *extra, devices=1, background=False, batch=40,
     return proc.returncode, out
 
 
-def _results(workdir):
+def _finish(*procs: subprocess.Popen) -> list[tuple[int, str]]:
+    """(return code, output) of processes started side by side (the machine has 2 cores)."""
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    return [(p.returncode, out) for p, out in zip(procs, outs)]
+
+
+def _results(workdir, checkpoints="checkpoints"):
+    """(summary, every training loss logged, the last checkpoint's parameters by path)."""
     summary = json.loads((workdir / "summary.json").read_text())
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    curve = [r["train_loss"] for r in lines if not r.get("final")]
-    last = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
-    path = os.path.abspath(workdir / "checkpoints" / str(last) / "default")
+    curve = [v for r in lines if not r.get("final") for k, v in r.items()
+             if k.endswith("train_loss")]
+    assert curve
+    ckpt_dir = workdir / checkpoints
+    last = max(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
+    path = os.path.abspath(ckpt_dir / str(last) / "default")
     # Restore onto this process's one device, whatever topology saved it.
     checkpointer = ocp.StandardCheckpointer()
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -49,7 +59,9 @@ def _results(workdir):
 def _assert_same(a, b, rtol=1e-4):
     (sa, ca, pa), (sb, cb, pb) = a, b
     np.testing.assert_allclose(ca, cb, rtol=rtol)
-    for key in ("test_neg_elbo", "test_mse", "test_log_likelihood", "train_loss"):
+    for key in ("test_neg_elbo", "test_mse", "test_log_likelihood", "train_loss",
+                "assembled_test_mse", "phase_1_test_mse", "pretrained_test_accuracy",
+                "scratch_test_accuracy"):
         if key in sa:
             assert sa[key] == pytest.approx(sb[key], rel=rtol), key
     assert pa.keys() == pb.keys()
@@ -60,20 +72,51 @@ def _assert_same(a, b, rtol=1e-4):
         np.testing.assert_allclose(pa[name], pb[name], rtol=1e-3, atol=1e-3, err_msg=name)
 
 
-@pytest.mark.parametrize("kind", ["vae", "stacked"])
-def test_eight_devices_match_one_device(tiny_idx_dir, tmp_path, kind):
-    rc1, out1 = _run(tiny_idx_dir, tmp_path / "one", kind=kind)
-    rc8, out8 = _run(tiny_idx_dir, tmp_path / "eight", devices=8, kind=kind)
+@pytest.mark.parametrize("kind, checkpoints", [
+    ("vae", "checkpoints"), ("stacked", "checkpoints"), ("layerwise", "checkpoints"),
+    ("pretrain", "classifier_scratch/checkpoints")])
+def test_eight_devices_match_one_device(tiny_idx_dir, tmp_path, kind, checkpoints):
+    """Every regime runs on the mesh: 8 devices give the 1-device numbers (a layer-wise run
+    in every phase and the fine-tuning; pretraining in phase 1 and both classifiers)."""
+    (rc1, out1), (rc8, out8) = _finish(
+        _run(tiny_idx_dir, tmp_path / "one", kind=kind, background=True),
+        _run(tiny_idx_dir, tmp_path / "eight", devices=8, kind=kind, background=True))
     assert rc1 == 0, out1
     assert rc8 == 0, out8
     assert "8 devices in 1 processes" in out8
-    _assert_same(_results(tmp_path / "one"), _results(tmp_path / "eight"))
+    _assert_same(_results(tmp_path / "one", checkpoints),
+                 _results(tmp_path / "eight", checkpoints))
+    if kind == "pretrain":
+        _assert_same(_results(tmp_path / "one", "classifier_pretrained/checkpoints"),
+                     _results(tmp_path / "eight", "classifier_pretrained/checkpoints"))
 
 
 def test_batch_not_divisible_by_devices_fails_before_writing(tiny_idx_dir, tmp_path):
     rc, out = _run(tiny_idx_dir, tmp_path / "never", devices=8, batch=50)
     assert rc == 2
-    assert "train.batch_size=50" in out and "divisible" in out
+    assert "train.batch_size=50" in out and "divisible by the number of devices (8)" in out
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("kind, field", [
+    ("vae", "train.batch_size"), ("layerwise", "train.batch_size"),
+    ("pretrain", "train.batch_size"), ("pretrain", "classifier.batch_size")])
+def test_every_regime_refuses_an_indivisible_batch_the_same_way(tiny_idx_dir, tmp_path,
+                                                                 monkeypatch, kind, field):
+    """The check lives at the config boundary every regime passes (as if 8 devices)."""
+    from conftest import small_layerwise_config, small_pretrain_config, small_vae_config
+
+    from aevb import checks, router
+
+    config = {"vae": small_vae_config, "layerwise": small_layerwise_config,
+              "pretrain": small_pretrain_config}[kind](tiny_idx_dir)
+    config.train.batch_size = config.classifier.batch_size = 40
+    section, name = field.split(".")
+    config[section][name] = 44
+    monkeypatch.setattr(jax, "device_count", lambda: 8)
+    with pytest.raises(checks.ConfigError, match=rf"{field}=44 .*divisible by the number of "
+                                                 r"devices \(8\)"):
+        router.run(config, str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
 
 
@@ -88,19 +131,20 @@ def test_two_processes_match_one_process(tiny_idx_dir, tmp_path):
     flags = ["--distributed", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
     procs = [_run(tiny_idx_dir, tmp_path / "two", *flags, f"--process_id={i}",
                   background=True) for i in range(2)]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    assert "2 devices in 2 processes" in outs[0]
-    assert "summary:" in outs[0] and "summary:" not in outs[1]  # process 0 reports
-    rc, out = _run(tiny_idx_dir, tmp_path / "one")
+    (rc0, out0), (rc1, out1), (rc, out) = _finish(
+        *procs, _run(tiny_idx_dir, tmp_path / "one", background=True))
+    assert [rc0, rc1] == [0, 0], [out0, out1]
+    assert "2 devices in 2 processes" in out0
+    assert "summary:" in out0 and "summary:" not in out1  # process 0 reports
     assert rc == 0, out
     _assert_same(_results(tmp_path / "one"), _results(tmp_path / "two"))
 
 
 def test_vectorized_sweep_on_four_devices_matches_one_device(tiny_idx_dir, tmp_path):
     """4 trials, their trial axis split over 4 devices, give the 1-device numbers."""
-    rc1, out1 = _run(tiny_idx_dir, tmp_path / "one", "--seeds=4")
-    rc4, out4 = _run(tiny_idx_dir, tmp_path / "four", "--seeds=4", devices=4)
+    (rc1, out1), (rc4, out4) = _finish(
+        _run(tiny_idx_dir, tmp_path / "one", "--seeds=4", background=True),
+        _run(tiny_idx_dir, tmp_path / "four", "--seeds=4", devices=4, background=True))
     assert rc1 == 0, out1
     assert rc4 == 0, out4
     assert "4 trials in one program" in out4

@@ -10,30 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aevb import configs, pretrain, train
+from conftest import comparable, interrupt_and_resume, model_and_state, small_pretrain_config
+
+from aevb import checks, configs, families, pretrain, router
 from aevb import data as data_lib
-
-TIMING = ("_seconds", "examples_per_s")
-
-
-def _small_config(data_dir: str, variant: str = ""):
-    from experiments import pretrain as experiment
-
-    config = experiment.get_config(variant)
-    config.data.dir = data_dir
-    config.model.hidden_sizes = (32,)
-    config.model.latent_dim = 8
-    config.train.num_epochs = 1
-    config.train.batch_size = 50
-    config.eval.batch_size = 100
-    config.eval.iwae_k = 5
-    config.eval.iwae_num_examples = 10
-    config.eval.num_images = 4
-    config.labels.num = 100
-    config.classifier.num_steps = 60
-    config.classifier.eval_every_steps = 20
-    config.classifier.batch_size = 50
-    return config
+from aevb.families import classifier as classifier_family
+from aevb.models import Classifier, DenseEncoder
 
 
 class LabelRead(AssertionError):
@@ -70,12 +52,13 @@ def _poisoned(datasets: data_lib.Datasets) -> data_lib.Datasets:
 
 
 def test_pretraining_never_reads_labels(tiny_idx_dir, tmp_path, monkeypatch):
-    config = _small_config(tiny_idx_dir)
+    config = small_pretrain_config(tiny_idx_dir)
     real_load = data_lib.load
     poisoned = _poisoned(real_load(config.data))
     monkeypatch.setattr(data_lib, "load", lambda _: poisoned)
 
-    summary, params = pretrain.pretrain_autoencoder(config, str(tmp_path / "ae"), 784)
+    summary, params = pretrain.pretrain_autoencoder(config, str(tmp_path / "ae"), 784,
+                                                    router.run)
     assert summary["steps"] == 1000 // 50 and params["params"]
     with pytest.raises(LabelRead):  # the poison is live: phase 2's first look at a label
         pretrain.labeled_subset(poisoned.train.labels, 100, 0)
@@ -96,7 +79,7 @@ def test_labeled_subset_is_balanced_seeded_and_nested():
     assert set(pretrain.labeled_subset(labels, 100, 3)) <= set(pretrain.labeled_subset(labels,
                                                                                        300, 3))
     np.testing.assert_array_equal(pretrain.labeled_subset(labels, 0, 3), np.arange(500))
-    with pytest.raises(configs.ConfigError, match="labels.num"):
+    with pytest.raises(checks.ConfigError, match="labels.num"):
         pretrain.labeled_subset(labels, 510, 0)
 
 
@@ -108,55 +91,62 @@ def test_classifier_encoder_is_the_pretrained_encoder(kind):
 
     config = experiment.get_config("vae" if kind == "vae" else "")
     config.model.hidden_sizes, config.model.latent_dim = (32, 16), 8
-    model = train.make_model(config.model, 784)
-    ae_params = train.create_train_state(model, train.make_optimizer(config.train),
-                                         jax.random.key(0), 784).params
-    classifier, pretrained, scratch = pretrain.build_classifiers(config, 784, 8, ae_params)
-    assert classifier.widths == (784, 32, 16, 8)
-    head = {"head_kernel": jnp.eye(8), "head_bias": jnp.zeros(8)}
+    family, model, _, state = model_and_state(config)
+    ae_params = state.params
+    classifier, pretrained, scratch = classifier_family.build(
+        family, config.model, 784, 8, ae_params, 0, jax.random.key(3))
+    head = {"kernel": jnp.eye(8), "bias": jnp.zeros(8)}
+    with_head = lambda p: {"params": {**p["params"], "head": head}}
     x = jax.random.uniform(jax.random.key(1), (5, 784))
-    logits = classifier.apply(pretrain.with_encoder(pretrained, head), x)
+    logits = classifier.apply(with_head(pretrained), x)
     code = model.apply(ae_params, x, method=model.encode)
-    np.testing.assert_allclose(logits, code[0] if kind == "vae" else code, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(classifier.apply(pretrain.with_encoder(scratch, head), x), logits)
-    for name in ("head_kernel", "head_bias"):  # the same head initialisation
-        np.testing.assert_array_equal(pretrained["params"][name], scratch["params"][name])
+    np.testing.assert_allclose(logits, code.mean() if kind == "vae" else code, rtol=1e-5,
+                               atol=1e-6)
+    assert not np.allclose(classifier.apply(with_head(scratch), x), logits)
+    np.testing.assert_array_equal(pretrained["params"]["head"]["kernel"],
+                                  scratch["params"]["head"]["kernel"])  # the same head init
 
-    config.classifier.encoder_layers = 1
-    classifier, pretrained, _ = pretrain.build_classifiers(config, 784, 10, ae_params)
-    assert classifier.widths == (784, 32) and "encoder_kernel_1" not in pretrained["params"]
+    classifier, pretrained, _ = classifier_family.build(family, config.model, 784, 10,
+                                                        ae_params, 1, jax.random.key(3))
+    h = classifier.encoder.apply({"params": pretrained["params"]["encoder"]}, x)
+    assert h.shape == (5, 32)  # the lower layer only
 
 
 @pytest.mark.parametrize("encoder", ["frozen", "trainable"])
-def test_frozen_encoder_stays_and_the_head_learns(tiny_idx_dir, encoder):
-    config = _small_config(tiny_idx_dir)
+def test_frozen_encoder_stays_and_the_head_learns(tiny_idx_dir, tmp_path, encoder):
+    config = small_pretrain_config(tiny_idx_dir)
     config.classifier.encoder = encoder
-    train_split, _ = data_lib.load_idx_dir(tiny_idx_dir)
+    train_split, test_split = data_lib.load_idx_dir(tiny_idx_dir)
     images = jnp.asarray(train_split.images.reshape(-1, 784)[:200])
     labels = jnp.asarray(train_split.labels[:200])
-    ae = train.make_model(config.model, 784)
-    ae_params = ae.init(jax.random.key(0), jnp.zeros((1, 784)))
-    model, pretrained, _ = pretrain.build_classifiers(config, 784, 10, ae_params)
+    test_x = classifier_family.inputs(jnp.asarray(test_split.images.reshape(-1, 784)), "none")
+    family, _, _, state = model_and_state(config)
+    model, pretrained, _ = classifier_family.build(family, config.model, 784, 10, state.params,
+                                                   0, jax.random.key(3))
     frozen = encoder == "frozen"
-    tx = pretrain.make_classifier_optimizer(config.classifier, frozen)
-    state = pretrain.create_classifier_state(pretrained, tx)
+    phase = pretrain.classifier_phase(config, model, pretrained, frozen, (images, labels),
+                                      (test_x, test_split.labels), jax.random.key(1), None,
+                                      str(tmp_path / "ckpt"))
     history = []
-    state = pretrain.fit_classifier(config.classifier, model, state, frozen, "none", images,
-                                    labels, jax.random.key(1),
-                                    on_round=lambda step, _, m: history.append((step, m)))
-    assert [step for step, _ in history] == [20, 40, 60] and int(state.step) == 60
-    assert history[-1][1]["loss"] < history[0][1]["loss"]
-    for name, value in state.params["params"].items():
-        unchanged = np.array_equal(value, pretrained["params"][name])
-        assert unchanged == (frozen and pretrain.is_encoder(name)), name
+    state = phase.state
+    for r in range(1, phase.num_rounds + 1):
+        state, metrics = phase.run(state, r)
+        history.append(float(metrics["loss"]))
+    assert phase.num_rounds == 3 and int(state.step) == 60
+    assert history[-1] < history[0]
+    flat = lambda p: dict(jax.tree_util.tree_leaves_with_path(p))
+    before, after = flat(pretrained), flat(state.params)
+    for path, value in after.items():
+        unchanged = np.array_equal(value, before[path])
+        assert unchanged == (frozen and path[1].key == "encoder"), path
 
 
 def test_cross_entropy_against_numpy():
-    model = pretrain.Classifier((6, 4), ("tanh",), num_classes=3)
+    model = Classifier(DenseEncoder((6, 4), ("tanh",)), num_classes=3)
     params = model.init(jax.random.key(0), jnp.zeros((1, 6)))
     x = jax.random.normal(jax.random.key(1), (5, 6))
     y = jnp.array([0, 2, 1, 1, 0])
-    terms = pretrain.cross_entropy_terms(model, params, x, y)
+    terms = classifier_family.cross_entropy_terms(model, params, x, y)
     logits = np.asarray(model.apply(params, x), np.float64)
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     np.testing.assert_allclose(terms["loss"], -log_p[np.arange(5), np.asarray(y)], rtol=1e-5)
@@ -181,26 +171,21 @@ def test_pretrain_config_errors_name_the_field(change, field):
         for parent in parents:
             node = node[parent]
         node[name] = value
-    with pytest.raises(configs.ConfigError, match=field):
+    with pytest.raises(checks.ConfigError, match=field):
         configs.validate(config)
 
 
 def test_labels_beyond_the_data_fail_before_writing(tiny_idx_dir, tmp_path):
-    config = _small_config(tiny_idx_dir)
+    config = small_pretrain_config(tiny_idx_dir)
     config.labels.num = 2000
-    with pytest.raises(configs.ConfigError, match="labels.num"):
-        pretrain.train_and_evaluate(config, str(tmp_path / "never"))
+    with pytest.raises(checks.ConfigError, match="labels.num"):
+        router.run(config, str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
 
 
-class _Interrupted(Exception):
-    pass
-
-
 def test_run_compares_with_scratch_and_resumes(tiny_idx_dir, tmp_path, monkeypatch):
-    config = _small_config(tiny_idx_dir)
-    straight = pretrain.train_and_evaluate(config.copy_and_resolve_references(),
-                                           str(tmp_path / "straight"))
+    config = small_pretrain_config(tiny_idx_dir)
+    straight = router.run(config.copy_and_resolve_references(), str(tmp_path / "straight"))
     assert straight["experiment"] == "pretrain" and straight["labels_num"] == 100
     for name in ("pretrained", "scratch"):
         assert 0.15 < straight[f"{name}_test_accuracy"] <= 1  # 10 classes: chance is 0.1
@@ -209,27 +194,11 @@ def test_run_compares_with_scratch_and_resumes(tiny_idx_dir, tmp_path, monkeypat
     assert {"accuracy.png", "summary.json", "autoencoder"} <= {
         p.name for p in (tmp_path / "straight").iterdir()}
 
-    original = pretrain.round_callback
-
-    def stop_in_scratch(writer, manager, name, *args):
-        callback = original(writer, manager, name, *args)
-
-        def on_round(step, state, metrics):
-            callback(step, state, metrics)      # logged and checkpointed, then "killed"
-            if name == "scratch" and step == 20:
-                raise _Interrupted
-        return on_round
-
-    monkeypatch.setattr(pretrain, "round_callback", stop_in_scratch)
     workdir = tmp_path / "interrupted"
-    with pytest.raises(_Interrupted):
-        pretrain.train_and_evaluate(config.copy_and_resolve_references(), str(workdir))
-    monkeypatch.setattr(pretrain, "round_callback", original)
-    resumed = pretrain.train_and_evaluate(config, str(workdir))
-    comparable = lambda s: {k: v for k, v in s.items() if not k.endswith(TIMING)}
+    resumed = interrupt_and_resume(monkeypatch, router.run, config, str(workdir), "scratch", 1)
     assert comparable(resumed) == comparable(straight)
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["epoch"], r.get("phase")) for r in lines[:-1]] == [
-        (1, "pretrained"), (2, "pretrained"), (3, "pretrained"),
-        (4, "scratch"), (5, "scratch"), (6, "scratch")]
+    assert [(r["epoch"], r.get("phase"), r["step"]) for r in lines[:-1]] == [
+        (1, "pretrained", 20), (2, "pretrained", 40), (3, "pretrained", 60),
+        (4, "scratch", 20), (5, "scratch", 40), (6, "scratch", 60)]
     assert lines[-1]["final"]

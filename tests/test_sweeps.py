@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from aevb import sweeps, train
+from aevb import router, sweeps, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +36,7 @@ def test_product_and_zip_and_names():
 ])
 def test_bad_sweeps_fail_before_anything_runs(tiny_config, tmp_path, sweep, message):
     with pytest.raises(sweeps.SweepError, match=message):
-        sweeps.run(tiny_config, sweep, str(tmp_path / "never"))
+        router.run_sweep(tiny_config, sweep, str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
 
 
@@ -51,7 +51,7 @@ def test_empty_value_lists_are_refused(helper):
 def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path):
     sweep = sweeps.zip_({"train.seed": [0, 1, 2], "model.kl_weight": [1.0, 0.5, 1.0],
                          "train.learning_rate": [1e-3, 1e-3, 3e-3]})
-    rows = sweeps.run(tiny_config, sweep, str(tmp_path / "sweep"))
+    rows = router.run_sweep(tiny_config, sweep, str(tmp_path / "sweep"))
     assert all(row["vectorized_trials"] == 3 for row in rows)
     assert (tmp_path / "sweep" / "sweep.csv").exists() and (tmp_path / "sweep" / "sweep.md").exists()
     for row, (name, _, config) in zip(rows, sweeps.make_trials(tiny_config, sweep), strict=True):
@@ -66,13 +66,13 @@ def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path
 def test_rerun_skips_finished_trials(tiny_config, tmp_path, monkeypatch):
     sweep = sweeps.product({"model.latent_dim": [2, 3]})  # not vectorizable: one by one
     workdir = tmp_path / "sweep"
-    sweeps.run(tiny_config, sweep, str(workdir))
+    router.run_sweep(tiny_config, sweep, str(workdir))
     (workdir / "latent_dim=3" / "summary.json").unlink()  # as if killed before the end
     calls = []
     original = train.train_and_evaluate
     monkeypatch.setattr(train, "train_and_evaluate",
                         lambda config, wd: calls.append(wd) or original(config, wd))
-    rows = sweeps.run(tiny_config, sweep, str(workdir))
+    rows = router.run_sweep(tiny_config, sweep, str(workdir))
     assert calls == [str(workdir / "latent_dim=3")]
     assert [r["trial"] for r in rows] == ["latent_dim=2", "latent_dim=3"]
     table = (workdir / "sweep.md").read_text()

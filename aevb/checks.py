@@ -1,0 +1,69 @@
+"""The errors a run stops with, and the field checks every config validation uses.
+
+A `ConfigError` names the field and what is allowed; `launch.py` turns it into one line
+and exit status 2. The `check_*` helpers read a field by its dotted path
+(`ml_collections`' own path walker) so every message names the field the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ml_collections.config_flags import config_path
+
+
+class ConfigError(ValueError):
+    """A config field has a value the code cannot run with."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+def get(config: Any, field: str) -> Any:
+    """The value at dotted path `field` ('train.batch_size'); ConfigError if it is missing."""
+    try:
+        return config_path.get_value(field, config)
+    except (KeyError, AttributeError, IndexError, ValueError) as e:
+        raise ConfigError(f"config field {field} is missing") from e
+
+
+def fail(field: str, value: Any, allowed: str) -> None:
+    """Raises the ConfigError of `field=value`, saying what is `allowed`."""
+    raise ConfigError(f"config field {field}={value!r} is not allowed: {allowed}")
+
+
+def check_choice(config: Any, field: str, choices: tuple) -> None:
+    value = get(config, field)
+    if value not in choices:
+        fail(field, value, f"must be one of {list(choices)}")
+
+
+def check_int(config: Any, field: str, minimum: int) -> None:
+    value = get(config, field)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        fail(field, value, f"must be an integer >= {minimum}")
+
+
+def check_number(config: Any, field: str, low: float, high: float | None = None,
+                 low_open: bool = False, high_open: bool = True) -> None:
+    """A finite number in [low, high) by default; `low_open` / `high_open` exclude the ends."""
+    value = get(config, field)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        fail(field, value, f"must be a number > {low:g}" if high is None and low_open
+             else f"must be a number >= {low:g}" if high is None
+             else f"must be a number in {lo}{low:g}, {high:g}{hi}")
+
+
+def check_int_tuple(config: Any, field: str) -> None:
+    """A tuple (or list) of positive integers, such as model.hidden_sizes."""
+    value = get(config, field)
+    if (not isinstance(value, (tuple, list))
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in value)):
+        fail(field, value, f"must be a tuple of positive integers, e.g. --config.{field}='(500,)'")

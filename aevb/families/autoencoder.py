@@ -1,0 +1,259 @@
+"""The autoencoder family: undercomplete, stacked (tied or not), denoising and sparse.
+
+Objective (per example): the reconstruction loss per pixel (MSE or binary cross-entropy,
+as Keras reports them) of the clean x from the corrupted x~, plus `sparsity.weight` times a
+sparsity penalty on the code: `kl`, sum_j KL(target || rho_hat_j) over the batch (a batch
+statistic: every example carries the same value), or `l1`, sum_j |code_j| per example.
+The family also owns the layer layout of a stack, which greedy layer-wise training
+(`aevb/layerwise.py`) trains one layer at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from aevb import checks, evaluate, losses, models, noise, parallel, plots
+from aevb.evaluate import EvalData, map_in_chunks
+from aevb.families.base import Family, Objective, Params
+
+RECONSTRUCTION_LOSSES = ("mse", "cross_entropy")
+SPARSITY_KINDS = ("none", "kl", "l1")
+MIN_SPARSITY_BATCH = 32
+
+
+def autoencoder_terms(model: models.Autoencoder, params: Params, x: jax.Array, key: jax.Array,
+                      reconstruction_loss: str = "mse", noise_kind: str = "none",
+                      noise_std: float = 0.0, noise_rate: float = 0.0,
+                      sparsity_kind: str = "none", sparsity_target: float = 0.1,
+                      sparsity_weight: float = 0.0) -> dict[str, jax.Array]:
+    """`loss`, `recon` (per pixel) and `sparsity` of a batch x [B, D], each [B]."""
+    x_in = noise.corrupt(x, noise_kind, key, noise_std, noise_rate)
+    out = model.apply(params, x_in)
+    if reconstruction_loss == "mse":
+        recon = losses.mean_squared_error(out.x_hat, x)
+    else:
+        recon = losses.bernoulli_cross_entropy(out.logits, x) / x.shape[-1]
+    if sparsity_kind == "kl":
+        penalty = jnp.broadcast_to(
+            losses.kl_sparsity_penalty(out.code_preactivation, sparsity_target), recon.shape)
+    elif sparsity_kind == "l1":
+        penalty = losses.l1_activity_penalty(out.code)
+    else:
+        penalty = jnp.zeros_like(recon)
+    return {"loss": recon + sparsity_weight * penalty, "recon": recon, "sparsity": penalty}
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "noise_kind", "mesh"))
+def reconstruction_terms(model: models.Autoencoder, params: Params, x: jax.Array,
+                         key: jax.Array, chunk_size: int, noise_kind: str = "none",
+                         noise_std: float = 0.0, noise_rate: float = 0.0,
+                         mesh: Mesh | None = None) -> dict[str, jax.Array]:
+    """A whole split x [N, D] reconstructed and scored against the clean x.
+
+    Per example [N]: `mse` and, with a sigmoid output, `cross_entropy` (both per pixel);
+    `corrupted_mse` (the corrupted input against the clean one); and the `code`
+    [N, code_dim]. With a noise kind the input is corrupted first (one fixed key per
+    chunk): how well the model restores corrupted images.
+    """
+    def fn(xc, k):
+        x_in = noise.corrupt(xc, noise_kind, k, noise_std, noise_rate)
+        out = model.apply(params, x_in)
+        terms = {"mse": losses.mean_squared_error(out.x_hat, xc), "code": out.code,
+                 "corrupted_mse": losses.mean_squared_error(x_in, xc)}
+        if model.output_activation == "sigmoid":
+            terms["cross_entropy"] = (losses.bernoulli_cross_entropy(out.logits, xc)
+                                      / xc.shape[-1])
+        return terms
+    return map_in_chunks(fn, x, key, chunk_size, mesh)
+
+
+# ----------------------------------------------------------------------------- stack layout
+
+def stack_widths(model_config: ml_collections.ConfigDict, num_pixels: int) -> tuple[int, ...]:
+    """(w_0, ..., w_n) = (D, *model.hidden_sizes, model.latent_dim): the encoder's widths."""
+    return (num_pixels, *model_config.hidden_sizes, model_config.latent_dim)
+
+
+def layer_model(model_config: ml_collections.ConfigDict, num_pixels: int,
+                k: int) -> models.Autoencoder:
+    """Layer k of the stack as a shallow autoencoder w_k -> w_{k+1} -> w_k.
+
+    Its code uses the activation of the stack's encoder layer k (`model.code_activation` for
+    the top layer, `model.activation` below); its output the activation of the mirror decoder
+    layer (`model.output_activation` for the bottom layer, `model.activation` above it).
+    """
+    widths = stack_widths(model_config, num_pixels)
+    n = len(widths) - 1
+    return models.Autoencoder(
+        hidden_sizes=(), code_dim=widths[k + 1], output_dim=widths[k],
+        activation=model_config.activation,
+        code_activation=model_config.code_activation if k == n - 1 else model_config.activation,
+        output_activation=model_config.output_activation if k == 0 else model_config.activation,
+        tied_weights=model_config.tied_weights)
+
+
+def _layer_names(k: int, n: int, tied: bool) -> dict[str, str]:
+    """Layer k's shallow-model parameter names -> the same arrays' names in an n-layer stack."""
+    names = {"encoder_kernel_0": f"encoder_kernel_{k}", "encoder_bias_0": f"encoder_bias_{k}",
+             "decoder_bias_0": f"decoder_bias_{n - 1 - k}"}
+    if not tied:
+        names["decoder_kernel_0"] = f"decoder_kernel_{n - 1 - k}"
+    return names
+
+
+def _layout(stack_params: Params) -> tuple[int, bool]:
+    names = stack_params["params"]
+    n = sum(name.startswith("encoder_kernel_") for name in names)
+    return n, not any(name.startswith("decoder_kernel_") for name in names)
+
+
+def layer_params(stack_params: Params, k: int) -> Params:
+    """Layer k of a stack's parameters, as the parameters of `layer_model(..., k)`."""
+    names = _layer_names(k, *_layout(stack_params))
+    return {"params": {short: stack_params["params"][full] for short, full in names.items()}}
+
+
+def with_layer(stack_params: Params, k: int, params_k: Params) -> Params:
+    """A copy of the stack's parameters with layer k replaced; the other arrays shared."""
+    names = _layer_names(k, *_layout(stack_params))
+    new = dict(stack_params["params"])
+    for short, full in names.items():
+        new[full] = params_k["params"][short]
+    return {**stack_params, "params": new}
+
+
+# ----------------------------------------------------------------------------- the family
+
+class AutoencoderFamily(Family):
+    kind = "autoencoder"
+    headline = "mse"
+    float_fields = ("noise.std", "noise.rate", "sparsity.target", "sparsity.weight")
+    supports_sparsity = True
+    supports_layerwise = True
+
+    def validate(self, config: ml_collections.ConfigDict) -> None:
+        checks.check_choice(config, "model.code_activation", models.CODE_ACTIVATIONS)
+        checks.check_choice(config, "model.output_activation", models.OUTPUT_ACTIVATIONS)
+        checks.check_choice(config, "model.reconstruction_loss", RECONSTRUCTION_LOSSES)
+        checks.check_choice(config, "sparsity.kind", SPARSITY_KINDS)
+        m = config.model
+        if m.reconstruction_loss == "cross_entropy" and m.output_activation != "sigmoid":
+            checks.fail("model.output_activation", m.output_activation,
+                        "must be 'sigmoid' with model.reconstruction_loss='cross_entropy'")
+        if config.sparsity.kind != "kl":
+            return
+        if m.code_activation != "sigmoid":
+            checks.fail("model.code_activation", m.code_activation,
+                        "must be 'sigmoid' with sparsity.kind='kl' (mean activations in (0, 1))")
+        if config.train.batch_size < MIN_SPARSITY_BATCH:
+            checks.fail("train.batch_size", config.train.batch_size,
+                        f"must be >= {MIN_SPARSITY_BATCH} with sparsity.kind='kl': a unit's "
+                        "mean activation over a smaller batch is too noisy to estimate")
+        if (config.train.schedule == "layerwise" and m.hidden_sizes
+                and m.activation != "sigmoid"):
+            checks.fail("model.activation", m.activation,
+                        "must be 'sigmoid' with train.schedule='layerwise' and "
+                        "sparsity.kind='kl': every layer's code is made sparse, so every code "
+                        "needs activations in (0, 1)")
+
+    def make_model(self, model_config: ml_collections.ConfigDict, num_pixels: int) -> nn.Module:
+        return models.Autoencoder(hidden_sizes=tuple(model_config.hidden_sizes),
+                                  code_dim=model_config.latent_dim, output_dim=num_pixels,
+                                  activation=model_config.activation,
+                                  code_activation=model_config.code_activation,
+                                  output_activation=model_config.output_activation,
+                                  tied_weights=model_config.tied_weights)
+
+    def init_params(self, model: nn.Module, key: jax.Array, num_pixels: int) -> Params:
+        init_key, _ = jax.random.split(key)
+        return model.init(init_key, jnp.zeros((1, num_pixels), jnp.float32))
+
+    def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
+                  hparams: dict[str, jax.Array] | None = None,
+                  reconstruction_loss: str | None = None) -> Objective:
+        """`reconstruction_loss` overrides the config's (layer-wise phases above the first
+        reconstruct real-valued codes, with MSE)."""
+        value = {f: (hparams or {}).get(f, checks.get(config, f)) for f in self.float_fields}
+        return functools.partial(
+            autoencoder_terms, model,
+            reconstruction_loss=reconstruction_loss or config.model.reconstruction_loss,
+            noise_kind=config.noise.kind if train else "none",
+            noise_std=value["noise.std"], noise_rate=value["noise.rate"],
+            sparsity_kind=config.sparsity.kind, sparsity_target=value["sparsity.target"],
+            sparsity_weight=value["sparsity.weight"])
+
+    def eval_terms(self, config, model, params, x, key, mesh):
+        terms = reconstruction_terms(model, params, x, key, config.eval.batch_size, mesh=mesh)
+        return {k: v for k, v in terms.items() if k in ("mse", "cross_entropy")}
+
+    def final_metrics(self, config: ml_collections.ConfigDict, model: nn.Module,
+                      params: Params, data: EvalData, key: jax.Array,
+                      mesh: Mesh | None) -> dict[str, float | int]:
+        """`pca_mse` (PCA with the code's size, fitted and scored on the inputs this model
+        sees); with noise `test_denoising_mse` (corrupted test inputs restored, against the
+        clean ones) and `test_corrupted_mse`; with a sigmoid code the `code_statistics`."""
+        test_x = data.splits["test"]
+        out: dict[str, float | int] = {"pca_mse": evaluate.cached_pca_mse(
+            data.identity, data.train_inputs, parallel.fetch(test_x), config.model.latent_dim)}
+        if config.noise.kind != "none":
+            terms = reconstruction_terms(model, params, test_x, key, config.eval.batch_size,
+                                         config.noise.kind, config.noise.std,
+                                         config.noise.rate, mesh)
+            means = parallel.fetch({k: jnp.mean(terms[k]) for k in ("mse", "corrupted_mse")})
+            out["test_denoising_mse"] = float(means["mse"])
+            out["test_corrupted_mse"] = float(means["corrupted_mse"])
+        if config.model.code_activation == "sigmoid":
+            codes = reconstruction_terms(model, params, test_x, key, config.eval.batch_size,
+                                         mesh=mesh)["code"]
+            out.update(evaluate.code_statistics(parallel.fetch(codes)))
+        return out
+
+    def pictures(self, config, model, params, test_x, image_shape, key, workdir):
+        """`reconstructions.png`, `filters.png` (first layer); with noise `denoising.png`
+        (rows of corrupted / reconstructed / clean); with a sigmoid code
+        `code_activations.png` (the units' mean activations against the target)."""
+        n = min(config.eval.num_images, test_x.shape[0])
+        x = test_x[:n]
+        written = [plots.save_reconstructions(x, model.apply(params, x).x_hat, image_shape,
+                                              workdir)]
+        kernel = params["params"]["encoder_kernel_0"]
+        written.append(plots.save_png(plots.image_grid(plots.filter_tiles(kernel, image_shape),
+                                                       10), os.path.join(workdir, "filters.png")))
+        if config.noise.kind != "none":
+            rows = min(max(1, int(np.sqrt(n))), n)
+            corrupted = noise.corrupt(x[:rows], config.noise.kind, key, config.noise.std,
+                                      config.noise.rate)
+            restored = model.apply(params, corrupted).x_hat
+            stack = np.concatenate([np.clip(corrupted, 0, 1), restored, x[:rows]])
+            written.append(plots.save_grid(stack, image_shape, workdir, "denoising.png",
+                                           columns=rows))
+        if config.model.code_activation == "sigmoid":
+            codes = model.apply(params, test_x, method=model.encode)
+            target = config.sparsity.target if config.sparsity.kind == "kl" else None
+            written.append(plots.activation_histogram(
+                np.asarray(codes).mean(axis=0), target,
+                os.path.join(workdir, "code_activations.png")))
+        return written
+
+    def encoder_depth(self, model_config: ml_collections.ConfigDict) -> int:
+        return len(model_config.hidden_sizes) + 1
+
+    def encoder(self, model_config, num_pixels, params, num_layers=0):
+        """The lower layers as a `DenseEncoder` (the stack's own arrays, same names)."""
+        num_layers = num_layers or self.encoder_depth(model_config)
+        widths = stack_widths(model_config, num_pixels)[:num_layers + 1]
+        activations = ((model_config.activation,) * len(model_config.hidden_sizes)
+                       + (model_config.code_activation,))[:num_layers]
+        module = models.DenseEncoder(widths, activations)
+        if params is None:
+            return module, None
+        names = [f"encoder_{part}_{i}" for i in range(num_layers) for part in ("kernel", "bias")]
+        return module, {"params": {name: params["params"][name] for name in names}}

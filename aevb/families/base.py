@@ -1,0 +1,88 @@
+"""What a model family supplies to the regimes: the one interface every family implements.
+
+A family (the VAE, the autoencoder) owns everything that depends on its model: the module,
+the per-example objective, the periodic evaluation terms, the end-of-run measurements, the
+pictures, and the encoder that pretraining reuses. Regimes (`aevb/train.py`,
+`aevb/layerwise.py`, `aevb/pretrain.py`, `aevb/vectorized.py`) only call these methods, so
+a new family is one new file plus one line in `aevb/families/__init__.py`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from aevb.evaluate import EvalData
+
+Params = Any
+# fn(params, x [B, D], key) -> per-example terms {name: [B]}; the training loss is the batch
+# mean of "loss".
+Objective = Callable[[Params, jax.Array, jax.Array], dict[str, jax.Array]]
+
+
+class Family(abc.ABC):
+    """The parts of one model family (`model.kind`)."""
+
+    kind: str
+    # The periodic evaluation's main per-example term, shown in progress lines as test_<name>.
+    headline: str
+    # Float fields the objective reads; vectorized sweeps pass traced values for them.
+    float_fields: tuple[str, ...] = ()
+    supports_sparsity: bool = False
+    supports_layerwise: bool = False
+
+    def validate(self, config: ml_collections.ConfigDict) -> None:
+        """Checks the fields only this family reads; raises checks.ConfigError."""
+
+    @abc.abstractmethod
+    def make_model(self, model_config: ml_collections.ConfigDict, num_pixels: int) -> nn.Module:
+        """The Flax module `model` asks for, with `num_pixels` (= H * W * C) outputs."""
+
+    @abc.abstractmethod
+    def init_params(self, model: nn.Module, key: jax.Array, num_pixels: int) -> Params:
+        """Fresh parameters from `key` (the run's init key)."""
+
+    @abc.abstractmethod
+    def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
+                  hparams: dict[str, jax.Array] | None = None) -> Objective:
+        """The per-example objective with the noise (if `train`) and other regimes bound.
+
+        `hparams` maps some of `float_fields` to (possibly traced) values replacing the
+        config's.
+        """
+
+    @abc.abstractmethod
+    def eval_terms(self, config: ml_collections.ConfigDict, model: nn.Module, params: Params,
+                   x: jax.Array, key: jax.Array, mesh: Mesh | None) -> dict[str, jax.Array]:
+        """Per-example evaluation terms {name: [N]} of a whole split x [N, D] (clean inputs)."""
+
+    @abc.abstractmethod
+    def final_metrics(self, config: ml_collections.ConfigDict, model: nn.Module,
+                      params: Params, data: EvalData, key: jax.Array,
+                      mesh: Mesh | None) -> dict[str, float | int]:
+        """End-of-run measurements on the test split (beyond the periodic evaluation)."""
+
+    @abc.abstractmethod
+    def pictures(self, config: ml_collections.ConfigDict, model: nn.Module, params: Params,
+                 test_x: jax.Array, image_shape: tuple[int, int, int], key: jax.Array,
+                 workdir: str) -> list[str]:
+        """Draws the run's pictures into `workdir`; returns their paths."""
+
+    @abc.abstractmethod
+    def encoder_depth(self, model_config: ml_collections.ConfigDict) -> int:
+        """How many encoder layers `encoder` can export (classifier.encoder_layers <= it)."""
+
+    @abc.abstractmethod
+    def encoder(self, model_config: ml_collections.ConfigDict, num_pixels: int,
+                params: Params | None, num_layers: int = 0) -> tuple[nn.Module, Params | None]:
+        """The lower `num_layers` (0 = all) encoder layers as (module, its parameters).
+
+        The module maps x [..., D] to features [..., F]; with `params=None` only the module
+        (for a classifier trained from scratch). Pretraining puts a head on it.
+        """

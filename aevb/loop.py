@@ -1,0 +1,281 @@
+"""The one training loop: every regime's training runs through `Run.train`.
+
+A regime (a joint run, each layer-wise phase and the fine-tuning, each classifier of
+pretraining, a vectorized group of trials) describes a stretch of training as a `Phase`:
+its initial state, its compiled round (an epoch, or N steps), its evaluation. The loop
+owns, once for all of them:
+
+  * checkpoint restore (resume) and save, every `checkpoint_every` rounds and the last;
+  * the evaluation cadence: every `eval_every` rounds and the last (`due`);
+  * the non-finite-loss stop (`checks.NonFiniteLossError`; the last good checkpoint stays);
+  * metrics lines (metrics.jsonl and TensorBoard, process 0) and progress lines (process 0);
+  * the end of a run: pictures, `summary.json`, the final metrics line (`Run.finish`).
+
+A `Run` writes to one workdir, or to the T workdirs of a vectorized group, whose metrics
+then carry a leading trial axis [T] that the loop splits per trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from aevb import parallel
+from aevb.checks import NonFiniteLossError
+from aevb.metrics import MetricWriter
+
+Metrics = dict[str, Any]
+
+
+def due(r: int, every: int, last: int) -> bool:
+    """Whether round r gets the periodic action: every `every` rounds, and the last one."""
+    return r % every == 0 or r == last
+
+
+@dataclasses.dataclass
+class Phase:
+    """One stretch of training with its own state and checkpoints.
+
+    run: the compiled `run(state, r) -> (state, metrics)` of round r = 1 .. num_rounds;
+      metrics are means over the round (scalars, or [T] for vectorized trials), `loss` among
+      them. evaluate: `evaluate(params, r) -> metrics` of the same form.
+    name: '' for a plain run; else it prefixes the metric names (`phase_1/train_loss`)
+      and fills the `phase` field of each metrics line.
+    log_offset, step_offset: round r is logged as epoch log_offset + r, at step
+      step_offset + the state's step (phases of one run follow each other in one file).
+    steps_per_round, total_steps: rounds of steps (a classifier), shown as steps.
+    initial: (name, metrics of the initial parameters) to log as round 0 and checkpoint,
+      when the phase starts fresh (the assembled stack before fine-tuning).
+    """
+
+    state: Any
+    run: Callable[[Any, int], tuple[Any, Metrics]]
+    num_rounds: int
+    evaluate: Callable[[Any, int], Metrics]
+    checkpoint_dir: str
+    name: str = ""
+    eval_every: int = 1
+    checkpoint_every: int = 1
+    max_checkpoints: int = 2
+    examples_per_round: int = 0
+    log_offset: int = 0
+    step_offset: int = 0
+    headline: str = ""
+    learning_rate_field: str = "train.learning_rate"
+    steps_per_round: int = 0
+    total_steps: int = 0
+    initial: tuple[str, Callable[[Any], Metrics]] | None = None
+
+    @property
+    def unit(self) -> str:
+        """What a round is called: checkpoints are numbered by it."""
+        return "round" if self.steps_per_round else "epoch"
+
+    def label(self, r: int, width: bool = True) -> str:
+        """'epoch   3/30', or 'step   250/1000' for rounds of steps; `width=False`: 'epoch 3'."""
+        if self.steps_per_round:
+            step = min(r * self.steps_per_round, self.total_steps)
+            return f"step {step:5d}/{self.total_steps}" if width else f"step {step}"
+        return f"epoch {r:3d}/{self.num_rounds}" if width else f"epoch {r}"
+
+
+@dataclasses.dataclass
+class PhaseResult:
+    """What a phase ended with: the state, the last round's training metrics and the final
+    state's evaluation (one dict per trial), and its timings."""
+
+    state: Any
+    train: list[Metrics]
+    eval: list[Metrics]
+    rounds_run: int
+    seconds: float
+    examples_per_s: float | None
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def checkpoint_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    """Orbax manager of `directory`: one checkpoint per saved round, the last few kept."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                           enable_async_checkpointing=False)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def restore_or_keep(manager: ocp.CheckpointManager, state: Any) -> tuple[Any, int]:
+    """The latest checkpoint's state (with `state`'s structure and shardings) and round, or
+    (state, 0) when there is none."""
+    r = manager.latest_step()
+    if r is None:
+        return state, 0
+    return manager.restore(r, args=ocp.args.StandardRestore(state)), int(r)
+
+
+def saved_round(directory: str) -> int | None:
+    """The latest round checkpointed in `directory`, None if none (reads, writes nothing)."""
+    if not os.path.isdir(directory):
+        return None
+    rounds = [int(name) for name in os.listdir(directory) if name.isdigit()]
+    return max(rounds) if rounds else None
+
+
+def latest_state(directory: str, template: Any) -> Any:
+    """The state in the latest checkpoint of `directory` (FileNotFoundError if none)."""
+    manager = checkpoint_manager(directory)
+    try:
+        if manager.latest_step() is None:
+            raise FileNotFoundError(f"no checkpoint in {directory}")
+        return restore_or_keep(manager, template)[0]
+    finally:
+        manager.close()
+
+
+# ----------------------------------------------------------------------------- the run
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _format(summary: Metrics) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in summary.items())
+
+
+class Run:
+    """The files and console lines of one run, or of the trials of a vectorized group.
+
+    `workdirs`: one per trial (a single run: one). `resume_after`: on resume, metrics lines
+    after this logged epoch (and any final line) are dropped, so the file reads as one run.
+    """
+
+    def __init__(self, workdirs: Sequence[str], resume_after: int = 0,
+                 trial_names: Sequence[str] | None = None):
+        self.workdirs = list(workdirs)
+        self.trial_names = None if trial_names is None else list(trial_names)
+        self.writers = [MetricWriter(w, resume_after_epoch=resume_after) for w in workdirs]
+
+    @staticmethod
+    def log(message: str) -> None:
+        """Prints on process 0 only: one line per epoch, not one per host."""
+        if jax.process_index() == 0:
+            print(message, flush=True)
+
+    def _split(self, metrics: Metrics) -> list[Metrics]:
+        """Per-trial dicts of plain numbers from metrics of scalars or [T] arrays."""
+        metrics = parallel.fetch(metrics)
+        if self.trial_names is None:
+            return [{k: float(v) for k, v in metrics.items()}]
+        return [{k: float(v[t]) for k, v in metrics.items()}
+                for t in range(len(self.trial_names))]
+
+    def _write(self, phase: Phase, r: int, step: int, per_trial: list[Metrics],
+               name: str | None = None) -> None:
+        name = phase.name if name is None else name
+        for writer, metrics in zip(self.writers, per_trial, strict=True):
+            if name:
+                metrics = {"phase": name, **{f"{name}/{k}": v for k, v in metrics.items()}}
+            writer.write(phase.log_offset + r, step, metrics)
+
+    def _stop_if_not_finite(self, phase: Phase, r: int, step: int, train: list[Metrics],
+                            manager: ocp.CheckpointManager) -> None:
+        losses = [m["train_loss"] for m in train]
+        if all(np.isfinite(losses)):
+            return
+        self._write(phase, r, step, train)
+        bad = ("" if self.trial_names is None else " in trials " + str(
+            [n for n, loss in zip(self.trial_names, losses) if not np.isfinite(loss)]))
+        where = f"{phase.name} " if phase.name else ""
+        raise NonFiniteLossError(
+            f"{where}{phase.label(r, width=False)}: the training loss is "
+            f"{losses[0] if len(losses) == 1 else losses}{bad}; stopped. The last good "
+            f"checkpoint ({phase.unit} {manager.latest_step()}) is kept in "
+            f"{phase.checkpoint_dir}. "
+            f"Try a smaller {phase.learning_rate_field}.")
+
+    def _progress(self, phase: Phase, r: int, train: list[Metrics], evals: list[Metrics],
+                  rate: float) -> None:
+        join = lambda values: " ".join(f"{v:.4g}" for v in values)
+        line = f"{phase.name + ' ' if phase.name else ''}{phase.label(r)}  loss " + join(
+            m["train_loss"] for m in train)
+        key = f"test_{phase.headline}"
+        if phase.headline and all(key in m for m in evals):
+            line += f"  {key.replace('_', ' ')} " + join(m[key] for m in evals)
+        eta = (phase.num_rounds - r) * phase.examples_per_round / rate if rate else 0.0
+        self.log(f"{line}  {rate:,.0f} ex/s  ETA {_format_eta(eta)}")
+
+    def train(self, phase: Phase) -> PhaseResult:
+        """Restores the phase's latest checkpoint (if any) and runs its remaining rounds."""
+        manager = checkpoint_manager(phase.checkpoint_dir, phase.max_checkpoints)
+        try:
+            state, start = restore_or_keep(manager, phase.state)
+            if start:
+                self.log(f"resuming {phase.checkpoint_dir} from the checkpoint of "
+                         f"{phase.unit} {start}")
+            elif phase.initial is not None:
+                name, initial_metrics = phase.initial
+                step = phase.step_offset + int(np.max(parallel.fetch(state.step)))
+                self._write(phase, 0, step, self._split(initial_metrics(state.params)), name)
+                manager.save(0, args=ocp.args.StandardSave(state))
+            return self._rounds(phase, state, start, manager)
+        finally:
+            manager.close()
+
+    def _rounds(self, phase: Phase, state: Any, start: int,
+                manager: ocp.CheckpointManager) -> PhaseResult:
+        blank = [{} for _ in self.writers]
+        train, evals = blank, blank
+        t_start, timed_examples, timed_seconds, rate = time.perf_counter(), 0, 0.0, 0.0
+        for r in range(start + 1, phase.num_rounds + 1):
+            t0 = time.perf_counter()
+            state, metrics = phase.run(state, r)
+            train = self._split({f"train_{k}": v for k, v in metrics.items()})
+            seconds = time.perf_counter() - t0
+            if r > start + 1 or r == phase.num_rounds:  # the first round of a process compiles
+                timed_examples += phase.examples_per_round
+                timed_seconds += seconds
+            rate = (timed_examples / timed_seconds if timed_seconds
+                    else phase.examples_per_round / seconds)
+            step = phase.step_offset + int(np.max(parallel.fetch(state.step)))
+            self._stop_if_not_finite(phase, r, step, train, manager)
+            evals = (self._split(phase.evaluate(state.params, r))
+                     if due(r, phase.eval_every, phase.num_rounds) else blank)
+            rate_metric = {"examples_per_s": rate} if phase.examples_per_round else {}
+            self._write(phase, r, step, [{**t, **e, **rate_metric}
+                                         for t, e in zip(train, evals, strict=True)])
+            if due(r, phase.checkpoint_every, phase.num_rounds):
+                manager.save(r, args=ocp.args.StandardSave(state))
+            self._progress(phase, r, train, evals, rate)
+        manager.wait_until_finished()
+        if start >= phase.num_rounds:  # nothing left to run: evaluate the restored state
+            evals = self._split(phase.evaluate(state.params, phase.num_rounds))
+        return PhaseResult(state=state, train=train, eval=evals,
+                           rounds_run=phase.num_rounds - start,
+                           seconds=time.perf_counter() - t_start,
+                           examples_per_s=timed_examples / timed_seconds if timed_seconds
+                           else None)
+
+    def finish(self, summaries: Sequence[Metrics], finals: Sequence[Metrics], epoch: int,
+               step: int, pictures: Sequence[Callable[[], Any]] = ()) -> None:
+        """Ends the run's files: the pictures, `summary.json`, the numbers of each `final`
+        as the last, `"final": true` line of metrics.jsonl, and a summary line. Process 0
+        draws and writes; the others do nothing."""
+        if jax.process_index() == 0:
+            for draw in pictures:
+                draw()
+        for workdir, writer, summary, final in zip(self.workdirs, self.writers, summaries,
+                                                   finals, strict=True):
+            if jax.process_index() == 0:
+                with open(os.path.join(workdir, "summary.json"), "w") as f:
+                    json.dump(summary, f, indent=2)
+                writer.write(epoch, step, {k: v for k, v in final.items()
+                                           if isinstance(v, (int, float))}, final=True)
+            writer.close()
+            self.log("summary: " + _format(summary))

@@ -1,0 +1,71 @@
+"""The router: picks the regime that runs a config, or the way a sweep's trials run.
+
+    task=pretrain          -> aevb/pretrain.py (its phase 1 routed back through `run`)
+    train.schedule=layerwise -> aevb/layerwise.py
+    otherwise              -> aevb/train.py (joint)
+    a sweep                -> trials that differ only in vectorizable fields, as plain
+                              runs, train together (aevb/vectorized.py); the rest one by one
+
+Regimes never import the router or each other's entry points: pretraining receives `run`
+as an argument, so the import graph of `aevb/` has no cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+
+from aevb import layerwise, loop, pretrain, sweeps, train, vectorized
+
+Trial = tuple[str, sweeps.Overrides, ml_collections.ConfigDict]
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Runs one config in `workdir` through its regime; returns the run's summary."""
+    if config.task == "pretrain":
+        return pretrain.train_and_evaluate(config, workdir, train_autoencoder=run)
+    if config.train.schedule == "layerwise":
+        return layerwise.train_and_evaluate(config, workdir)
+    return train.train_and_evaluate(config, workdir)
+
+
+def group_for_vectorizing(trials: Sequence[Trial]) -> list[list[Trial]]:
+    """Trials that agree on every non-vectorizable override share a group, in order.
+
+    Only plain runs (task `reconstruct`, schedule `joint`) vectorize; layer-wise and
+    pretraining trials run one by one through their own regimes.
+    """
+    groups: dict[str, list[Trial]] = {}
+    for i, trial in enumerate(trials):
+        config = trial[2]
+        if config.task != "reconstruct" or config.train.schedule != "joint":
+            groups[f"alone-{i}"] = [trial]
+            continue
+        key = json.dumps({k: v for k, v in trial[1].items()
+                          if k not in vectorized.VECTORIZABLE}, sort_keys=True, default=str)
+        groups.setdefault(key, []).append(trial)
+    return list(groups.values())
+
+
+def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[sweeps.Overrides],
+              workdir: str, vectorize: bool = True) -> list[dict[str, Any]]:
+    """Runs the sweep (every trial validated first; finished trials skipped) and writes
+    sweep.csv and sweep.md. Returns one row per trial: its overrides and summary."""
+    trials = sweeps.make_trials(base, sweep)
+    groups = group_for_vectorizing(trials) if vectorize else [[t] for t in trials]
+    for group in groups:
+        todo = [t for t in group if sweeps.finished(workdir, t[0]) is None]
+        if len(todo) == 1:
+            name, _, config = todo[0]
+            loop.Run.log(f"== trial {name}")
+            run(config, os.path.join(workdir, name))
+        elif todo:
+            vectorized.train_trials([(name, config) for name, _, config in todo], workdir)
+    rows = [{"trial": name, **overrides, **sweeps.finished(workdir, name)}
+            for name, overrides, _ in trials]
+    sweeps.write_tables(rows, list(trials[0][1]), workdir)
+    return rows

@@ -1,0 +1,102 @@
+"""What every regime does before its first step: validate the config, load and check the
+data, then (only now) write `config.json`, and prepare the evaluation inputs.
+
+The order is the guarantee: a config or data error stops the run before anything is
+written. On resume, `config.json` is compared with the new config and a change that would
+alter the run's history is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import traverse_util
+from jax.sharding import Mesh
+
+from aevb import configs, keys, parallel
+from aevb import data as data_lib
+from aevb.checks import ConfigError
+from aevb.epoch import preprocess
+from aevb.evaluate import EvalData
+
+# Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
+RESUMABLE_CHANGES = ("train.num_epochs", "train.checkpoint_every_epochs",
+                     "train.max_checkpoints")
+
+
+def load_and_check(config: ml_collections.ConfigDict) -> data_lib.Datasets:
+    """Validates the config, loads the data, checks the config against it. Writes nothing."""
+    configs.validate(config)
+    datasets = data_lib.load(config.data)
+    configs.validate_against_data(config, datasets.train.images.shape[0])
+    return datasets
+
+
+def _flat(config: dict) -> dict:
+    flat = traverse_util.flatten_dict(config, sep=".")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
+
+
+def write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes `<workdir>/config.json`; on resume, refuses a config that would change history."""
+    path = os.path.join(workdir, "config.json")
+    current = json.loads(config.to_json())
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = _flat(json.load(f))
+        new = _flat(current)
+        # Fields newer than the saved run (absent from its config.json) are not compared.
+        changed = sorted(k for k in saved
+                         if saved[k] != new.get(k) and k not in RESUMABLE_CHANGES
+                         and not k.startswith("eval."))
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in changed)
+            raise ConfigError(
+                f"workdir {workdir} holds a run with a different config ({diffs}); "
+                "resume with the same config, or pass a new --workdir")
+    parallel.barrier("aevb: config.json read")  # every process read it before it changes
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(current, f, indent=2)
+
+
+def flat_images(split: data_lib.Split) -> np.ndarray:
+    """A split's images as uint8 rows [N, D]."""
+    return split.images.reshape(split.images.shape[0], -1)
+
+
+def dataset_identity(config: ml_collections.ConfigDict, datasets: data_lib.Datasets) -> str:
+    """The dataset, its directory, binarization and training split, as one string (the
+    cache key of measurements that depend only on the data, such as PCA's error)."""
+    return (f"{datasets.name}/{config.data.dir or 'default'}/{config.data.binarize}/"
+            f"train={datasets.train.images.shape[0]}/val_seed={config.data.seed}/"
+            "fit=model_inputs")
+
+
+def eval_data(config: ml_collections.ConfigDict, datasets: data_lib.Datasets,
+              mesh: Mesh | None) -> EvalData:
+    """The evaluation inputs: test (and validation) splits as model inputs float32 [N, D]
+    on every device, binarized once with the fixed keys of `data.seed`, and the training
+    set as the model sees it (one fixed draw under dynamic binarization), on demand."""
+    data_key = keys.data_keys(config.data.seed)
+    splits = {"test": (datasets.test, data_key.test),
+              "validation": (datasets.validation, data_key.validation)}
+    inputs = {}
+    for name, (split, key) in splits.items():
+        if split is not None:
+            x = preprocess(jnp.asarray(flat_images(split)), config.data.binarize, key)
+            inputs[name] = parallel.replicate(x, mesh) if mesh is not None else x
+
+    def train_inputs() -> np.ndarray:
+        return np.asarray(preprocess(jnp.asarray(flat_images(datasets.train)),
+                                     config.data.binarize, data_key.train))
+
+    return EvalData(splits=inputs, train_inputs=train_inputs,
+                    identity=dataset_identity(config, datasets),
+                    image_shape=datasets.image_shape)
