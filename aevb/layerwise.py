@@ -140,9 +140,7 @@ def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, data
             evaluate=lambda p, e: evaluate_splits(eval_terms, p, {"test": test_codes},
                                                   jax.random.fold_in(run_keys.eval, e), mesh),
             checkpoint_dir=os.path.join(workdir, f"phase_{k + 1}", "checkpoints"),
-            name=f"phase_{k + 1}", eval_every=config.eval.every_epochs,
-            checkpoint_every=config.train.checkpoint_every_epochs,
-            max_checkpoints=config.train.max_checkpoints,
+            name=f"phase_{k + 1}", **loop.epoch_cadence(config),
             examples_per_round=images.shape[0] // config.train.batch_size
             * config.train.batch_size,
             log_offset=k * num_epochs, step_offset=total_steps, headline=family.headline))
@@ -211,9 +209,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state=parallel.replicate(TrainState.create(stack_params, tx), mesh),
         run=lambda s, f: finetune_epoch(s, images, jax.random.fold_in(finetune_key, f)),
         num_rounds=finetune_epochs, evaluate=evaluate, checkpoint_dir=finetune_dir,
-        name="finetune", eval_every=config.eval.every_epochs,
-        checkpoint_every=config.train.checkpoint_every_epochs,
-        max_checkpoints=config.train.max_checkpoints,
+        name="finetune", **loop.epoch_cadence(config),
         examples_per_round=steps_per_epoch * config.train.batch_size,
         log_offset=n * num_epochs + 1, step_offset=total_steps, headline=family.headline,
         initial=("assembled", lambda _: assembled)))

@@ -87,6 +87,15 @@ class Phase:
         return f"epoch {r:3d}/{self.num_rounds}" if width else f"epoch {r}"
 
 
+def epoch_cadence(config: Any) -> dict[str, int]:
+    """The Phase fields every epoch-counted phase takes from the config: evaluation every
+    `eval.every_epochs`, checkpoints every `train.checkpoint_every_epochs`, keeping
+    `train.max_checkpoints`."""
+    return {"eval_every": config.eval.every_epochs,
+            "checkpoint_every": config.train.checkpoint_every_epochs,
+            "max_checkpoints": config.train.max_checkpoints}
+
+
 @dataclasses.dataclass
 class PhaseResult:
     """What a phase ended with: the state, the last round's training metrics and the final

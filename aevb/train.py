@@ -65,9 +65,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         run=lambda s, e: train_epoch(s, images, jax.random.fold_in(run_keys.train, e)),
         evaluate=lambda params, e: evaluate_splits(
             eval_terms, params, data.splits, jax.random.fold_in(run_keys.eval, e), mesh),
-        checkpoint_dir=checkpoints, eval_every=config.eval.every_epochs,
-        checkpoint_every=config.train.checkpoint_every_epochs,
-        max_checkpoints=config.train.max_checkpoints,
+        checkpoint_dir=checkpoints, **loop.epoch_cadence(config),
         examples_per_round=steps_per_epoch * config.train.batch_size,
         headline=family.headline)
     num_params = num_parameters(state.params)

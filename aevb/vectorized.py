@@ -99,9 +99,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
         run=lambda s, e: epoch_fn(s, images, fold(trial_keys.train, e), hparams),
         evaluate=lambda p, e: evaluate_splits(eval_terms, p, data.splits,
                                               fold(trial_keys.eval, e), trials=True),
-        checkpoint_dir=checkpoints, eval_every=base.eval.every_epochs,
-        checkpoint_every=base.train.checkpoint_every_epochs,
-        max_checkpoints=base.train.max_checkpoints,
+        checkpoint_dir=checkpoints, **loop.epoch_cadence(base),
         examples_per_round=num_trials * steps * base.train.batch_size,
         headline=family.headline))
 

@@ -32,10 +32,10 @@ from aevb import configs, families, keys, layerwise
 from aevb import data as data_lib
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch, preprocess
 from aevb.families import autoencoder as ae
-from benchmarks.flops import forward_flops_per_example, train_flops_per_example
 
 # Experiment files import their siblings (`from experiments import stacked`).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.flops import forward_flops_per_example, train_flops_per_example  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/layerwise.py",
                                           lock_config=True)
