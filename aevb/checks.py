@@ -54,11 +54,12 @@ def check_number(config: Any, field: str, low: float, high: float | None = None,
     ok = ok and (value > low if low_open else value >= low)
     if high is not None:
         ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        fail(field, value, f"must be a number > {low:g}" if high is None and low_open
-             else f"must be a number >= {low:g}" if high is None
-             else f"must be a number in {lo}{low:g}, {high:g}{hi}")
+    if ok:
+        return
+    if high is None:
+        fail(field, value, f"must be a number {'>' if low_open else '>='} {low:g}")
+    lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+    fail(field, value, f"must be a number in {lo}{low:g}, {high:g}{hi}")
 
 
 def check_int_tuple(config: Any, field: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 
 from aevb import losses
 
@@ -51,4 +52,4 @@ class Gaussian:
         """Reparameterised z = loc + sigma * eps: [..., D], or [num_samples, ..., D]."""
         shape = self.loc.shape if num_samples is None else (num_samples, *self.loc.shape)
         eps = jax.random.normal(key, shape, self.loc.dtype)
-        return self.loc + jax.numpy.exp(0.5 * self.log_var) * eps
+        return self.loc + jnp.exp(0.5 * self.log_var) * eps

@@ -39,6 +39,11 @@ class TrainState(flax.struct.PyTreeNode):
         return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
+def num_parameters(params: Any) -> int:
+    """The number of scalars in a parameter tree."""
+    return sum(x.size for x in jax.tree.leaves(params))
+
+
 def _optimizer(learning_rate, name: str, weight_decay: float) -> optax.GradientTransformation:
     if name == "adamw":
         return optax.adamw(learning_rate, weight_decay=weight_decay)

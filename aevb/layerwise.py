@@ -43,10 +43,10 @@ from jax.sharding import Mesh
 
 from aevb import families, keys, loop, parallel
 from aevb.checks import ConfigError
-from aevb.epoch import TrainState, make_optimizer, make_train_epoch, preprocess
+from aevb.epoch import (TrainState, make_optimizer, make_train_epoch, num_parameters,
+                        preprocess)
 from aevb.evaluate import EvalData, evaluate_splits, map_in_chunks
 from aevb.families.autoencoder import layer_model, layer_params, stack_widths, with_layer
-from aevb.train import describe_devices, num_parameters
 from aevb.workdir import eval_data, flat_images, load_and_check, write_or_check_config
 
 Params = dict[str, Any]
@@ -189,7 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"{datasets.test.images.shape[0]} test), stack {'-'.join(map(str, widths))}, "
             f"{num_params:,} parameters; {n} phases of {num_epochs} epochs of "
             f"{steps_per_epoch} steps, then {finetune_epochs} epochs end to end"
-            f"{describe_devices()}")
+            f"{parallel.describe_devices()}")
     stack_params, total_steps, summary = _phases(config, run, stack_params, images, data,
                                                  run_keys, mesh, workdir)
 

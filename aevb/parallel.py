@@ -96,6 +96,13 @@ def fetch(tree: Any) -> Any:
     return jax.tree.map(one, tree)
 
 
+def describe_devices() -> str:
+    """', 8 devices in 2 processes' when there is more than one device, else ''."""
+    if jax.device_count() == 1:
+        return ""
+    return f", {jax.device_count()} devices in {jax.process_count()} processes"
+
+
 def barrier(name: str) -> None:
     """Waits until every process has reached the barrier `name` (no-op in one process)."""
     if jax.process_count() > 1:

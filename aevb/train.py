@@ -19,20 +19,9 @@ import jax
 import ml_collections
 
 from aevb import families, keys, loop, parallel
-from aevb.epoch import TrainState, make_optimizer, make_train_epoch
+from aevb.epoch import TrainState, make_optimizer, make_train_epoch, num_parameters
 from aevb.evaluate import evaluate_splits
 from aevb.workdir import eval_data, flat_images, load_and_check, write_or_check_config
-
-
-def describe_devices() -> str:
-    """', 8 devices in 2 processes' when there is more than one device, else ''."""
-    if jax.device_count() == 1:
-        return ""
-    return f", {jax.device_count()} devices in {jax.process_count()} processes"
-
-
-def num_parameters(params: Any) -> int:
-    return sum(x.size for x in jax.tree.leaves(params))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -71,7 +60,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_params = num_parameters(state.params)
     run.log(f"{config.experiment}: {datasets.name} ({images.shape[0]} train, "
             f"{datasets.test.images.shape[0]} test), {num_params:,} parameters, "
-            f"{config.train.num_epochs} epochs of {steps_per_epoch} steps{describe_devices()}")
+            f"{config.train.num_epochs} epochs of {steps_per_epoch} steps{parallel.describe_devices()}")
     result = run.train(phase)
 
     t0 = time.perf_counter()

@@ -26,9 +26,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from aevb import checks, configs, families, keys, loop, parallel
-from aevb.epoch import TrainState, epoch_function, make_optimizer
+from aevb.epoch import TrainState, epoch_function, make_optimizer, num_parameters
 from aevb.evaluate import evaluate_splits
-from aevb.train import num_parameters
 from aevb.workdir import eval_data, flat_images, load_and_check, write_or_check_config
 
 VECTORIZABLE = ("train.seed", "train.learning_rate", *families.FLOAT_FIELDS)
@@ -104,6 +103,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
         headline=family.headline))
 
     all_params = parallel.fetch(result.state.params)
+    test_x = parallel.fetch(data.splits["test"])
     summaries, finals, pictures = [], [], []
     for t, (name, config) in enumerate(trials):
         params = jax.tree.map(lambda a, t=t: a[t], all_params)
@@ -115,7 +115,6 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
                           "vectorized_trials": num_trials})
         finals.append(final)
         pictures.append(functools.partial(
-            family.pictures, config, model, params, parallel.fetch(data.splits["test"]),
-            data.image_shape, trial_keys.pictures[t], os.path.join(workdir, name)))
+            family.pictures, config, model, params, test_x, data.image_shape, trial_keys.pictures[t], os.path.join(workdir, name)))
     run.finish(summaries, finals, num_epochs, num_epochs * steps, pictures)
     return summaries
