@@ -7,13 +7,17 @@
     python launch.py --config=experiments/vae.py --sweep_print           # one command a trial
     python launch.py --config=experiments/vae.py --distributed            # on every TPU host
 
-Every config field can be overridden as --config.a.b=value; an unknown field, a wrong type
-or an impossible value stops the run with exit status 2 before anything is written.
+Every config field can be overridden as --config.a.b=value. A user's mistake (an unknown
+flag, field or variant, a missing config file, a wrong type or an impossible value, unusable
+data, a busy or unusable workdir, no restorable checkpoint) is one line on stderr and exit
+status 2, and nothing is written; a non-finite training loss is exit status 3; a traceback
+is a bug.
 """
 
 import datetime
 import importlib.util
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -47,10 +51,71 @@ def _get_sweep() -> list[dict]:
     return module.get_sweep()
 
 
+def _user_error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _flag_error_message(error: BaseException, argv: list[str]) -> str | None:
+    """The one-line message of a user's mistake on the command line, None for a bug."""
+    from aevb.checks import UserError
+
+    chain, e = [], error
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    user_errors = [e for e in chain if isinstance(e, UserError)]
+    if user_errors:  # from the config file's get_config (a variant); the deepest is the cause
+        return str(user_errors[-1]).strip().splitlines()[-1]
+    for e in chain:
+        if isinstance(e, (AttributeError, KeyError)):  # an override of a field that is not there
+            text = str(e)
+            suggestion = re.search(r'Did you mean "(\w+)" instead of "(\w+)"', text)
+            bad = suggestion.group(2) if suggestion else re.sub(r"\W", "", text.split("\\n")[0])
+            flag = next((a.split("=")[0] for a in argv
+                         if re.match(rf"--config\.([\w.]+\.)?{bad}([.=]|$)", a)), "--config.")
+            hint = f"; did you mean {suggestion.group(1)}?" if suggestion else ""
+            return f"{flag}: no such config field{hint}"
+        if isinstance(e, OSError) and "Failed loading config file" in str(e):
+            path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
+            return f"--config={path}: cannot load the config file ({e.strerror or 'no such file'})"
+    if isinstance(error, flags.Error) and "Traceback" not in str(error):
+        return str(error).strip().splitlines()[0]
+    return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flags parser, with a user's mistake as one line and exit status 2."""
+    sys.argv = list(argv)  # ml_collections reads the --config.* overrides from sys.argv
+    try:
+        rest = flags.FLAGS(argv)
+        if flags.FLAGS["config"].value is None:
+            _user_error("--config is required, e.g. --config=experiments/vae.py")
+        _CONFIG.value.get("experiment")  # a missing config file surfaces only when read
+    except (flags.Error, AttributeError, KeyError, OSError, ValueError, TypeError) as e:
+        message = _flag_error_message(e, list(argv))
+        if message is None:
+            raise
+        _user_error(message)
+    if len(rest) > 1:
+        _user_error(f"unexpected arguments: {rest[1:]}; flags are --name=value")
+    return rest
+
+
+def cli(argv: list[str]) -> int:
+    """Parses `argv` and runs it in this process; returns the exit status (for tests)."""
+    if flags.FLAGS.is_parsed():
+        flags.FLAGS.unparse_flags()
+    try:
+        main(parse_flags(argv))
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    return 0
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from aevb import checks, data, parallel, router, sweeps  # after flags: a fast --help
+    del argv  # parse_flags refused any stray argument
+    from aevb import checks, parallel, router, sweeps  # after flags: a fast --help
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -68,14 +133,12 @@ def main(argv: list[str]) -> None:
             router.run_sweep(config, _get_sweep(), workdir, vectorize=_VECTORIZE.value)
         else:
             router.run(config, workdir)
-    except (checks.ConfigError, data.DataError, sweeps.SweepError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except checks.UserError as e:
+        _user_error(str(e))
     except checks.NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config"])
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

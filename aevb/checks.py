@@ -1,7 +1,11 @@
 """The errors a run stops with, and the field checks every config validation uses.
 
-A `ConfigError` names the field and what is allowed; `launch.py` turns it into one line
-and exit status 2. The `check_*` helpers read a field by its dotted path
+A `UserError` is the user asking for something impossible: a config field (`ConfigError`,
+naming the field and what is allowed), the data (`datasets.DataError`), a sweep
+(`sweeps.SweepError`), a workdir (`WorkdirError`: busy, or not a directory) or its
+checkpoints (`CheckpointError`: none can be restored). `launch.py` turns every one into one
+line on stderr and exit status 2, before anything is written where it can be; any other
+exception is a bug and keeps its traceback. The `check_*` helpers read a field by its dotted path
 (`ml_collections`' own path walker) so every message names the field the same way.
 """
 
@@ -13,8 +17,20 @@ from typing import Any
 from ml_collections.config_flags import config_path
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """The user asked for something impossible; the message says what and what to do."""
+
+
+class ConfigError(UserError, ValueError):
     """A config field has a value the code cannot run with."""
+
+
+class WorkdirError(UserError):
+    """The workdir cannot be used: another process holds it, or it is not a directory."""
+
+
+class CheckpointError(UserError):
+    """No checkpoint of the workdir can be restored; every file is left where it is."""
 
 
 class NonFiniteLossError(RuntimeError):

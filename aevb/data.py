@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aevb.checks import ConfigError
 from aevb.datasets import FASHION_MNIST_DEBIAN_DIR, Datasets, DataError, Split
 
 if TYPE_CHECKING:
@@ -207,7 +208,7 @@ def _config_field(config: ml_collections.ConfigDict, field: str) -> Any:
     try:
         return config[field]
     except KeyError as err:
-        raise ValueError(f"data config has no field data.{field}") from err
+        raise ConfigError(f"config field data.{field} is missing") from err
 
 
 def _resolve_source(name: str, source: str, directory: str) -> tuple[str, str]:
@@ -217,7 +218,8 @@ def _resolve_source(name: str, source: str, directory: str) -> tuple[str, str]:
     directory when that is installed; else TFDS.
     """
     if source not in SOURCES:
-        raise ValueError(f"data.source={source!r} is not one of {', '.join(map(repr, SOURCES))}")
+        raise ConfigError(f"config field data.source={source!r} is not allowed: must be one "
+                          f"of {', '.join(map(repr, SOURCES))}")
     debian_available = name == "fashion_mnist" and Path(FASHION_MNIST_DEBIAN_DIR).is_dir()
     if source == "auto":
         if directory:
@@ -243,7 +245,7 @@ def load(config: ml_collections.ConfigDict) -> Datasets:
     for what 'auto' picks and `split_validation` for how validation is held out.
 
     Raises:
-      ValueError: a field is missing or has a value outside its allowed values.
+      ConfigError: a field is missing or has a value outside its allowed values.
       TypeError: data.num_validation is not an int.
       DataError: the data cannot be found or read; the message says what to do.
     """
@@ -275,15 +277,14 @@ def split_validation(train: Split, num_validation: int, seed: int) -> tuple[Spli
 
     Raises:
       TypeError: data.num_validation is not an int.
-      ValueError: data.num_validation is negative or leaves no training examples.
+      ConfigError: data.num_validation is negative or leaves no training examples.
     """
     if isinstance(num_validation, bool) or not isinstance(num_validation, (int, np.integer)):
         raise TypeError(f"data.num_validation must be an int, got {num_validation!r}")
     if not 0 <= num_validation < len(train):
-        raise ValueError(
-            f"data.num_validation={num_validation} must be >= 0 and less than the "
-            f"{len(train)} training examples"
-        )
+        raise ConfigError(
+            f"config field data.num_validation={num_validation} is not allowed: must be >= 0 "
+            f"and less than the {len(train)} training examples")
     if num_validation == 0:
         return train, None
     order = np.random.default_rng(seed).permutation(len(train))

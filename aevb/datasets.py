@@ -10,10 +10,12 @@ import math
 
 import numpy as np
 
+from aevb.checks import UserError
+
 FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 
 
-class DataError(Exception):
+class DataError(UserError):
     """Data cannot be loaded; message says what to do."""
 
 

@@ -47,7 +47,7 @@ from aevb.epoch import (TrainState, make_optimizer, make_train_epoch, num_parame
                         preprocess)
 from aevb.evaluate import EvalData, evaluate_splits, map_in_chunks
 from aevb.families.autoencoder import layer_model, layer_params, stack_widths, with_layer
-from aevb.workdir import eval_data, flat_images, load_and_check, write_or_check_config
+from aevb.workdir import claim, eval_data, flat_images, load_and_check
 
 Params = dict[str, Any]
 
@@ -161,7 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     (the stack before fine-tuning) and the timings.
     """
     datasets = load_and_check(config)
-    write_or_check_config(config, workdir)
+    claim(config, workdir)
     mesh = parallel.make_mesh()
     family = families.get(config.model.kind)
     num_pixels = datasets.num_pixels
@@ -180,8 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     _checked_progress(done, finetune_done, num_epochs, workdir)
     # Log positions: phase k's epoch e at k * E + e, the assembled stack at n * E + 1,
     # fine-tuning epoch f at n * E + 1 + f.
-    run = loop.Run([workdir], resume_after=sum(done) + (
-        0 if finetune_done is None else 1 + finetune_done))
+    run = loop.Run([workdir])
     images = parallel.replicate(flat_images(datasets.train), mesh)
     data = eval_data(config, datasets, mesh)
     steps_per_epoch = images.shape[0] // config.train.batch_size

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,7 +30,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from aevb import parallel
-from aevb.checks import NonFiniteLossError
+from aevb.checks import CheckpointError, NonFiniteLossError
 from aevb.metrics import MetricWriter
 
 Metrics = dict[str, Any]
@@ -118,13 +119,56 @@ def checkpoint_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointMa
     return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
-def restore_or_keep(manager: ocp.CheckpointManager, state: Any) -> tuple[Any, int]:
-    """The latest checkpoint's state (with `state`'s structure and shardings) and round, or
-    (state, 0) when there is none."""
-    r = manager.latest_step()
-    if r is None:
-        return state, 0
-    return manager.restore(r, args=ocp.args.StandardRestore(state)), int(r)
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
+
+
+def _set_aside(directory: str, broken: list[tuple[int, str]], unit: str, good: int) -> None:
+    """Moves each broken checkpoint to `<round>.broken` (`.broken.2`, ... if taken), so its
+    round can be saved again, and says so (process 0 moves and prints)."""
+    if jax.process_index() == 0:
+        for r, reason in broken:
+            source, target = os.path.join(directory, str(r)), os.path.join(directory, f"{r}.broken")
+            n = 1
+            while os.path.exists(target):
+                n += 1
+                target = os.path.join(directory, f"{r}.broken.{n}")
+            os.replace(source, target)
+            print(f"warning: the checkpoint of {unit} {r} in {directory} cannot be restored "
+                  f"({reason}); moved to {target}; resuming from {unit} {good}",
+                  file=sys.stderr, flush=True)
+    parallel.barrier("aevb: broken checkpoints set aside")
+
+
+def restore_or_keep(manager: ocp.CheckpointManager, state: Any, unit: str = "round"
+                    ) -> tuple[Any, int]:
+    """The newest checkpoint that can be restored (with `state`'s structure and shardings)
+    and its round, or (state, 0) when there is none.
+
+    A newer checkpoint that cannot be restored (damaged files, a kill mid-write outside
+    Orbax's atomic rename) is reported with its round and the reason and moved aside, never
+    deleted; an older good one is used. When none can be restored, CheckpointError, and
+    every file stays where it is.
+    """
+    broken: list[tuple[int, str]] = []
+    for r in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored = manager.restore(r, args=ocp.args.StandardRestore(state))
+        except Exception as e:  # noqa: BLE001  a damaged checkpoint fails in many ways
+            broken.append((int(r), _first_line(e)))
+            continue
+        if broken:
+            _set_aside(str(manager.directory), broken, unit, int(r))
+            manager.reload()
+        return restored, int(r)
+    if broken:
+        reasons = "; ".join(f"{unit} {r}: {reason}" for r, reason in broken)
+        raise CheckpointError(
+            f"no checkpoint in {manager.directory} can be restored ({reasons}); every file "
+            "is left where it is. If the config changed, resume with the one in the "
+            "workdir's config.json; to start over, move that checkpoints directory aside")
+    return state, 0
 
 
 def saved_round(directory: str) -> int | None:
@@ -136,12 +180,18 @@ def saved_round(directory: str) -> int | None:
 
 
 def latest_state(directory: str, template: Any) -> Any:
-    """The state in the latest checkpoint of `directory` (FileNotFoundError if none)."""
+    """The state in the newest checkpoint of `directory`, with no fallback to an older one:
+    CheckpointError when there is none or it cannot be restored."""
     manager = checkpoint_manager(directory)
     try:
-        if manager.latest_step() is None:
-            raise FileNotFoundError(f"no checkpoint in {directory}")
-        return restore_or_keep(manager, template)[0]
+        r = manager.latest_step()
+        if r is None:
+            raise CheckpointError(f"no checkpoint in {directory}")
+        try:
+            return manager.restore(r, args=ocp.args.StandardRestore(template))
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"the checkpoint of round {r} in {directory} cannot be "
+                                  f"restored ({_first_line(e)})") from e
     finally:
         manager.close()
 
@@ -161,15 +211,15 @@ def _format(summary: Metrics) -> str:
 class Run:
     """The files and console lines of one run, or of the trials of a vectorized group.
 
-    `workdirs`: one per trial (a single run: one). `resume_after`: on resume, metrics lines
-    after this logged epoch (and any final line) are dropped, so the file reads as one run.
+    `workdirs`: one per trial (a single run: one), claimed already (`workdir.claim`). A
+    metrics.jsonl there loses its final line now, and on resume, when a phase restores its
+    checkpoint, the lines logged after it, so the file reads as one uninterrupted run.
     """
 
-    def __init__(self, workdirs: Sequence[str], resume_after: int = 0,
-                 trial_names: Sequence[str] | None = None):
+    def __init__(self, workdirs: Sequence[str], trial_names: Sequence[str] | None = None):
         self.workdirs = list(workdirs)
         self.trial_names = None if trial_names is None else list(trial_names)
-        self.writers = [MetricWriter(w, resume_after_epoch=resume_after) for w in workdirs]
+        self.writers = [MetricWriter(w) for w in workdirs]
 
     @staticmethod
     def log(message: str) -> None:
@@ -224,7 +274,11 @@ class Run:
         """Restores the phase's latest checkpoint (if any) and runs its remaining rounds."""
         manager = checkpoint_manager(phase.checkpoint_dir, phase.max_checkpoints)
         try:
-            state, start = restore_or_keep(manager, phase.state)
+            state, start = restore_or_keep(manager, phase.state, phase.unit)
+            fresh_initial = start == 0 and phase.initial is not None
+            if start < phase.num_rounds or fresh_initial:  # lines after the restored round go
+                for writer in self.writers:
+                    writer.drop_from(phase.log_offset + (0 if fresh_initial else start + 1))
             if start:
                 self.log(f"resuming {phase.checkpoint_dir} from the checkpoint of "
                          f"{phase.unit} {start}")

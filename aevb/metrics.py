@@ -1,8 +1,9 @@
 """Where metrics go: `metrics.jsonl` (one JSON object per line) and TensorBoard event files.
 
 Only process 0 writes. The end-of-run measurements go on one last line marked
-`"final": true`. On resume the lines after the restored epoch (and any final line) are
-dropped, so the file reads as one uninterrupted run.
+`"final": true`. A new writer drops that line (the run goes on, and will end with a new
+one); on resume the loop drops the lines after the restored epoch (`drop_from`), so the
+file reads as one uninterrupted run.
 """
 
 from __future__ import annotations
@@ -25,21 +26,31 @@ def _plain(value):
 class MetricWriter:
     """Appends scalar metrics to `<workdir>/metrics.jsonl` and TensorBoard events."""
 
-    def __init__(self, workdir: str, resume_after_epoch: int | None = None):
+    def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
         self.path = os.path.join(workdir, "metrics.jsonl")
         self._tb = None
         if not self.enabled:
             return
-        if resume_after_epoch is not None and os.path.exists(self.path):
-            with open(self.path) as f:
-                records = [json.loads(line) for line in f if line.strip()]
-            kept = [json.dumps(r) + "\n" for r in records
-                    if r["epoch"] <= resume_after_epoch and not r.get("final")]
-            with open(self.path, "w") as f:
-                f.writelines(kept)
+        self._keep(lambda record: not record.get("final"))
         from tensorboardX import SummaryWriter  # heavy import, writer only
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def _keep(self, keep) -> None:
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        kept = [json.dumps(r) + "\n" for r in records if keep(r)]
+        if len(kept) < len(records):
+            with open(self.path + ".tmp", "w") as f:
+                f.writelines(kept)
+            os.replace(self.path + ".tmp", self.path)  # a kill now leaves one whole file
+
+    def drop_from(self, epoch: int) -> None:
+        """Drops the lines of `epoch` and later: a resumed phase logs them again."""
+        if self.enabled:
+            self._keep(lambda record: record["epoch"] < epoch)
 
     def write(self, epoch: int, step: int, metrics: Mapping[str, float],
               final: bool = False) -> None:

@@ -109,6 +109,13 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def process_0_says(value: bool) -> bool:
+    """Process 0's `value`, in every process (a process's own value when it is alone)."""
+    if jax.process_count() == 1:
+        return value
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(value)))
+
+
 def check_batch_divisible(batch_size: int, field: str) -> None:
     """A global batch must split evenly over the devices; raises ConfigError otherwise."""
     n = jax.device_count()

@@ -36,10 +36,10 @@ import optax
 from jax.sharding import Mesh
 
 from aevb import families, keys, loop, parallel
-from aevb.checks import ConfigError
+from aevb.checks import CheckpointError, ConfigError
 from aevb.epoch import TrainState, apply_gradients, make_optimizer
 from aevb.families import classifier
-from aevb.workdir import flat_images, load_and_check, write_or_check_config
+from aevb.workdir import claim, finished, flat_images, load_and_check
 
 Params = dict[str, Any]
 NAMES = ("pretrained", "scratch")
@@ -154,20 +154,22 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str, num_pi
     """Phase 1: the configured autoencoder (or VAE) trained on the images in `workdir`
     (resuming there) by `train_autoencoder(config, workdir)`, with `task` = reconstruct;
     returns its summary and its trained parameters. It reads images only, never a label.
-    A finished run (its summary.json, for these epochs) is not run again."""
+    A finished run (`workdir.finished`, with this config) is not run again."""
     ae_config = config.copy_and_resolve_references()
     ae_config.task = "reconstruct"
-    summary = None
-    if os.path.exists(os.path.join(workdir, "summary.json")):
-        with open(os.path.join(workdir, "summary.json")) as f:
-            summary = json.load(f)
-    if summary is None or summary.get("epochs") != ae_config.train.num_epochs:
-        summary = train_autoencoder(ae_config, workdir)
     family = families.get(config.model.kind)
     model = family.make_model(config.model, num_pixels)
     template = TrainState.create(family.init_params(model, jax.random.key(0), num_pixels),
                                  make_optimizer(config.train))
-    state = loop.latest_state(os.path.join(workdir, "checkpoints"), template)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    summary = finished(ae_config, workdir)
+    if summary is not None:
+        try:
+            return summary, loop.latest_state(checkpoints, template).params
+        except CheckpointError as e:  # the run resumes from the newest good one
+            loop.Run.log(f"{e}; running the autoencoder again")
+    summary = train_autoencoder(ae_config, workdir)
+    state = loop.latest_state(checkpoints, template)
     return summary, state.params
 
 
@@ -181,7 +183,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     or the labeled subset is unusable."""
     datasets = load_and_check(config)
     labeled = labeled_subset(datasets.train.labels, config.labels.num, config.labels.seed)
-    write_or_check_config(config, workdir)
+    claim(config, workdir)
     num_pixels, cc = datasets.num_pixels, config.classifier
     ae_summary, ae_params = pretrain_autoencoder(
         config, os.path.join(workdir, "autoencoder"), num_pixels, train_autoencoder)
@@ -198,7 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         jnp.asarray(flat_images(datasets.test)), config.data.binarize), mesh)
     dirs = {name: os.path.join(workdir, f"classifier_{name}", "checkpoints") for name in NAMES}
     num_rounds = -(-cc.num_steps // cc.eval_every_steps)
-    run = loop.Run([workdir], resume_after=sum(loop.saved_round(d) or 0 for d in dirs.values()))
+    run = loop.Run([workdir])
     run.log(f"classifier on {len(labeled)} labeled examples, {cc.num_steps} steps of "
             f"{cc.batch_size}; pretrained encoder {cc.encoder}, against the same classifier "
             "from scratch")

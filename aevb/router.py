@@ -8,6 +8,10 @@
 
 Regimes never import the router or each other's entry points: pretraining receives `run`
 as an argument, so the import graph of `aevb/` has no cycle.
+
+Both entry points hold the workdir locks they take (`aevb/lock.py`: one per run's workdir,
+one per trial's, one on a sweep's root for its tables and vectorized checkpoints) until
+they return or raise.
 """
 
 from __future__ import annotations
@@ -19,18 +23,22 @@ from typing import Any
 
 import ml_collections
 
-from aevb import layerwise, loop, pretrain, sweeps, train, vectorized
+from aevb import configs, layerwise, lock, loop, pretrain, sweeps, train, vectorized
+from aevb import data as data_lib
+from aevb.checks import ConfigError
+from aevb.workdir import finished, lock_workdir
 
 Trial = tuple[str, sweeps.Overrides, ml_collections.ConfigDict]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs one config in `workdir` through its regime; returns the run's summary."""
-    if config.task == "pretrain":
-        return pretrain.train_and_evaluate(config, workdir, train_autoencoder=run)
-    if config.train.schedule == "layerwise":
-        return layerwise.train_and_evaluate(config, workdir)
-    return train.train_and_evaluate(config, workdir)
+    with lock.scope():
+        if config.task == "pretrain":
+            return pretrain.train_and_evaluate(config, workdir, train_autoencoder=run)
+        if config.train.schedule == "layerwise":
+            return layerwise.train_and_evaluate(config, workdir)
+        return train.train_and_evaluate(config, workdir)
 
 
 def group_for_vectorizing(trials: Sequence[Trial]) -> list[list[Trial]]:
@@ -51,21 +59,38 @@ def group_for_vectorizing(trials: Sequence[Trial]) -> list[list[Trial]]:
     return list(groups.values())
 
 
+def _check_against_data(trials: Sequence[Trial]) -> None:
+    """Every trial's config against its data, each distinct `data` section loaded once."""
+    num_train: dict[str, int] = {}
+    for name, _, config in trials:
+        key = config.data.to_json()
+        try:
+            if key not in num_train:
+                num_train[key] = data_lib.load(config.data).train.images.shape[0]
+            configs.validate_against_data(config, num_train[key])
+        except ConfigError as e:
+            raise sweeps.SweepError(f"trial {name}: {e}") from e
+
+
 def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[sweeps.Overrides],
-              workdir: str, vectorize: bool = True) -> list[dict[str, Any]]:
-    """Runs the sweep (every trial validated first; finished trials skipped) and writes
-    sweep.csv and sweep.md. Returns one row per trial: its overrides and summary."""
+              root: str, vectorize: bool = True) -> list[dict[str, Any]]:
+    """Runs the sweep in `root` (every trial checked against the config rules and its data
+    first; finished trials skipped) and writes sweep.csv and sweep.md. Returns one row per
+    trial: its overrides and summary."""
     trials = sweeps.make_trials(base, sweep)
+    _check_against_data(trials)
     groups = group_for_vectorizing(trials) if vectorize else [[t] for t in trials]
-    for group in groups:
-        todo = [t for t in group if sweeps.finished(workdir, t[0]) is None]
-        if len(todo) == 1:
-            name, _, config = todo[0]
-            loop.Run.log(f"== trial {name}")
-            run(config, os.path.join(workdir, name))
-        elif todo:
-            vectorized.train_trials([(name, config) for name, _, config in todo], workdir)
-    rows = [{"trial": name, **overrides, **sweeps.finished(workdir, name)}
-            for name, overrides, _ in trials]
-    sweeps.write_tables(rows, list(trials[0][1]), workdir)
+    with lock.scope():
+        lock_workdir(root)
+        for group in groups:
+            todo = [t for t in group if finished(t[2], os.path.join(root, t[0])) is None]
+            if len(todo) == 1:
+                name, _, config = todo[0]
+                loop.Run.log(f"== trial {name}")
+                run(config, os.path.join(root, name))
+            elif todo:
+                vectorized.train_trials([(name, config) for name, _, config in todo], root)
+        rows = [{"trial": name, **overrides, **finished(config, os.path.join(root, name))}
+                for name, overrides, config in trials]
+        sweeps.write_tables(rows, list(trials[0][1]), root)
     return rows

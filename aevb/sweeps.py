@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import os
 import shlex
 from collections.abc import Sequence
@@ -22,12 +21,12 @@ import ml_collections
 from ml_collections.config_flags import config_path
 
 from aevb import configs
-from aevb.checks import ConfigError
+from aevb.checks import ConfigError, UserError
 
 Overrides = dict[str, Any]
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """The sweep definition is unusable; nothing has run."""
 
 
@@ -102,15 +101,6 @@ def make_trials(base: ml_collections.ConfigDict, sweep: Sequence[Overrides]
             raise SweepError(f"trial {name}: {e}") from e
         trials.append((name, overrides, config))
     return trials
-
-
-def finished(workdir: str, name: str) -> dict | None:
-    """The summary of trial `name` if it has finished (its summary.json), else None."""
-    path = os.path.join(workdir, name, "summary.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return None
 
 
 SUMMARY_COLUMNS = ("test_neg_elbo", "test_log_likelihood", "active_units", "test_mse",

@@ -21,7 +21,7 @@ import ml_collections
 from aevb import families, keys, loop, parallel
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch, num_parameters
 from aevb.evaluate import evaluate_splits
-from aevb.workdir import eval_data, flat_images, load_and_check, write_or_check_config
+from aevb.workdir import claim, eval_data, flat_images, load_and_check
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     data.DataError before writing anything when the config or the data is unusable.
     """
     datasets = load_and_check(config)
-    write_or_check_config(config, workdir)
+    claim(config, workdir)
     mesh = parallel.make_mesh()
     family = families.get(config.model.kind)
     num_pixels = datasets.num_pixels
@@ -41,7 +41,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = parallel.replicate(
         TrainState.create(family.init_params(model, run_keys.init, num_pixels), tx), mesh)
     checkpoints = os.path.join(workdir, "checkpoints")
-    run = loop.Run([workdir], resume_after=loop.saved_round(checkpoints) or 0)
+    run = loop.Run([workdir])
 
     images = parallel.replicate(flat_images(datasets.train), mesh)
     data = eval_data(config, datasets, mesh)

@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 from aevb import checks, configs, families, keys, loop, parallel
 from aevb.epoch import TrainState, epoch_function, make_optimizer, num_parameters
 from aevb.evaluate import evaluate_splits
-from aevb.workdir import eval_data, flat_images, load_and_check, write_or_check_config
+from aevb.workdir import claim, eval_data, flat_images, load_and_check
 
 VECTORIZABLE = ("train.seed", "train.learning_rate", *families.FLOAT_FIELDS)
 
@@ -55,7 +55,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
         configs.validate(config)
         configs.validate_against_data(config, datasets.train.images.shape[0])
     for name, config in trials:
-        write_or_check_config(config, os.path.join(workdir, name))
+        claim(config, os.path.join(workdir, name))
     mesh = parallel.make_mesh()
     family = families.get(base.model.kind)
     num_pixels, num_trials = datasets.num_pixels, len(trials)
@@ -75,8 +75,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
         [c.train.learning_rate for _, c in trials], jnp.float32)), sharding)
     group_id = hashlib.sha1("\n".join(names).encode()).hexdigest()[:10]
     checkpoints = os.path.join(workdir, f"_vectorized_{group_id}", "checkpoints")
-    run = loop.Run([os.path.join(workdir, n) for n in names],
-                   resume_after=loop.saved_round(checkpoints) or 0, trial_names=names)
+    run = loop.Run([os.path.join(workdir, n) for n in names], trial_names=names)
     images = parallel.replicate(flat_images(datasets.train), mesh)
     data = eval_data(base, datasets, mesh)
 

@@ -1,9 +1,12 @@
 """What every regime does before its first step: validate the config, load and check the
-data, then (only now) write `config.json`, and prepare the evaluation inputs.
+data, then (only now) claim the workdir (`claim`), and prepare the evaluation inputs.
 
 The order is the guarantee: a config or data error stops the run before anything is
-written. On resume, `config.json` is compared with the new config and a change that would
-alter the run's history is refused.
+written, not even the lock file. `claim` then takes the workdir lock (`aevb/lock.py`),
+writes `config.json` (on resume: refuses a change that would alter the run's history) and
+sets aside the summary of an earlier ending, so that `summary.json` only ever describes
+what the checkpoints hold; the run writes it again when it ends. `finished` is the one
+test of "this run is done", for sweeps and for pretraining's phase 1.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh
 
-from aevb import configs, keys, parallel
+from aevb import configs, keys, lock, parallel
 from aevb import data as data_lib
-from aevb.checks import ConfigError
+from aevb.checks import ConfigError, WorkdirError
 from aevb.epoch import preprocess
 from aevb.evaluate import EvalData
 
+SUMMARY, STALE_SUMMARY = "summary.json", "summary.stale.json"
 # Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
 RESUMABLE_CHANGES = ("train.num_epochs", "train.checkpoint_every_epochs",
                      "train.max_checkpoints")
@@ -42,8 +46,8 @@ def _flat(config: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
 
 
-def write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes `<workdir>/config.json`; on resume, refuses a config that would change history."""
+def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The config as JSON; ConfigError if `workdir` holds a run of a different history."""
     path = os.path.join(workdir, "config.json")
     current = json.loads(config.to_json())
     if os.path.exists(path):
@@ -59,11 +63,52 @@ def write_or_check_config(config: ml_collections.ConfigDict, workdir: str) -> No
             raise ConfigError(
                 f"workdir {workdir} holds a run with a different config ({diffs}); "
                 "resume with the same config, or pass a new --workdir")
+    return current
+
+
+def lock_workdir(workdir: str) -> None:
+    """Refuses a `workdir` that is not a directory, then takes its lock (process 0 only: the
+    processes of one run share the workdir; every process learns process 0's answer)."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"--workdir {workdir} is a file, not a directory: pass a new "
+                           "directory, or the workdir of the run to resume")
+    error = ""
+    if jax.process_index() == 0:
+        try:
+            lock.acquire(workdir)
+        except WorkdirError as e:
+            error = str(e)
+    if not parallel.process_0_says(not error):
+        raise WorkdirError(error or f"workdir {workdir} is in use (see process 0's message)")
+
+
+def claim(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Makes `workdir` this run's, after the config and the data have been checked: checks
+    that it may resume there, locks it, writes `config.json`, and moves an earlier
+    `summary.json` to `summary.stale.json` until the run ends and writes its own."""
+    _check_resumable(config, workdir)  # a refusal writes nothing, not even the lock
+    lock_workdir(workdir)
+    current = _check_resumable(config, workdir)  # again, now that no one else writes it
     parallel.barrier("aevb: config.json read")  # every process read it before it changes
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(path, "w") as f:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(current, f, indent=2)
+        summary = os.path.join(workdir, SUMMARY)
+        if os.path.exists(summary):
+            os.replace(summary, os.path.join(workdir, STALE_SUMMARY))
+
+
+def finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+    """The summary of the run of `config` in `workdir` if it has ended, else None: its
+    summary.json, written at the end of a run whose config.json is this config."""
+    try:
+        with open(os.path.join(workdir, SUMMARY)) as f:
+            summary = json.load(f)
+        with open(os.path.join(workdir, "config.json")) as f:
+            saved = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return summary if saved == json.loads(config.to_json()) else None
 
 
 def flat_images(split: data_lib.Split) -> np.ndarray:

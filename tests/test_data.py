@@ -421,11 +421,12 @@ def _modules_loaded_by(module: str) -> list[str]:
 
 def test_import_does_not_load_tfds_or_tensorflow():
     # aevb.data does not even import the optional TFDS module until load() needs it.
-    assert _modules_loaded_by("aevb.data") == ["aevb", "aevb.data", "aevb.datasets"]
+    assert _modules_loaded_by("aevb.data") == ["aevb", "aevb.checks", "aevb.data", "aevb.datasets"]
 
 
 def test_tfds_module_imports_tfds_only_when_used():
-    assert _modules_loaded_by("aevb.tfds_data") == ["aevb", "aevb.datasets", "aevb.tfds_data"]
+    assert _modules_loaded_by("aevb.tfds_data") == ["aevb", "aevb.checks", "aevb.datasets",
+                                                     "aevb.tfds_data"]
 
 
 def test_sources_are_the_config_values():

@@ -20,6 +20,7 @@ from conftest import comparable as _comparable
 from conftest import model_and_state
 
 from aevb import checks, epoch, train
+from aevb import workdir as workdir_lib
 from aevb.epoch import make_train_epoch
 from aevb.families import vae as vae_family
 
@@ -163,8 +164,14 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_config, tmp_path, 
     with pytest.raises(checks.NonFiniteLossError, match="epoch 2.*epoch 1"):
         train.train_and_evaluate(tiny_config, workdir)
     assert sorted(os.listdir(f"{workdir}/checkpoints")) == ["1"]
-    with open(f"{workdir}/summary.json") as f:
-        assert json.load(f)["epochs"] == 1  # still the finished 1-epoch run's summary
+    # No summary.json describes the run now: the finished 1-epoch run's is set aside as
+    # stale, and no sweep or pretraining takes this run for finished.
+    assert not os.path.exists(f"{workdir}/summary.json")
+    with open(f"{workdir}/summary.stale.json") as f:
+        assert json.load(f)["epochs"] == 1
+    assert workdir_lib.finished(tiny_config, workdir) is None
+    with open(f"{workdir}/metrics.jsonl") as f:
+        assert not any(json.loads(line).get("final") for line in f)
 
 
 def test_epoch_is_compiled_once(tiny_config):
