@@ -77,7 +77,8 @@ def _flag_error_message(error: BaseException, argv: list[str]) -> str | None:
             hint = f"; did you mean {suggestion.group(1)}?" if suggestion else ""
             return f"{flag}: no such config field{hint}"
         if isinstance(e, OSError) and "Failed loading config file" in str(e):
-            path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
+            given = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+            path = given[-1].split(":")[0] if given else "(the file given)"
             return f"--config={path}: cannot load the config file ({e.strerror or 'no such file'})"
     if isinstance(error, flags.Error) and "Traceback" not in str(error):
         return str(error).strip().splitlines()[0]
@@ -104,6 +105,8 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def cli(argv: list[str]) -> int:
     """Parses `argv` and runs it in this process; returns the exit status (for tests)."""
+    for name in [n for n in flags.FLAGS if n.startswith("config.")]:
+        delattr(flags.FLAGS, name)  # the overrides of the previous call's config
     if flags.FLAGS.is_parsed():
         flags.FLAGS.unparse_flags()
     try:

@@ -39,7 +39,7 @@ def _path(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), LOCK_FILE)
 
 
-def holder_description() -> str:
+def _holder() -> str:
     """How this process names itself in the lock file: 'pid 123 on host tpu-vm-0'."""
     return f"pid {os.getpid()} on host {socket.gethostname()}"
 
@@ -69,15 +69,8 @@ def acquire(workdir: str) -> None:
               file=sys.stderr, flush=True)
         return
     os.ftruncate(fd, 0)
-    os.write(fd, (holder_description() + "\n").encode())
+    os.write(fd, (_holder() + "\n").encode())
     _held[path] = fd
-
-
-def release(workdir: str) -> None:
-    """Releases this process's lock on `workdir`, if it holds one."""
-    fd = _held.pop(_path(workdir), None)
-    if fd is not None:
-        os.close(fd)  # closing the descriptor releases the flock
 
 
 def release_all() -> None:

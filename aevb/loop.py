@@ -17,23 +17,26 @@ then carry a leading trial axis [T] that the loop splits per trial.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from aevb import parallel
 from aevb.checks import CheckpointError, NonFiniteLossError
 from aevb.metrics import MetricWriter
 
 Metrics = dict[str, Any]
+SUMMARY, STALE_SUMMARY = "summary.json", "summary.stale.json"
 
 
 def due(r: int, every: int, last: int) -> bool:
@@ -112,11 +115,24 @@ class PhaseResult:
 
 # ----------------------------------------------------------------------------- checkpoints
 
+@contextlib.contextmanager
+def _orbax_quiet() -> Iterator[None]:
+    """Silences Orbax's log lines about damaged checkpoints: `restore_or_keep` reports them
+    in one line of its own, with the round and the reason."""
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.FATAL)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+
+
 def checkpoint_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
     """Orbax manager of `directory`: one checkpoint per saved round, the last few kept."""
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                            enable_async_checkpointing=False)
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    with _orbax_quiet():  # it reads every checkpoint's metadata, damaged ones too
+        return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
 def _first_line(e: BaseException) -> str:
@@ -154,7 +170,8 @@ def restore_or_keep(manager: ocp.CheckpointManager, state: Any, unit: str = "rou
     broken: list[tuple[int, str]] = []
     for r in sorted(manager.all_steps(), reverse=True):
         try:
-            restored = manager.restore(r, args=ocp.args.StandardRestore(state))
+            with _orbax_quiet():
+                restored = manager.restore(r, args=ocp.args.StandardRestore(state))
         except Exception as e:  # noqa: BLE001  a damaged checkpoint fails in many ways
             broken.append((int(r), _first_line(e)))
             continue
@@ -198,6 +215,14 @@ def latest_state(directory: str, template: Any) -> Any:
 
 # ----------------------------------------------------------------------------- the run
 
+def set_summary_aside(workdir: str) -> None:
+    """Moves `workdir`'s summary.json to summary.stale.json (process 0): the run it
+    describes is being changed, and `finish` will write the new one."""
+    path = os.path.join(workdir, SUMMARY)
+    if jax.process_index() == 0 and os.path.exists(path):
+        os.replace(path, os.path.join(workdir, STALE_SUMMARY))
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -211,9 +236,11 @@ def _format(summary: Metrics) -> str:
 class Run:
     """The files and console lines of one run, or of the trials of a vectorized group.
 
-    `workdirs`: one per trial (a single run: one), claimed already (`workdir.claim`). A
-    metrics.jsonl there loses its final line now, and on resume, when a phase restores its
-    checkpoint, the lines logged after it, so the file reads as one uninterrupted run.
+    `workdirs`: one per trial (a single run: one), claimed already (`workdir.claim`). When
+    a phase restores its checkpoint and has rounds left to run, each workdir's metrics.jsonl
+    loses the lines logged after that round (so it reads as one uninterrupted run) and its
+    summary.json becomes summary.stale.json (it no longer describes the checkpoints) until
+    `finish` writes the new one. Nothing changes before a checkpoint has been restored.
     """
 
     def __init__(self, workdirs: Sequence[str], trial_names: Sequence[str] | None = None):
@@ -276,9 +303,10 @@ class Run:
         try:
             state, start = restore_or_keep(manager, phase.state, phase.unit)
             fresh_initial = start == 0 and phase.initial is not None
-            if start < phase.num_rounds or fresh_initial:  # lines after the restored round go
-                for writer in self.writers:
+            if start < phase.num_rounds or fresh_initial:
+                for workdir, writer in zip(self.workdirs, self.writers, strict=True):
                     writer.drop_from(phase.log_offset + (0 if fresh_initial else start + 1))
+                    set_summary_aside(workdir)
             if start:
                 self.log(f"resuming {phase.checkpoint_dir} from the checkpoint of "
                          f"{phase.unit} {start}")
@@ -327,17 +355,19 @@ class Run:
 
     def finish(self, summaries: Sequence[Metrics], finals: Sequence[Metrics], epoch: int,
                step: int, pictures: Sequence[Callable[[], Any]] = ()) -> None:
-        """Ends the run's files: the pictures, `summary.json`, the numbers of each `final`
-        as the last, `"final": true` line of metrics.jsonl, and a summary line. Process 0
-        draws and writes; the others do nothing."""
+        """Ends the run's files: the pictures, `summary.json` (a stale one removed), the
+        numbers of each `final` as the last, `"final": true` line of metrics.jsonl, and a
+        summary line. Process 0 draws and writes; the others do nothing."""
         if jax.process_index() == 0:
             for draw in pictures:
                 draw()
         for workdir, writer, summary, final in zip(self.workdirs, self.writers, summaries,
                                                    finals, strict=True):
             if jax.process_index() == 0:
-                with open(os.path.join(workdir, "summary.json"), "w") as f:
+                with open(os.path.join(workdir, SUMMARY), "w") as f:
                     json.dump(summary, f, indent=2)
+                if os.path.exists(os.path.join(workdir, STALE_SUMMARY)):  # superseded now
+                    os.remove(os.path.join(workdir, STALE_SUMMARY))
                 writer.write(epoch, step, {k: v for k, v in final.items()
                                            if isinstance(v, (int, float))}, final=True)
             writer.close()

@@ -1,9 +1,8 @@
 """Where metrics go: `metrics.jsonl` (one JSON object per line) and TensorBoard event files.
 
 Only process 0 writes. The end-of-run measurements go on one last line marked
-`"final": true`. A new writer drops that line (the run goes on, and will end with a new
-one); on resume the loop drops the lines after the restored epoch (`drop_from`), so the
-file reads as one uninterrupted run.
+`"final": true`, which replaces any earlier final line. On resume the loop drops the lines
+after the restored epoch (`drop_from`), so the file reads as one uninterrupted run.
 """
 
 from __future__ import annotations
@@ -29,12 +28,8 @@ class MetricWriter:
     def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
         self.path = os.path.join(workdir, "metrics.jsonl")
-        self._tb = None
-        if not self.enabled:
-            return
-        self._keep(lambda record: not record.get("final"))
-        from tensorboardX import SummaryWriter  # heavy import, writer only
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._tb_dir = os.path.join(workdir, "tensorboard")
+        self._tb = None  # opened at the first line: a run that stops before writes nothing
 
     def _keep(self, keep) -> None:
         if not os.path.exists(self.path):
@@ -48,9 +43,10 @@ class MetricWriter:
             os.replace(self.path + ".tmp", self.path)  # a kill now leaves one whole file
 
     def drop_from(self, epoch: int) -> None:
-        """Drops the lines of `epoch` and later: a resumed phase logs them again."""
+        """Drops the lines of `epoch` and later, and the final line: a resumed phase logs
+        them again."""
         if self.enabled:
-            self._keep(lambda record: record["epoch"] < epoch)
+            self._keep(lambda record: record["epoch"] < epoch and not record.get("final"))
 
     def write(self, epoch: int, step: int, metrics: Mapping[str, float],
               final: bool = False) -> None:
@@ -59,9 +55,13 @@ class MetricWriter:
             return
         record = {"epoch": epoch, "step": step, **{k: _plain(v) for k, v in metrics.items()}}
         if final:
+            self._keep(lambda r: not r.get("final"))
             record["final"] = True
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self._tb is None:
+            from tensorboardX import SummaryWriter  # heavy import, writer only
+            self._tb = SummaryWriter(self._tb_dir)
         for name in metrics:
             if isinstance(record[name], (int, float)):
                 self._tb.add_scalar(name, record[name], step)

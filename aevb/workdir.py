@@ -2,11 +2,10 @@
 data, then (only now) claim the workdir (`claim`), and prepare the evaluation inputs.
 
 The order is the guarantee: a config or data error stops the run before anything is
-written, not even the lock file. `claim` then takes the workdir lock (`aevb/lock.py`),
-writes `config.json` (on resume: refuses a change that would alter the run's history) and
-sets aside the summary of an earlier ending, so that `summary.json` only ever describes
-what the checkpoints hold; the run writes it again when it ends. `finished` is the one
-test of "this run is done", for sweeps and for pretraining's phase 1.
+written, not even the lock file. `claim` then takes the workdir lock (`aevb/lock.py`) and
+writes `config.json` (on resume: refuses a change that would alter the run's history, and
+sets the summary of an earlier ending aside when the config changes, e.g. more epochs).
+`finished` is the one test of "this run is done", for sweeps and for pretraining's phase 1.
 """
 
 from __future__ import annotations
@@ -21,13 +20,12 @@ import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh
 
-from aevb import configs, keys, lock, parallel
+from aevb import configs, keys, lock, loop, parallel
 from aevb import data as data_lib
 from aevb.checks import ConfigError, WorkdirError
 from aevb.epoch import preprocess
 from aevb.evaluate import EvalData
 
-SUMMARY, STALE_SUMMARY = "summary.json", "summary.stale.json"
 # Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
 RESUMABLE_CHANGES = ("train.num_epochs", "train.checkpoint_every_epochs",
                      "train.max_checkpoints")
@@ -84,25 +82,28 @@ def lock_workdir(workdir: str) -> None:
 
 def claim(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Makes `workdir` this run's, after the config and the data have been checked: checks
-    that it may resume there, locks it, writes `config.json`, and moves an earlier
-    `summary.json` to `summary.stale.json` until the run ends and writes its own."""
+    that it may resume there, locks it, and writes `config.json`. A changed config (a run
+    extended) moves the earlier `summary.json` to `summary.stale.json` at once; the loop
+    does the same for any run that restores a checkpoint with rounds left to run."""
     _check_resumable(config, workdir)  # a refusal writes nothing, not even the lock
     lock_workdir(workdir)
     current = _check_resumable(config, workdir)  # again, now that no one else writes it
     parallel.barrier("aevb: config.json read")  # every process read it before it changes
+    path = os.path.join(workdir, "config.json")
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
+        if os.path.exists(path):
+            with open(path) as f:
+                if json.load(f) != current:
+                    loop.set_summary_aside(workdir)
+        with open(path, "w") as f:
             json.dump(current, f, indent=2)
-        summary = os.path.join(workdir, SUMMARY)
-        if os.path.exists(summary):
-            os.replace(summary, os.path.join(workdir, STALE_SUMMARY))
 
 
 def finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     """The summary of the run of `config` in `workdir` if it has ended, else None: its
     summary.json, written at the end of a run whose config.json is this config."""
     try:
-        with open(os.path.join(workdir, SUMMARY)) as f:
+        with open(os.path.join(workdir, loop.SUMMARY)) as f:
             summary = json.load(f)
         with open(os.path.join(workdir, "config.json")) as f:
             saved = json.load(f)

@@ -3,6 +3,8 @@
 # environment in .venv, and the package with the extras named as arguments (default: test).
 #   bash scripts/setup.sh          # .venv with aevb + test tools
 #   bash scripts/setup.sh tfds     # also TensorFlow Datasets + TensorFlow (MNIST etc. by name)
+# Versions come from constraints.txt (those the README's figures were measured with);
+# scripts/upgrade_constraints.sh moves them forward on purpose.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${*:-test}"
@@ -24,7 +26,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv with $($python --version)"
   "$python" -m venv .venv
 fi
-echo "== installing aevb[$extras] into .venv"
+echo "== installing aevb[$extras] into .venv, at the versions of constraints.txt"
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[$extras]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[$extras]"
 echo "== ready: .venv/bin/python launch.py --config=experiments/vae.py"

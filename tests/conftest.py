@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from aevb import data as data_lib
-from aevb import families, loop
+from aevb import families, lock, loop
 from aevb.epoch import TrainState, make_optimizer
 
 FASHION_DIR = data_lib.FASHION_MNIST_DEBIAN_DIR
@@ -27,6 +27,14 @@ def write_idx(path: str, array: np.ndarray) -> None:
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "wb") as f:
         f.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+@pytest.fixture(autouse=True)
+def _release_workdir_locks():
+    """Tests that call a regime directly (not through the router, which releases its locks)
+    leave its workdir locked by this worker process; each test starts with none held."""
+    yield
+    lock.release_all()
 
 
 @pytest.fixture(scope="session")

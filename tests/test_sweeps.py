@@ -78,6 +78,13 @@ def test_rerun_skips_finished_trials(tiny_config, tmp_path, monkeypatch):
     table = (workdir / "sweep.md").read_text()
     assert "latent_dim=2" in table and "test_neg_elbo" in table
 
+    # A finished trial is finished for its own config only: more epochs extend every trial.
+    calls.clear()
+    tiny_config.train.num_epochs += 1
+    rows = router.run_sweep(tiny_config, sweep, str(workdir))
+    assert calls == [str(workdir / "latent_dim=2"), str(workdir / "latent_dim=3")]
+    assert all(r["epochs"] == tiny_config.train.num_epochs for r in rows)
+
 
 def test_launch_sweep_print_lists_one_command_per_trial():
     proc = subprocess.run([sys.executable, "launch.py", "--config=experiments/vae.py",

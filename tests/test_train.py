@@ -72,6 +72,7 @@ def test_resume_continues_from_checkpoint(tiny_config, tmp_path):
     lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     epochs = [json.loads(line)["epoch"] for line in lines]
     assert epochs == [1, 2, 2]  # the first run's final line was replaced, not duplicated
+    assert not (tmp_path / "split" / "summary.stale.json").exists()  # superseded
 
 
 def test_resume_refuses_a_different_config(tiny_config, tmp_path):
@@ -105,6 +106,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_idx_dir, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert not (killed_dir / "summary.json").exists(), "the run ended before it was killed"
+    assert (killed_dir / ".lock").exists()  # the killed run's lock, which the OS released
 
     # The resumed and the uninterrupted run, side by side (2 cores).
     resumed = _launch(*args, f"--workdir={killed_dir}")
@@ -117,26 +119,6 @@ def test_killed_run_resumes_to_the_same_result(tiny_idx_dir, tmp_path):
     a = json.loads((killed_dir / "summary.json").read_text())
     b = json.loads((tmp_path / "straight" / "summary.json").read_text())
     assert _comparable(a) == _comparable(b)
-
-
-@pytest.mark.parametrize("override, field", [
-    ("--config.model.latent_dim=0", "model.latent_dim"),
-    ("--config.train.batch_size=5000", "train.batch_size"),
-    ("--config.data.binarize=grey", "data.binarize"),
-    ("--config.model.activation=swish", "model.activation"),
-    ("--config.train.optimizer=lion", "train.optimizer"),
-    ("--config.model.latnt_dim=3", "latnt_dim"),
-    ("--config.model.latent_dim=abc", "latent_dim"),
-    ("--config.train.learning_rate=-1.0", "train.learning_rate"),
-])
-def test_bad_config_fails_before_writing(tiny_idx_dir, tmp_path, override, field):
-    workdir = tmp_path / "never"
-    proc = _launch("--config=experiments/vae.py", f"--config.data.dir={tiny_idx_dir}",
-                   override, f"--workdir={workdir}")
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0
-    assert field in out
-    assert not workdir.exists()
 
 
 def test_unknown_idx_dataset_without_dir_fails_before_writing(tiny_config, tmp_path):

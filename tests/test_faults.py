@@ -1,0 +1,295 @@
+"""No lost runs, no tracebacks for user mistakes: the workdir lock, the checkpoint fallback,
+a kill during a checkpoint save, and a table of bad invocations of launch.py.
+
+Most invocations run in this process through `launch.cli` (the same parser and entry point
+as the command line); the lock holder and the kill during a save are real processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import launch
+from conftest import comparable
+from aevb import lock, tfds_data
+
+REPO = Path(__file__).resolve().parent.parent
+VAE = str(REPO / "experiments" / "vae.py")
+
+
+def tiny_flags(data_dir: str, epochs: int = 3) -> list[str]:
+    """The default VAE, shrunk to seconds on the tiny IDX data."""
+    return [f"--config={VAE}", f"--config.data.dir={data_dir}",
+            "--config.model.hidden_sizes=(32,)", "--config.model.latent_dim=4",
+            f"--config.train.num_epochs={epochs}", "--config.train.batch_size=50",
+            "--config.eval.iwae_k=10", "--config.eval.iwae_num_examples=20",
+            "--config.eval.num_images=4"]
+
+
+def run_cli(*args: str) -> int:
+    return launch.cli(["launch.py", *args])
+
+
+def tree(path: Path) -> dict[str, str]:
+    """Every file under `path` with a hash of its bytes ({} when absent; a file: itself)."""
+    if path.is_file():
+        return {".": hashlib.sha1(path.read_bytes()).hexdigest()}
+    return {str(p.relative_to(path)): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file()
+            else "dir" for p in sorted(path.rglob("*"))} if path.exists() else {}
+
+
+# ----------------------------------------------------------------------------- bad invocations
+
+def _bad_idx_dir(tiny_idx_dir: str, tmp_path: Path) -> str:
+    bad = tmp_path / "bad_idx"
+    shutil.copytree(tiny_idx_dir, bad)
+    (bad / "train-images-idx3-ubyte.gz").write_bytes(b"not an IDX file")
+    return str(bad)
+
+
+def _no_sweep_file(tmp_path: Path) -> str:
+    path = tmp_path / "no_sweep.py"
+    path.write_text(f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
+                    "from experiments.vae import get_config\n")
+    return str(path)
+
+
+# (case, extra args given (tiny data dir, tmp path), what the message must name, workdir)
+# workdir: "absent" (a path that does not exist), "empty" (an empty directory), "file".
+BAD = [
+    ("typo", lambda d, t: ["--config.train.epochs=3"], "num_epochs", "absent"),
+    ("typo in a section", lambda d, t: ["--config.model.latnt_dim=3"], "latnt_dim", "absent"),
+    ("no such section", lambda d, t: ["--config.foo.bar=1"], "foo.bar", "empty"),
+    ("not a number", lambda d, t: ["--config.model.latent_dim=abc"], "latent_dim", "absent"),
+    ("a section set to a value", lambda d, t: ["--config.train=1"], "config.train", "absent"),
+    ("unknown flag", lambda d, t: ["--bogus=1"], "bogus", "absent"),
+    ("stray argument", lambda d, t: ["stray"], "stray", "absent"),
+    ("latent dim", lambda d, t: ["--config.model.latent_dim=0"], "model.latent_dim", "empty"),
+    ("batch larger than the data", lambda d, t: ["--config.train.batch_size=5000"],
+     "train.batch_size", "absent"),
+    ("binarization", lambda d, t: ["--config.data.binarize=grey"], "data.binarize", "absent"),
+    ("activation", lambda d, t: ["--config.model.activation=swish"], "model.activation",
+     "absent"),
+    ("optimizer", lambda d, t: ["--config.train.optimizer=lion"], "train.optimizer", "absent"),
+    ("learning rate", lambda d, t: ["--config.train.learning_rate=-1.0"],
+     "train.learning_rate", "absent"),
+    ("model kind", lambda d, t: ["--config.model.kind=foo"], "model.kind", "absent"),
+    ("whole training set held out", lambda d, t: ["--config.data.num_validation=1000"],
+     "data.num_validation", "empty"),
+    ("data source", lambda d, t: ["--config.data.source=hdf5"], "data.source", "absent"),
+    ("missing data directory", lambda d, t: [f"--config.data.dir={t}/nowhere"], "nowhere",
+     "absent"),
+    ("bad IDX file", lambda d, t: [f"--config.data.dir={_bad_idx_dir(d, t)}"],
+     "train-images-idx3-ubyte.gz", "empty"),
+    ("workdir is a file", lambda d, t: [], "--workdir", "file"),
+    ("missing config file", lambda d, t: [f"--config={t}/nope.py"], "nope.py", "absent"),
+    ("unknown variant", lambda d, t: [f"--config={VAE}:papr"], "papr", "absent"),
+    ("sweep without get_sweep", lambda d, t: [f"--config={_no_sweep_file(t)}", "--sweep"],
+     "get_sweep", "absent"),
+    ("sweep trial against its data", lambda d, t: ["--sweep", "--config.train.batch_size=5000"],
+     "train.batch_size", "absent"),
+    ("labels for pretraining", lambda d, t: [f"--config={REPO}/experiments/pretrain.py",
+                                             "--config.labels.num=100000"],
+     "labels.num", "absent"),
+]
+
+
+@pytest.mark.parametrize("case, extra, name, before", BAD, ids=[c[0] for c in BAD])
+def test_user_mistake_is_one_line_and_exit_2(tiny_idx_dir, tmp_path, capsys, case, extra,
+                                             name, before):
+    workdir = tmp_path / "workdir"
+    if before == "empty":
+        workdir.mkdir()
+    elif before == "file":
+        workdir.write_text("my notes\n")
+    snapshot = tree(workdir)
+    args = tiny_flags(tiny_idx_dir, epochs=1)
+    for arg in extra(tiny_idx_dir, tmp_path):  # another --config replaces the first
+        args = [arg, *args[1:]] if arg.startswith("--config=") else [*args, arg]
+    status = run_cli(*args, f"--workdir={workdir}")
+    out = capsys.readouterr()
+    assert status == 2, out
+    assert "Traceback" not in out.out + out.err
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.err
+    assert name in lines[0]
+    assert tree(workdir) == snapshot  # absent, empty, or the same file: nothing written
+    assert workdir.exists() == (before != "absent")
+
+
+def test_offline_tfds_is_a_user_error(tiny_idx_dir, tmp_path, capsys):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    host, port = tfds_data._download_address(tfds.builder_cls("mnist"))
+    if tfds_data.host_reachable(host, port, 5.0):
+        pytest.skip(f"{host}:{port} is reachable; offline behaviour cannot be tested here")
+    workdir = tmp_path / "workdir"
+    status = run_cli(*tiny_flags(tiny_idx_dir, 1), "--config.data.dir=",
+                     "--config.data.name=mnist", "--config.data.source=tfds",
+                     f"--config.data.tfds_data_dir={tmp_path / 'tfds'}",
+                     f"--workdir={workdir}")
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and "mnist" in err
+    assert not workdir.exists()
+
+
+def test_command_line_mistakes_in_a_real_process(tmp_path):
+    """The same handling outside pytest: absl's app.run with launch.py's parser."""
+    for args, name in [(["--config=experiments/vae.py", "--config.train.epochs=3"], "num_epochs"),
+                       (["--config=experiments/vae.py:papr"], "papr")]:
+        proc = subprocess.run([sys.executable, "launch.py", *args,
+                               f"--workdir={tmp_path / 'never'}"], cwd=REPO, text=True,
+                              capture_output=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr and name in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "never").exists()
+
+
+# ----------------------------------------------------------------------------- the workdir lock
+
+def _hold_lock(workdir: Path) -> subprocess.Popen:
+    """Another process that takes the workdir lock and keeps it until killed."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from aevb import lock; "
+            f"lock.acquire({str(workdir)!r}); print('locked', flush=True); "
+            "import time; time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def _seed_sweep_file(tmp_path: Path) -> str:
+    path = tmp_path / "seeds.py"
+    path.write_text(f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
+                    "from experiments.vae import get_config\nfrom aevb import sweeps\n\n"
+                    "def get_sweep():\n    return sweeps.product({'train.seed': [0, 1]})\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("where", ["run", "sweep root", "sweep trial"])
+def test_busy_workdir_is_refused_and_a_killed_holder_blocks_nothing(tiny_idx_dir, tmp_path,
+                                                                     capsys, where):
+    workdir = tmp_path / "workdir"
+    flags = tiny_flags(tiny_idx_dir, 1)
+    if where != "run":  # two seeds, trained as one vectorized program
+        flags = [f"--config={_seed_sweep_file(tmp_path)}", *flags[1:], "--sweep"]
+    held = workdir / "seed=1" if where == "sweep trial" else workdir
+    holder = _hold_lock(held)
+    try:
+        snapshot = tree(workdir)
+        status = run_cli(*flags, f"--workdir={workdir}")
+        err = capsys.readouterr().err
+        assert status == 2, err
+        assert f"pid {holder.pid} on host {socket.gethostname()}" in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        if where != "sweep trial":  # a sweep claims the trials before the busy one
+            assert tree(workdir) == snapshot
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The OS released the killed holder's lock: the same command now runs to the end.
+    assert run_cli(*flags, f"--workdir={workdir}") == 0
+    assert (workdir / ("summary.json" if where == "run" else "seed=1/summary.json")).exists()
+    assert not lock._held  # the run released its locks when it returned
+
+
+def test_lock_is_reentrant_in_one_process_and_released_by_scope(tmp_path):
+    with lock.scope():
+        lock.acquire(str(tmp_path / "a"))
+        lock.acquire(str(tmp_path / "a"))
+        assert len(lock._held) == 1
+    assert not lock._held
+    holder = _hold_lock(tmp_path / "a")  # another process can take it now
+    holder.kill()
+    holder.wait()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _damage(checkpoint: Path) -> None:
+    """Overwrites every file of a checkpoint, as a bad disk or a stray copy would."""
+    for p in checkpoint.rglob("*"):
+        if p.is_file():
+            p.write_text("{ not what was saved")
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tiny_idx_dir, tmp_path,
+                                                                  capsys):
+    assert run_cli(*tiny_flags(tiny_idx_dir), f"--workdir={tmp_path / 'straight'}") == 0
+    workdir = tmp_path / "run"
+    assert run_cli(*tiny_flags(tiny_idx_dir), f"--workdir={workdir}") == 0
+    checkpoints = workdir / "checkpoints"
+    assert sorted(os.listdir(checkpoints)) == ["2", "3"]
+    _damage(checkpoints / "3")
+    good = tree(checkpoints / "2")
+    capsys.readouterr()
+
+    assert run_cli(*tiny_flags(tiny_idx_dir), f"--workdir={workdir}") == 0
+    out = capsys.readouterr()
+    assert "warning: the checkpoint of epoch 3" in out.err and "resuming from epoch 2" in out.err
+    assert "resuming" in out.out and "epoch 2" in out.out
+    assert sorted(os.listdir(checkpoints)) == ["2", "3", "3.broken"]  # nothing good deleted
+    assert tree(checkpoints / "2") == good
+    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    resumed = json.loads((workdir / "summary.json").read_text())
+    assert comparable(resumed) == comparable(straight)
+    epochs = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").open()]
+    assert epochs == [1, 2, 3, 3]  # epoch 3 once, then the final line
+
+
+def test_no_restorable_checkpoint_stops_and_leaves_every_file(tiny_idx_dir, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    assert run_cli(*tiny_flags(tiny_idx_dir, epochs=2), f"--workdir={workdir}") == 0
+    for name in ("1", "2"):
+        _damage(workdir / "checkpoints" / name)
+    snapshot = tree(workdir)
+    capsys.readouterr()
+    assert run_cli(*tiny_flags(tiny_idx_dir, epochs=2), f"--workdir={workdir}") == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint" in err and "epoch 2" in err and "epoch 1" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert tree(workdir) == snapshot  # every file where it was, as it was
+
+
+KILL_IN_SAVE = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {repo!r})
+    from orbax.checkpoint._src.path import async_path  # test-only fault hook
+    rename = async_path.rename
+
+    async def rename_then_die(source, target, *args, **kwargs):
+        if os.path.basename(str(target)) == "3":  # the save of epoch 3, written, not committed
+            os._exit(9)
+        return await rename(source, target, *args, **kwargs)
+
+    async_path.rename = rename_then_die
+    import launch
+    sys.exit(launch.cli(["launch.py", *sys.argv[1:]]))
+""")
+
+
+def test_kill_during_a_checkpoint_save_resumes_to_the_straight_result(tiny_idx_dir, tmp_path):
+    workdir = tmp_path / "run"
+    args = [*tiny_flags(tiny_idx_dir, epochs=4), f"--workdir={workdir}"]
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_SAVE.format(repo=str(REPO)), *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 9, killed.stdout + killed.stderr
+    names = sorted(os.listdir(workdir / "checkpoints"))
+    assert [n for n in names if n.isdigit()] == ["1", "2"], names  # 3 never committed
+    assert not (workdir / "summary.json").exists()
+
+    assert run_cli(*args) == 0
+    assert run_cli(*tiny_flags(tiny_idx_dir, epochs=4), f"--workdir={tmp_path / 'straight'}") == 0
+    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    resumed = json.loads((workdir / "summary.json").read_text())
+    assert comparable(resumed) == comparable(straight)
