@@ -36,6 +36,9 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache", None, "Directory of JAX's persistent compilation cache, so that a "
+    "rerun or resume does not compile again; default ~/.cache/aevb/jax, empty: off.")
 
 
 def _get_sweep() -> list[dict]:
@@ -118,13 +121,16 @@ def cli(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> None:
     del argv  # parse_flags refused any stray argument
-    from aevb import checks, parallel, router, sweeps  # after flags: a fast --help
+    from aevb import checks, compile_cache, parallel, router, sweeps  # after flags: fast --help
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
     if not flags.FLAGS["verbosity"].present:  # library INFO chatter (Orbax) off by default
         logging.set_verbosity(logging.WARNING)
+    cache = _COMPILATION_CACHE.value
+    if cache != "":
+        compile_cache.enable(os.path.expanduser(cache or compile_cache.default_directory()))
     config = _CONFIG.value
     workdir = _WORKDIR.value or os.path.join(
         "runs", f"{config.experiment}-{datetime.datetime.now():%Y%m%d-%H%M%S}")

@@ -71,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.seed = 0
     c.train.checkpoint_every_epochs = 1
     c.train.max_checkpoints = 2
+    c.train.profile = False             # a jax.profiler trace of one round: <phase dir>/profile
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every_epochs = 5
@@ -129,6 +130,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_optimizer(config, "train")
     check_int(config, "train.checkpoint_every_epochs", 1)
     check_int(config, "train.max_checkpoints", 1)
+    check_choice(config, "train.profile", (False, True))
 
     check_choice(config, "noise.kind", noise.NOISE_KINDS)
     check_number(config, "noise.std", 0.0)

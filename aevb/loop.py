@@ -58,6 +58,8 @@ class Phase:
     steps_per_round, total_steps: rounds of steps (a classifier), shown as steps.
     initial: (name, metrics of the initial parameters) to log as round 0 and checkpoint,
       when the phase starts fresh (the assembled stack before fine-tuning).
+    profile: trace one round, the first after compilation (`train.profile`), with
+      `jax.profiler` into `profile/` beside `checkpoint_dir`.
     """
 
     state: Any
@@ -77,6 +79,7 @@ class Phase:
     steps_per_round: int = 0
     total_steps: int = 0
     initial: tuple[str, Callable[[Any], Metrics]] | None = None
+    profile: bool = False
 
     @property
     def unit(self) -> str:
@@ -91,13 +94,14 @@ class Phase:
         return f"epoch {r:3d}/{self.num_rounds}" if width else f"epoch {r}"
 
 
-def epoch_cadence(config: Any) -> dict[str, int]:
+def epoch_cadence(config: Any) -> dict[str, Any]:
     """The Phase fields every epoch-counted phase takes from the config: evaluation every
     `eval.every_epochs`, checkpoints every `train.checkpoint_every_epochs`, keeping
-    `train.max_checkpoints`."""
+    `train.max_checkpoints`, and `train.profile`."""
     return {"eval_every": config.eval.every_epochs,
             "checkpoint_every": config.train.checkpoint_every_epochs,
-            "max_checkpoints": config.train.max_checkpoints}
+            "max_checkpoints": config.train.max_checkpoints,
+            "profile": config.train.profile}
 
 
 @dataclasses.dataclass
@@ -128,9 +132,15 @@ def _orbax_quiet() -> Iterator[None]:
 
 
 def checkpoint_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    """Orbax manager of `directory`: one checkpoint per saved round, the last few kept."""
+    """Orbax manager of `directory`: one checkpoint per saved round, the last few kept.
+
+    Saves are asynchronous: `save` copies the state to host memory and returns; the files
+    are written in the background, into a temporary directory renamed when complete (so a
+    kill mid-write leaves the previous checkpoint whole). The next `save`, `restore`,
+    `wait_until_finished` and `close` wait for a write in flight.
+    """
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                           enable_async_checkpointing=False)
+                                           enable_async_checkpointing=True)
     with _orbax_quiet():  # it reads every checkpoint's metadata, damaged ones too
         return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
@@ -215,6 +225,19 @@ def latest_state(directory: str, template: Any) -> Any:
 
 # ----------------------------------------------------------------------------- the run
 
+@contextlib.contextmanager
+def _trace(phase: Phase, on: bool) -> Iterator[None]:
+    """A jax.profiler trace of the block into `profile/` beside the phase's checkpoints
+    (TensorBoard's profile plugin or Perfetto open it), when `on`."""
+    if not on:
+        yield
+        return
+    directory = os.path.join(os.path.dirname(os.path.abspath(phase.checkpoint_dir)), "profile")
+    with jax.profiler.trace(directory):
+        yield
+    Run.log(f"profile of one {phase.unit} written to {directory}")
+
+
 def set_summary_aside(workdir: str) -> None:
     """Moves `workdir`'s summary.json to summary.stale.json (process 0): the run it
     describes is being changed, and `finish` will write the new one."""
@@ -276,6 +299,7 @@ class Run:
         if all(np.isfinite(losses)):
             return
         self._write(phase, r, step, train)
+        manager.wait_until_finished()  # the last good checkpoint is on disk before the stop
         bad = ("" if self.trial_names is None else " in trials " + str(
             [n for n, loss in zip(self.trial_names, losses) if not np.isfinite(loss)]))
         where = f"{phase.name} " if phase.name else ""
@@ -324,10 +348,12 @@ class Run:
         blank = [{} for _ in self.writers]
         train, evals = blank, blank
         t_start, timed_examples, timed_seconds, rate = time.perf_counter(), 0, 0.0, 0.0
+        traced = min(start + 2, phase.num_rounds) if phase.profile else None
         for r in range(start + 1, phase.num_rounds + 1):
             t0 = time.perf_counter()
-            state, metrics = phase.run(state, r)
-            train = self._split({f"train_{k}": v for k, v in metrics.items()})
+            with _trace(phase, r == traced):
+                state, metrics = phase.run(state, r)
+                train = self._split({f"train_{k}": v for k, v in metrics.items()})
             seconds = time.perf_counter() - t0
             if r > start + 1 or r == phase.num_rounds:  # the first round of a process compiles
                 timed_examples += phase.examples_per_round

@@ -145,6 +145,7 @@ def classifier_phase(config: ml_collections.ConfigDict, model, params: Params, f
                       total_steps=total, examples_per_round=every * cc.batch_size,
                       log_offset=log_offset, headline="accuracy",
                       max_checkpoints=config.train.max_checkpoints,
+                      profile=config.train.profile,
                       learning_rate_field="classifier.learning_rate")
 
 

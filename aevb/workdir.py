@@ -28,7 +28,7 @@ from aevb.evaluate import EvalData
 
 # Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
 RESUMABLE_CHANGES = ("train.num_epochs", "train.checkpoint_every_epochs",
-                     "train.max_checkpoints")
+                     "train.max_checkpoints", "train.profile")
 
 
 def load_and_check(config: ml_collections.ConfigDict) -> data_lib.Datasets:

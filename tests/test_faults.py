@@ -34,7 +34,7 @@ def tiny_flags(data_dir: str, epochs: int = 3) -> list[str]:
             "--config.model.hidden_sizes=(32,)", "--config.model.latent_dim=4",
             f"--config.train.num_epochs={epochs}", "--config.train.batch_size=50",
             "--config.eval.iwae_k=10", "--config.eval.iwae_num_examples=20",
-            "--config.eval.num_images=4"]
+            "--config.eval.num_images=4", "--compilation_cache="]
 
 
 def run_cli(*args: str) -> int:

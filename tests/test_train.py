@@ -180,3 +180,11 @@ def test_every_optimizer_lowers_the_loss(tiny_config, optimizer):
     for e in range(1, 4):
         state, last = train_epoch(state, images, jax.random.key(e))
     assert float(last["loss"]) < float(first["loss"])
+
+
+def test_profile_traces_one_epoch_after_compilation(tiny_config, tmp_path, capsys):
+    tiny_config.train.profile = True
+    train.train_and_evaluate(tiny_config, str(tmp_path / "run"))
+    traces = list((tmp_path / "run" / "profile").rglob("*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 0
+    assert "profile of one epoch written to" in capsys.readouterr().out
