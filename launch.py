@@ -30,6 +30,9 @@ _SWEEP = flags.DEFINE_bool("sweep", False, "Run every trial of the file's get_sw
 _SWEEP_PRINT = flags.DEFINE_bool("sweep_print", False, "Print one command per trial; run none.")
 _VECTORIZE = flags.DEFINE_bool("vectorize", True, "Sweeps: train trials that differ only in "
                                "seed or float hyperparameters together, as one program.")
+_WORKERS = flags.DEFINE_integer(
+    "workers", -1, "Sweeps: run the trials in this many processes, one per core (the faster "
+    "way on a CPU). -1: the cores on a CPU backend, 0 on accelerators (vmapped trials).")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process run (jax.distributed.initialize). On a TPU pod "
     "slice or under SLURM the next three flags can stay unset.")
@@ -121,7 +124,7 @@ def cli(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> None:
     del argv  # parse_flags refused any stray argument
-    from aevb import checks, compile_cache, parallel, router, sweeps  # after flags: fast --help
+    from aevb import checks, compile_cache, parallel, router, sweeps, workers  # fast --help
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -139,7 +142,9 @@ def main(argv: list[str]) -> None:
             config_arg = config_flags.get_config_filename(flags.FLAGS["config"])
             print("\n".join(sweeps.commands(config_arg, workdir, _get_sweep(), config)))
         elif _SWEEP.value:
-            router.run_sweep(config, _get_sweep(), workdir, vectorize=_VECTORIZE.value)
+            num_workers = _WORKERS.value if _WORKERS.value >= 0 else workers.auto_workers()
+            router.run_sweep(config, _get_sweep(), workdir, vectorize=_VECTORIZE.value,
+                             num_workers=num_workers)
         else:
             router.run(config, workdir)
     except checks.UserError as e:

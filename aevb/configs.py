@@ -14,7 +14,7 @@ from collections.abc import Callable
 import ml_collections
 
 from aevb import data as data_lib
-from aevb import epoch, families, models, noise, parallel
+from aevb import epoch, families, keys, models, noise, parallel
 from aevb.checks import (ConfigError, check_choice, check_int, check_int_tuple, check_number,
                          fail)
 
@@ -69,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.learning_rate = 1e-3
     c.train.weight_decay = 0.0          # decoupled (adamw) or L2 added to gradients (others)
     c.train.seed = 0
+    c.train.prng_impl = "threefry2x32"  # threefry2x32 | rbg | unsafe_rbg (often faster on TPU)
     c.train.checkpoint_every_epochs = 1
     c.train.max_checkpoints = 2
     c.train.profile = False             # a jax.profiler trace of one round: <phase dir>/profile
@@ -131,6 +132,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_int(config, "train.checkpoint_every_epochs", 1)
     check_int(config, "train.max_checkpoints", 1)
     check_choice(config, "train.profile", (False, True))
+    check_choice(config, "train.prng_impl", keys.PRNG_IMPLS)
 
     check_choice(config, "noise.kind", noise.NOISE_KINDS)
     check_number(config, "noise.std", 0.0)

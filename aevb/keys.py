@@ -28,9 +28,18 @@ class RunKeys(NamedTuple):
     classifier: jax.Array  # pretraining's classifier phase: initialisation and batches
 
 
-def run_keys(seed: int | jax.Array) -> RunKeys:
-    """The named keys of a run with `train.seed = seed` (traceable: vmap over seeds)."""
-    root = jax.random.key(seed)
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+
+
+def run_keys(seed: int | jax.Array, impl: str = "threefry2x32") -> RunKeys:
+    """The named keys of a run with `train.seed = seed` (traceable: vmap over seeds).
+
+    `impl` (`train.prng_impl`) is the PRNG every key of the run uses: JAX's default
+    threefry2x32 (the fastest here on CPU, and the streams of every figure in the README),
+    or rbg / unsafe_rbg (XLA's RngBitGenerator, usually faster on TPU). Each gives its
+    own streams; benchmarks/throughput.py measures them.
+    """
+    root = jax.random.key(seed, impl=impl)
     init, train, eval_key, pictures = jax.random.split(root, 4)
     return RunKeys(init=init, train=train, eval=eval_key, pictures=pictures,
                    final=jax.random.fold_in(eval_key, 10**6),

@@ -41,7 +41,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from aevb import families, keys, loop, parallel
+from aevb import checkpoints, families, keys, loop, parallel
 from aevb.checks import ConfigError
 from aevb.epoch import (TrainState, make_optimizer, make_train_epoch, num_parameters,
                         preprocess)
@@ -169,14 +169,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     n, num_epochs = len(widths) - 1, config.train.num_epochs
     finetune_epochs = config.train.finetune_epochs
     stack = family.make_model(config.model, num_pixels)
-    run_keys = keys.run_keys(config.train.seed)
+    run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
     stack_params = family.init_params(stack, run_keys.init, num_pixels)  # as a joint run's
     num_params = num_parameters(stack_params)
 
     finetune_dir = os.path.join(workdir, "checkpoints")
-    done = [loop.saved_round(os.path.join(workdir, f"phase_{k + 1}", "checkpoints")) or 0
-            for k in range(n)]
-    finetune_done = loop.saved_round(finetune_dir)
+    done = [checkpoints.saved_round(os.path.join(workdir, f"phase_{k + 1}", "checkpoints"))
+            or 0 for k in range(n)]
+    finetune_done = checkpoints.saved_round(finetune_dir)
     _checked_progress(done, finetune_done, num_epochs, workdir)
     # Log positions: phase k's epoch e at k * E + e, the assembled stack at n * E + 1,
     # fine-tuning epoch f at n * E + 1 + f.
@@ -216,7 +216,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     params = result.state.params
     train_seconds = sum(summary[f"phase_{k + 1}_seconds"] for k in range(n)) + result.seconds
 
-    final = family.final_metrics(config, stack, params, data, run_keys.final, mesh)
+    with run.timed("evaluation"):
+        final = family.final_metrics(config, stack, params, data, run_keys.final, mesh)
     summary = {"experiment": config.experiment, "dataset": datasets.name,
                "schedule": "layerwise", "epochs": num_epochs, "phases": n,
                "finetune_epochs": finetune_epochs, "steps": total_steps,

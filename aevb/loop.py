@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -29,14 +28,17 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
 
 from aevb import parallel
-from aevb.checks import CheckpointError, NonFiniteLossError
+from aevb.checkpoints import checkpoint_manager, restore_or_keep
+from aevb.checks import NonFiniteLossError
 from aevb.metrics import MetricWriter
 
 Metrics = dict[str, Any]
 SUMMARY, STALE_SUMMARY = "summary.json", "summary.stale.json"
+# Where a run's wall time goes, printed by `Run.finish` as its `time:` line. compilation:
+# the first round's time beyond the mean of the others (JIT of the round, on first use).
+TIME_PARTS = ("compilation", "training", "evaluation", "checkpoints", "pictures")
 
 
 def due(r: int, every: int, last: int) -> bool:
@@ -117,112 +119,6 @@ class PhaseResult:
     examples_per_s: float | None
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-@contextlib.contextmanager
-def _orbax_quiet() -> Iterator[None]:
-    """Silences Orbax's log lines about damaged checkpoints: `restore_or_keep` reports them
-    in one line of its own, with the round and the reason."""
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.FATAL)
-    try:
-        yield
-    finally:
-        logging.set_verbosity(verbosity)
-
-
-def checkpoint_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    """Orbax manager of `directory`: one checkpoint per saved round, the last few kept.
-
-    Saves are asynchronous: `save` copies the state to host memory and returns; the files
-    are written in the background, into a temporary directory renamed when complete (so a
-    kill mid-write leaves the previous checkpoint whole). The next `save`, `restore`,
-    `wait_until_finished` and `close` wait for a write in flight.
-    """
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                           enable_async_checkpointing=True)
-    with _orbax_quiet():  # it reads every checkpoint's metadata, damaged ones too
-        return ocp.CheckpointManager(os.path.abspath(directory), options=options)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
-
-
-def _set_aside(directory: str, broken: list[tuple[int, str]], unit: str, good: int) -> None:
-    """Moves each broken checkpoint to `<round>.broken` (`.broken.2`, ... if taken), so its
-    round can be saved again, and says so (process 0 moves and prints)."""
-    if jax.process_index() == 0:
-        for r, reason in broken:
-            source, target = os.path.join(directory, str(r)), os.path.join(directory, f"{r}.broken")
-            n = 1
-            while os.path.exists(target):
-                n += 1
-                target = os.path.join(directory, f"{r}.broken.{n}")
-            os.replace(source, target)
-            print(f"warning: the checkpoint of {unit} {r} in {directory} cannot be restored "
-                  f"({reason}); moved to {target}; resuming from {unit} {good}",
-                  file=sys.stderr, flush=True)
-    parallel.barrier("aevb: broken checkpoints set aside")
-
-
-def restore_or_keep(manager: ocp.CheckpointManager, state: Any, unit: str = "round"
-                    ) -> tuple[Any, int]:
-    """The newest checkpoint that can be restored (with `state`'s structure and shardings)
-    and its round, or (state, 0) when there is none.
-
-    A newer checkpoint that cannot be restored (damaged files, a kill mid-write outside
-    Orbax's atomic rename) is reported with its round and the reason and moved aside, never
-    deleted; an older good one is used. When none can be restored, CheckpointError, and
-    every file stays where it is.
-    """
-    broken: list[tuple[int, str]] = []
-    for r in sorted(manager.all_steps(), reverse=True):
-        try:
-            with _orbax_quiet():
-                restored = manager.restore(r, args=ocp.args.StandardRestore(state))
-        except Exception as e:  # noqa: BLE001  a damaged checkpoint fails in many ways
-            broken.append((int(r), _first_line(e)))
-            continue
-        if broken:
-            _set_aside(str(manager.directory), broken, unit, int(r))
-            manager.reload()
-        return restored, int(r)
-    if broken:
-        reasons = "; ".join(f"{unit} {r}: {reason}" for r, reason in broken)
-        raise CheckpointError(
-            f"no checkpoint in {manager.directory} can be restored ({reasons}); every file "
-            "is left where it is. If the config changed, resume with the one in the "
-            "workdir's config.json; to start over, move that checkpoints directory aside")
-    return state, 0
-
-
-def saved_round(directory: str) -> int | None:
-    """The latest round checkpointed in `directory`, None if none (reads, writes nothing)."""
-    if not os.path.isdir(directory):
-        return None
-    rounds = [int(name) for name in os.listdir(directory) if name.isdigit()]
-    return max(rounds) if rounds else None
-
-
-def latest_state(directory: str, template: Any) -> Any:
-    """The state in the newest checkpoint of `directory`, with no fallback to an older one:
-    CheckpointError when there is none or it cannot be restored."""
-    manager = checkpoint_manager(directory)
-    try:
-        r = manager.latest_step()
-        if r is None:
-            raise CheckpointError(f"no checkpoint in {directory}")
-        try:
-            return manager.restore(r, args=ocp.args.StandardRestore(template))
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"the checkpoint of round {r} in {directory} cannot be "
-                                  f"restored ({_first_line(e)})") from e
-    finally:
-        manager.close()
-
-
 # ----------------------------------------------------------------------------- the run
 
 @contextlib.contextmanager
@@ -270,6 +166,16 @@ class Run:
         self.workdirs = list(workdirs)
         self.trial_names = None if trial_names is None else list(trial_names)
         self.writers = [MetricWriter(w) for w in workdirs]
+        self.seconds: dict[str, float] = dict.fromkeys(TIME_PARTS, 0.0)
+
+    @contextlib.contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        """Adds the block's wall time to `part` of the run's time line (TIME_PARTS)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] += time.perf_counter() - t0
 
     @staticmethod
     def log(message: str) -> None:
@@ -325,7 +231,8 @@ class Run:
         """Restores the phase's latest checkpoint (if any) and runs its remaining rounds."""
         manager = checkpoint_manager(phase.checkpoint_dir, phase.max_checkpoints)
         try:
-            state, start = restore_or_keep(manager, phase.state, phase.unit)
+            with self.timed("checkpoints"):
+                state, start = restore_or_keep(manager, phase.state, phase.unit)
             fresh_initial = start == 0 and phase.initial is not None
             if start < phase.num_rounds or fresh_initial:
                 for workdir, writer in zip(self.workdirs, self.writers, strict=True):
@@ -349,12 +256,14 @@ class Run:
         train, evals = blank, blank
         t_start, timed_examples, timed_seconds, rate = time.perf_counter(), 0, 0.0, 0.0
         traced = min(start + 2, phase.num_rounds) if phase.profile else None
+        round_seconds = []
         for r in range(start + 1, phase.num_rounds + 1):
             t0 = time.perf_counter()
             with _trace(phase, r == traced):
                 state, metrics = phase.run(state, r)
                 train = self._split({f"train_{k}": v for k, v in metrics.items()})
             seconds = time.perf_counter() - t0
+            round_seconds.append(seconds)
             if r > start + 1 or r == phase.num_rounds:  # the first round of a process compiles
                 timed_examples += phase.examples_per_round
                 timed_seconds += seconds
@@ -362,31 +271,45 @@ class Run:
                     else phase.examples_per_round / seconds)
             step = phase.step_offset + int(np.max(parallel.fetch(state.step)))
             self._stop_if_not_finite(phase, r, step, train, manager)
-            evals = (self._split(phase.evaluate(state.params, r))
-                     if due(r, phase.eval_every, phase.num_rounds) else blank)
+            with self.timed("evaluation"):
+                evals = (self._split(phase.evaluate(state.params, r))
+                         if due(r, phase.eval_every, phase.num_rounds) else blank)
             rate_metric = {"examples_per_s": rate} if phase.examples_per_round else {}
             self._write(phase, r, step, [{**t, **e, **rate_metric}
                                          for t, e in zip(train, evals, strict=True)])
             if due(r, phase.checkpoint_every, phase.num_rounds):
-                manager.save(r, args=ocp.args.StandardSave(state))
+                with self.timed("checkpoints"):  # waits for the previous save, if running
+                    manager.save(r, args=ocp.args.StandardSave(state))
             self._progress(phase, r, train, evals, rate)
-        manager.wait_until_finished()
+        with self.timed("checkpoints"):
+            manager.wait_until_finished()
+        self._count_rounds(round_seconds)
         if start >= phase.num_rounds:  # nothing left to run: evaluate the restored state
-            evals = self._split(phase.evaluate(state.params, phase.num_rounds))
+            with self.timed("evaluation"):
+                evals = self._split(phase.evaluate(state.params, phase.num_rounds))
         return PhaseResult(state=state, train=train, eval=evals,
                            rounds_run=phase.num_rounds - start,
                            seconds=time.perf_counter() - t_start,
                            examples_per_s=timed_examples / timed_seconds if timed_seconds
                            else None)
 
+    def _count_rounds(self, round_seconds: list[float]) -> None:
+        """Training time, less the compilation: the first round's excess over the others."""
+        compile_seconds = 0.0
+        if len(round_seconds) > 1:
+            compile_seconds = max(0.0, round_seconds[0] - float(np.mean(round_seconds[1:])))
+        self.seconds["compilation"] += compile_seconds
+        self.seconds["training"] += sum(round_seconds) - compile_seconds
+
     def finish(self, summaries: Sequence[Metrics], finals: Sequence[Metrics], epoch: int,
                step: int, pictures: Sequence[Callable[[], Any]] = ()) -> None:
         """Ends the run's files: the pictures, `summary.json` (a stale one removed), the
         numbers of each `final` as the last, `"final": true` line of metrics.jsonl, and a
         summary line. Process 0 draws and writes; the others do nothing."""
-        if jax.process_index() == 0:
-            for draw in pictures:
-                draw()
+        with self.timed("pictures"):
+            if jax.process_index() == 0:
+                for draw in pictures:
+                    draw()
         for workdir, writer, summary, final in zip(self.workdirs, self.writers, summaries,
                                                    finals, strict=True):
             if jax.process_index() == 0:
@@ -398,3 +321,4 @@ class Run:
                                            if isinstance(v, (int, float))}, final=True)
             writer.close()
             self.log("summary: " + _format(summary))
+        self.log("time: " + ", ".join(f"{part} {s:.2f} s" for part, s in self.seconds.items()))

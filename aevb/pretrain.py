@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from aevb import families, keys, loop, parallel
+from aevb import checkpoints, families, keys, loop, parallel
 from aevb.checks import CheckpointError, ConfigError
 from aevb.epoch import TrainState, apply_gradients, make_optimizer
 from aevb.families import classifier
@@ -162,15 +162,15 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str, num_pi
     model = family.make_model(config.model, num_pixels)
     template = TrainState.create(family.init_params(model, jax.random.key(0), num_pixels),
                                  make_optimizer(config.train))
-    checkpoints = os.path.join(workdir, "checkpoints")
+    ckpt_dir = os.path.join(workdir, "checkpoints")
     summary = finished(ae_config, workdir)
     if summary is not None:
         try:
-            return summary, loop.latest_state(checkpoints, template).params
+            return summary, checkpoints.latest_state(ckpt_dir, template).params
         except CheckpointError as e:  # the run resumes from the newest good one
             loop.Run.log(f"{e}; running the autoencoder again")
     summary = train_autoencoder(ae_config, workdir)
-    state = loop.latest_state(checkpoints, template)
+    state = checkpoints.latest_state(ckpt_dir, template)
     return summary, state.params
 
 
@@ -190,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         config, os.path.join(workdir, "autoencoder"), num_pixels, train_autoencoder)
 
     mesh = parallel.make_mesh()
-    run_keys = keys.run_keys(config.train.seed)
+    run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
     num_classes = int(datasets.train.labels.max()) + 1
     model, pretrained, scratch = classifier.build(
         families.get(config.model.kind), config.model, num_pixels, num_classes, ae_params,

@@ -23,7 +23,7 @@ from typing import Any
 
 import ml_collections
 
-from aevb import configs, layerwise, lock, loop, pretrain, sweeps, train, vectorized
+from aevb import configs, layerwise, lock, loop, pretrain, sweeps, train, vectorized, workers
 from aevb import data as data_lib
 from aevb.checks import ConfigError
 from aevb.workdir import finished, lock_workdir
@@ -44,19 +44,46 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def group_for_vectorizing(trials: Sequence[Trial]) -> list[list[Trial]]:
     """Trials that agree on every non-vectorizable override share a group, in order.
 
-    Only plain runs (task `reconstruct`, schedule `joint`) vectorize; layer-wise and
-    pretraining trials run one by one through their own regimes.
+    Only plain runs (task `reconstruct`, schedule `joint`) with threefry keys vectorize;
+    layer-wise and pretraining trials run one by one through their own regimes, and so do
+    trials with `train.prng_impl` rbg or unsafe_rbg, whose draws under `jax.vmap` are not
+    those of the trial alone (tests/test_sweeps.py).
     """
     groups: dict[str, list[Trial]] = {}
     for i, trial in enumerate(trials):
         config = trial[2]
-        if config.task != "reconstruct" or config.train.schedule != "joint":
+        if (config.task != "reconstruct" or config.train.schedule != "joint"
+                or config.train.prng_impl != "threefry2x32"):
             groups[f"alone-{i}"] = [trial]
             continue
         key = json.dumps({k: v for k, v in trial[1].items()
                           if k not in vectorized.VECTORIZABLE}, sort_keys=True, default=str)
         groups.setdefault(key, []).append(trial)
     return list(groups.values())
+
+
+def run_unit(unit: Sequence[tuple[str, ml_collections.ConfigDict]], root: str) -> None:
+    """One trial in `root/<name>`, or several trials of one vectorizable group as one
+    vmapped program (a sweep worker's unit of work)."""
+    if len(unit) == 1:
+        name, config = unit[0]
+        run(config, os.path.join(root, name))
+    else:
+        vectorized.train_trials(list(unit), root)
+
+
+def _units(groups: list[list[Trial]], root: str, num_workers: int
+           ) -> list[list[tuple[str, ml_collections.ConfigDict]]]:
+    """The unfinished trials as units for the workers: each group split into up to
+    `num_workers` contiguous shares of near-equal size."""
+    units = []
+    for group in groups:
+        todo = [(name, config) for name, _, config in group
+                if finished(config, os.path.join(root, name)) is None]
+        shares = min(num_workers, len(todo))
+        bounds = [round(i * len(todo) / shares) for i in range(shares + 1)] if todo else []
+        units += [todo[a:b] for a, b in zip(bounds, bounds[1:])]
+    return units
 
 
 def _check_against_data(trials: Sequence[Trial]) -> None:
@@ -73,15 +100,23 @@ def _check_against_data(trials: Sequence[Trial]) -> None:
 
 
 def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[sweeps.Overrides],
-              root: str, vectorize: bool = True) -> list[dict[str, Any]]:
+              root: str, vectorize: bool = True, num_workers: int = 0
+              ) -> list[dict[str, Any]]:
     """Runs the sweep in `root` (every trial checked against the config rules and its data
     first; finished trials skipped) and writes sweep.csv and sweep.md. Returns one row per
-    trial: its overrides and summary."""
+    trial: its overrides and summary.
+
+    Trials that can share one vmapped program do (`vectorize`); the rest run one by one.
+    `num_workers` > 1: the work runs in that many processes, one per core
+    (`aevb/workers.py`, the faster way on a CPU), each vectorizable group split over them."""
     trials = sweeps.make_trials(base, sweep)
     _check_against_data(trials)
     groups = group_for_vectorizing(trials) if vectorize else [[t] for t in trials]
     with lock.scope():
         lock_workdir(root)
+        if num_workers > 1:
+            workers.run_units(_units(groups, root, num_workers), root, num_workers, run_unit)
+            groups = []
         for group in groups:
             todo = [t for t in group if finished(t[2], os.path.join(root, t[0])) is None]
             if len(todo) == 1:

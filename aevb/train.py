@@ -37,7 +37,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_pixels = datasets.num_pixels
     model = family.make_model(config.model, num_pixels)
     tx = make_optimizer(config.train)
-    run_keys = keys.run_keys(config.train.seed)
+    run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
     state = parallel.replicate(
         TrainState.create(family.init_params(model, run_keys.init, num_pixels), tx), mesh)
     checkpoints = os.path.join(workdir, "checkpoints")
@@ -65,7 +65,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     t0 = time.perf_counter()
     params = result.state.params
-    final = family.final_metrics(config, model, params, data, run_keys.final, mesh)
+    with run.timed("evaluation"):
+        final = family.final_metrics(config, model, params, data, run_keys.final, mesh)
     step = int(parallel.fetch(result.state.step))
     summary: dict[str, Any] = {
         "experiment": config.experiment, "dataset": datasets.name,

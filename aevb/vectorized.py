@@ -61,7 +61,8 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     num_pixels, num_trials = datasets.num_pixels, len(trials)
     model = family.make_model(base.model, num_pixels)
     tx = make_optimizer(base.train, injectable=True)
-    trial_keys = jax.vmap(keys.run_keys)(jnp.asarray([c.train.seed for _, c in trials]))
+    trial_keys = jax.vmap(functools.partial(keys.run_keys, impl=base.train.prng_impl))(
+        jnp.asarray([c.train.seed for _, c in trials]))
     hparams = {f: jnp.asarray([float(checks.get(c, f)) for _, c in trials], jnp.float32)
                for f in family.float_fields}
 
@@ -106,7 +107,9 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     summaries, finals, pictures = [], [], []
     for t, (name, config) in enumerate(trials):
         params = jax.tree.map(lambda a, t=t: a[t], all_params)
-        final = family.final_metrics(config, model, params, data, trial_keys.final[t], mesh)
+        with run.timed("evaluation"):
+            final = family.final_metrics(config, model, params, data, trial_keys.final[t],
+                                         mesh)
         summaries.append({"experiment": config.experiment, "dataset": datasets.name,
                           "epochs": num_epochs, "steps": num_epochs * steps,
                           "num_params": num_parameters(params), **result.train[t],

@@ -1,69 +1,100 @@
-"""Vectorized against sequential sweeps, in one process (a benchmark, not a test).
+"""A sweep three ways, each as the real `launch.py --sweep` command (a benchmark, not a test).
 
-    python benchmarks/sweep.py --config=experiments/vae.py [--trials=8 --over=seed]
+    python benchmarks/sweep.py --config=experiments/vae.py [--trials=8 --over=seed --epochs=2]
 
 Runs the same sweep of --trials trials (over `train.seed`, or `model.kl_weight` for a VAE,
-or `sparsity.weight` for a sparse autoencoder) twice: vectorized, as one vmapped program
-(aevb/vectorized.py), and sequentially, one `router.run` after another, each in a
-fresh temporary workdir. Prints both wall times, the trials' mean final loss both ways, and
-last `vectorized_over_sequential=<float>`.
+or `sparsity.weight` for a sparse autoencoder), each way in a fresh process with a fresh
+workdir and a cold compilation cache of its own:
+
+  * sequential: `--workers=0 --novectorize`, one trial after another;
+  * vectorized: `--workers=0`, the trials as one vmapped program (aevb/vectorized.py);
+  * workers: `--workers=<cores>`, one process per core taking trials in turn
+    (aevb/workers.py).
+
+Prints each wall time (start-up, data loading, compilation, training, evaluation, all of
+it), the trials' mean final loss each way, and last `vectorized_over_sequential=<float>`
+and `workers_over_sequential=<float>`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/
-
 import tempfile
 import time
 
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app, flags
 
-from aevb import router, sweeps, vectorized
-
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/vae.py", lock_config=True)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONFIG = flags.DEFINE_string("config", "experiments/vae.py", "Experiment file.")
 _TRIALS = flags.DEFINE_integer("trials", 8, "Trials in the sweep.")
 _OVER = flags.DEFINE_enum("over", "seed", ["seed", "kl_weight", "sparsity_weight"],
                           "What the trials differ in.")
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs per trial.")
+_WORKERS = flags.DEFINE_integer("workers", len(os.sched_getaffinity(0)), "Worker processes.")
 
 FIELDS = {"seed": "train.seed", "kl_weight": "model.kl_weight",
           "sparsity_weight": "sparsity.weight"}
+SWEEP_FILE = """
+import sys
+sys.path.insert(0, {repo!r})
+from aevb import sweeps
+from {module} import get_config
+
+def get_sweep():
+    return sweeps.product({{{field!r}: {values!r}}})
+"""
+
+
+def _values(n: int) -> list:
+    if _OVER.value == "seed":
+        return list(range(n))
+    scale = 1.0 if _OVER.value == "kl_weight" else 5e-3
+    return [float(f"{v:.3g}") for v in np.geomspace(0.25, 2.0, n) * scale]
+
+
+def _sweep(sweep_file: str, workdir: str, cache: str, *flags_: str) -> tuple[float, float]:
+    """(wall seconds, mean final train loss) of one `launch.py --sweep` process."""
+    cmd = [sys.executable, "launch.py", f"--config={sweep_file}", "--sweep",
+           f"--config.train.num_epochs={_EPOCHS.value}",
+           f"--config.eval.every_epochs={_EPOCHS.value}", f"--workdir={workdir}",
+           f"--compilation_cache={cache}", *flags_]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - t0
+    losses = [json.load(open(os.path.join(workdir, name, "summary.json")))["train_loss"]
+              for name in os.listdir(workdir)
+              if os.path.exists(os.path.join(workdir, name, "summary.json"))]
+    assert len(losses) == _TRIALS.value, losses
+    return seconds, float(np.mean(losses))
 
 
 def main(argv) -> None:
     del argv
-    logging.set_verbosity(logging.WARNING)
-    base = _CONFIG.value
-    base.train.num_epochs = _EPOCHS.value
-    base.eval.every_epochs = _EPOCHS.value
-    n = _TRIALS.value
+    module = os.path.splitext(_CONFIG.value)[0].replace("/", ".")
     field = FIELDS[_OVER.value]
-    values = (list(range(n)) if _OVER.value == "seed"
-              else [float(f"{v:.3g}") for v in np.geomspace(0.25, 2.0, n) * (
-                  1.0 if _OVER.value == "kl_weight" else base.sparsity.weight)])
-    trials = sweeps.make_trials(base, sweeps.product({field: values}))
-    print(f"{n} trials over {field}, {_EPOCHS.value} epochs each, "
-          f"IWAE k={base.eval.iwae_k} on {base.eval.iwae_num_examples} examples")
-
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        vec = vectorized.train_trials([(name, config) for name, _, config in trials],
-                                      f"{tmp}/vectorized")
-        vec_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        seq = [router.run(config, f"{tmp}/sequential/{name}")
-               for name, _, config in trials]
-        seq_seconds = time.perf_counter() - t0
-
-    loss = lambda summaries: np.mean([s["train_loss"] for s in summaries])
-    print(f"vectorized: {vec_seconds:.1f} s (mean final train loss {loss(vec):.4f})")
-    print(f"sequential: {seq_seconds:.1f} s (mean final train loss {loss(seq):.4f})")
-    print(f"vectorized_over_sequential={vec_seconds / seq_seconds:.3f}")
+        sweep_file = os.path.join(tmp, "sweep_experiment.py")
+        with open(sweep_file, "w") as f:
+            f.write(SWEEP_FILE.format(repo=REPO, module=module, field=field,
+                                      values=_values(_TRIALS.value)))
+        print(f"{_TRIALS.value} trials of {_CONFIG.value} over {field}, {_EPOCHS.value} "
+              f"epochs each; {_WORKERS.value} workers", flush=True)
+        ways = {"sequential": ("--workers=0", "--novectorize"),
+                "vectorized": ("--workers=0",),
+                "workers": (f"--workers={_WORKERS.value}",)}
+        results = {}
+        for way, flags_ in ways.items():
+            results[way] = _sweep(sweep_file, os.path.join(tmp, way),
+                                  os.path.join(tmp, f"cache-{way}"), *flags_)
+            print(f"{way}: {results[way][0]:.1f} s (mean final train loss "
+                  f"{results[way][1]:.4f})", flush=True)
+    sequential = results["sequential"][0]
+    print(f"vectorized_over_sequential={results['vectorized'][0] / sequential:.3f}")
+    print(f"workers_over_sequential={results['workers'][0] / sequential:.3f}")
 
 
 if __name__ == "__main__":

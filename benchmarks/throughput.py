@@ -1,14 +1,26 @@
-"""Training throughput against this machine's matrix-multiply rate (a benchmark, not a test).
+"""Training throughput, and where a training step's time goes (a benchmark, not a test).
 
     python benchmarks/throughput.py --config=experiments/vae.py [--config.a.b=value ...]
 
 Trains the experiment's model on its real training set for --epochs epochs after one
 compilation epoch, in the compiled on-device epoch loop that `launch.py` uses, and measures
-in the same process the f32 rate of a large square GEMM (jitted, best of several). Prints
-`examples_per_s=<float>` and, last, `matmul_fraction=<float>`: the model's FLOPs per second
-(forward + backward, counted from the dense layer sizes) divided by the GEMM rate. For
-scale it also prints the rate of the model's matmuls alone at the training batch size
-(no elementwise work, RNG or optimizer), the most any training step could reach.
+in the same process, at the same shapes, each as a jitted `lax.scan` of steps (best of 3):
+
+  * matmuls alone: the step's forward, weight-gradient and input-gradient matmuls;
+  * the optimizer alone: `tx.update` + `apply_updates` on the model's parameters;
+  * randomness alone: the step's draws (the epoch's permutation and key split, the dynamic
+    binarization's uniforms, the noise of a denoising model, the VAE's N(0, I) samples),
+    under each PRNG implementation JAX offers (`train.prng_impl`), and binarization by
+    uint8 random integers u in {0..254}, u < pixel (P(1) = pixel / 255 as well), against
+    the float32 uniforms the code uses;
+  * the whole epoch under each PRNG implementation.
+
+Each ablated time is net of the loop's own per-step cost (a scan of trivial steps), which
+is counted once. Prints the step's breakdown (matmuls, optimizer, randomness, loop,
+everything else), the rate of a large square GEMM for scale (`matmul_fraction`: the model's
+FLOPs per second over it) and, last, `floor_fraction=<float>`: (matmul-only +
+optimizer-only + loop time) / step time, how close the step is to the floor its matmuls
+and its optimizer's memory traffic set.
 """
 
 from __future__ import annotations
@@ -22,10 +34,11 @@ import time
 
 import jax
 import jax.numpy as jnp
+import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import configs, families, keys
+from aevb import configs, families, keys, models, noise
 from aevb import data as data_lib
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch
 from benchmarks.flops import train_flops_per_example
@@ -47,6 +60,74 @@ def gemm_flops_per_s(n: int, repeats: int = 10) -> float:
         matmul(a, b).block_until_ready()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best
+
+
+def best_seconds(fn, *args, repeats: int = 3) -> float:
+    """Best wall time of `fn(*args)` (compiled by a first call), to the end of its outputs."""
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def loop_seconds_per_step(steps: int = 300) -> float:
+    """A scan of `steps` trivial steps: the per-step cost of the loop itself, which every
+    ablated measurement below also pays and from which it is subtracted."""
+    run = jax.jit(lambda xs: jax.lax.scan(lambda acc, x: (acc + x, None), 0.0, xs)[0])
+    return best_seconds(run, jnp.ones((steps,), jnp.float32)) / steps
+
+
+def optimizer_seconds_per_step(tx, params, steps: int = 300) -> float:
+    """A jitted scan of `steps` optimizer updates of `params` (the step's optimizer alone)."""
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)
+
+    @jax.jit
+    def run(params, opt_state):
+        def body(carry, _):
+            params, opt_state = carry
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+        return jax.lax.scan(body, (params, opt_state), None, length=steps)[0]
+
+    return best_seconds(run, params, tx.init(params)) / steps
+
+
+def randomness_seconds_per_step(config, model, images: jax.Array, impl: str,
+                                uint8_binarization: bool = False, steps: int = 300) -> float:
+    """The step's random draws alone, with keys of `impl`: per epoch a permutation and a key
+    split, per step the binarization's uniforms (or uint8 integers), the noise of a
+    denoising model and the VAE's reparameterisation samples."""
+    batch, num_pixels = config.train.batch_size, images.shape[-1]
+    latent = config.model.latent_dim if isinstance(model, models.VAE) else 0
+
+    @jax.jit
+    def run(key, x):
+        perm_key, step_key = jax.random.split(key)
+        order = jax.random.permutation(perm_key, images.shape[0])[:batch]
+
+        def body(acc, key):
+            bin_key, model_key = jax.random.split(key)
+            if config.data.binarize == "dynamic":
+                if uint8_binarization:
+                    u = jax.random.randint(bin_key, x.shape, 0, 255, dtype=jnp.uint8)
+                    acc = acc + jnp.sum(u < x)
+                else:
+                    acc = acc + jnp.sum(jax.random.uniform(bin_key, x.shape) < x / 255.0)
+            noisy = noise.corrupt(jnp.zeros(x.shape), config.noise.kind, model_key,
+                                  config.noise.std, config.noise.rate)
+            acc = acc + jnp.sum(noisy)
+            if latent:
+                acc = acc + jnp.sum(jax.random.normal(model_key, (batch, latent)))
+            return acc, None
+
+        acc = jnp.sum(order).astype(jnp.float32)
+        return jax.lax.scan(body, acc, jax.random.split(step_key, steps))[0]
+
+    x = images[:batch].reshape(batch, num_pixels)
+    return best_seconds(run, jax.random.key(0, impl=impl), x) / steps
 
 
 def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, steps: int = 300) -> float:
@@ -73,13 +154,20 @@ def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, steps: in
             return acc, None
         return jax.lax.scan(body, jnp.zeros(()), xs)[0]
 
-    jax.block_until_ready(run(xs, kernels))
-    best = float("inf")
-    for _ in range(3):
+    return batch * train_flops_per_example(layers) * steps / best_seconds(run, xs, kernels)
+
+
+def epoch_seconds(epoch_fn, state, images: jax.Array, impl: str, epochs: int):
+    """(state, loss, best seconds of `epochs` epochs) after one compilation epoch."""
+    state, metrics = epoch_fn(state, images, jax.random.key(0, impl=impl))
+    jax.block_until_ready(metrics)
+    seconds = []
+    for e in range(1, epochs + 1):
         t0 = time.perf_counter()
-        jax.block_until_ready(run(xs, kernels))
-        best = min(best, time.perf_counter() - t0)
-    return batch * train_flops_per_example(layers) * steps / best
+        state, metrics = epoch_fn(state, images, jax.random.key(e, impl=impl))
+        jax.block_until_ready(metrics)
+        seconds.append(time.perf_counter() - t0)
+    return state, float(metrics["loss"]), min(seconds)
 
 
 def main(argv) -> None:
@@ -92,38 +180,49 @@ def main(argv) -> None:
     family = families.get(config.model.kind)
     model = family.make_model(config.model, d)
     tx = make_optimizer(config.train)
-    state = TrainState.create(
-        family.init_params(model, keys.run_keys(config.train.seed).init, d), tx)
+    params = family.init_params(model, keys.run_keys(config.train.seed).init, d)
     epoch_fn = make_train_epoch(family.objective(config, model, train=True), tx,
                                 config.train.batch_size, config.data.binarize)
     images = jnp.asarray(datasets.train.images.reshape(-1, d))
-    examples = images.shape[0] // config.train.batch_size * config.train.batch_size
+    batch = config.train.batch_size
+    steps = images.shape[0] // batch
+    impl = config.train.prng_impl
 
-    t0 = time.perf_counter()
-    state, metrics = epoch_fn(state, images, jax.random.key(0))
-    jax.block_until_ready(metrics)
-    print(f"compile + first epoch: {time.perf_counter() - t0:.2f} s")
-    seconds = []
-    for e in range(1, _EPOCHS.value + 1):
-        t0 = time.perf_counter()
-        state, metrics = epoch_fn(state, images, jax.random.key(e))
-        jax.block_until_ready(metrics)
-        seconds.append(time.perf_counter() - t0)
-        print(f"epoch {e}: {seconds[-1]:.3f} s, loss {float(metrics['loss']):.2f}")
-    rate = examples * len(seconds) / sum(seconds)
+    epochs = {}
+    for name in (impl, *(i for i in keys.PRNG_IMPLS if i != impl)):
+        fresh = TrainState.create(jax.tree.map(jnp.copy, params), tx)  # the epoch donates it
+        _, loss, epochs[name] = epoch_seconds(epoch_fn, fresh, images,
+                                              name, _EPOCHS.value)
+        print(f"epoch ({name} keys): {epochs[name]:.3f} s, {steps * batch / epochs[name]:,.0f} "
+              f"examples/s, loss {loss:.2f}")
+    step = epochs[impl] / steps
     layers = model.dense_shapes()
     flops = train_flops_per_example(layers)
+    loop = loop_seconds_per_step()
+    matmul = batch * flops / matmul_only_flops_per_s(layers, batch) - loop
+    optimizer = optimizer_seconds_per_step(tx, params) - loop
+    randomness = {name: randomness_seconds_per_step(config, model, images, name) - loop
+                  for name in keys.PRNG_IMPLS}
+    uint8_draws = randomness_seconds_per_step(config, model, images, impl, True) - loop
+    rest = step - matmul - optimizer - randomness[impl] - loop
     gemm = gemm_flops_per_s(_GEMM_SIZE.value)
-    ceiling = matmul_only_flops_per_s(layers, config.train.batch_size)
-    print(f"device={jax.devices()[0].device_kind} batch={config.train.batch_size} "
+    ms = lambda t: f"{t * 1e3:.3f} ms"
+    print(f"device={jax.devices()[0].device_kind} batch={batch} "
           f"matmuls: {' '.join(f'{i}x{o}' for i, o in layers)}")
+    print(f"step {ms(step)} = matmuls {ms(matmul)} ({matmul / step:.0%}) + optimizer "
+          f"{ms(optimizer)} ({optimizer / step:.0%}) + randomness {ms(randomness[impl])} "
+          f"({randomness[impl] / step:.0%}) + loop {ms(loop)} ({loop / step:.0%}) + "
+          f"everything else {ms(rest)} ({rest / step:.0%})")
+    print("randomness alone per step: " + ", ".join(
+        f"{name} {ms(t)}" for name, t in randomness.items())
+          + f"; {impl} with uint8 binarization {ms(uint8_draws)}")
     print(f"model_flops_per_example={flops:.4g}")
-    print(f"model_gflops_per_s={rate * flops / 1e9:.2f}")
     print(f"gemm{_GEMM_SIZE.value}_gflops_per_s={gemm / 1e9:.2f}")
-    print(f"matmul_only_gflops_per_s={ceiling / 1e9:.2f}  (the same matmul shapes alone: "
-          f"ceiling fraction {ceiling / gemm:.3f})")
-    print(f"examples_per_s={rate:.1f}")
-    print(f"matmul_fraction={rate * flops / gemm:.3f}")
+    print(f"matmul_only_gflops_per_s={batch * flops / (matmul + loop) / 1e9:.2f}  (ceiling "
+          f"fraction {batch * flops / (matmul + loop) / gemm:.3f})")
+    print(f"examples_per_s={batch / step:.1f}")
+    print(f"matmul_fraction={batch / step * flops / gemm:.3f}")
+    print(f"floor_fraction={(matmul + optimizer + loop) / step:.3f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
 _BATCH = flags.DEFINE_integer("batch_size", 40, "Global batch size.")
 _SEEDS = flags.DEFINE_integer("seeds", 0, "Run a vectorized sweep over this many seeds.")
+_PRNG = flags.DEFINE_string("prng_impl", "threefry2x32", "train.prng_impl.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
@@ -42,6 +43,7 @@ def main(argv):
     config.classifier.batch_size = _BATCH.value
     config.labels.num = 100
     config.train.batch_size = _BATCH.value
+    config.train.prng_impl = _PRNG.value
     config.eval.every_epochs = 1
     config.eval.batch_size = 40
     config.eval.iwae_k = 16

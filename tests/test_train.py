@@ -61,7 +61,9 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tiny_config, tmp_path):
     assert c["train_loss"] != a["train_loss"]
 
 
-def test_resume_continues_from_checkpoint(tiny_config, tmp_path):
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+def test_resume_continues_from_checkpoint(tiny_config, tmp_path, impl):
+    tiny_config.train.prng_impl = impl
     full = train.train_and_evaluate(tiny_config.copy_and_resolve_references(),
                                     str(tmp_path / "full"))
     tiny_config.train.num_epochs = 1

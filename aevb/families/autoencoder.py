@@ -174,7 +174,9 @@ class AutoencoderFamily(Family):
 
     def init_params(self, model: nn.Module, key: jax.Array, num_pixels: int) -> Params:
         init_key, _ = jax.random.split(key)
-        return model.init(init_key, jnp.zeros((1, num_pixels), jnp.float32))
+        # One compiled program (persistently cached), not dozens of op-by-op ones; the same
+        # values bit for bit.
+        return jax.jit(model.init)(init_key, jnp.zeros((1, num_pixels), jnp.float32))
 
     def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
                   hparams: dict[str, jax.Array] | None = None,

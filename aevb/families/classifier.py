@@ -40,7 +40,7 @@ def build(family: Family, model_config: ml_collections.ConfigDict, num_pixels: i
     module, encoder_params = family.encoder(model_config, num_pixels, pretrained_params,
                                             num_layers)
     model = Classifier(encoder=module, num_classes=num_classes)
-    scratch = model.init(key, jnp.zeros((1, num_pixels), jnp.float32))
+    scratch = jax.jit(model.init)(key, jnp.zeros((1, num_pixels), jnp.float32))
     pretrained = {**scratch, "params": {**scratch["params"], ENCODER: encoder_params["params"]}}
     return model, pretrained, scratch
 

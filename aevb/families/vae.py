@@ -110,7 +110,10 @@ class VAEFamily(Family):
 
     def init_params(self, model: nn.Module, key: jax.Array, num_pixels: int) -> Params:
         init_key, sample_key = jax.random.split(key)
-        return model.init(init_key, jnp.zeros((1, num_pixels), jnp.float32), sample_key)
+        # One compiled program (persistently cached), not dozens of op-by-op ones; the same
+        # values bit for bit.
+        return jax.jit(model.init)(init_key, jnp.zeros((1, num_pixels), jnp.float32),
+                                   sample_key)
 
     def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
                   hparams: dict[str, jax.Array] | None = None) -> Objective:
