@@ -31,8 +31,9 @@ _SWEEP_PRINT = flags.DEFINE_bool("sweep_print", False, "Print one command per tr
 _VECTORIZE = flags.DEFINE_bool("vectorize", True, "Sweeps: train trials that differ only in "
                                "seed or float hyperparameters together, as one program.")
 _WORKERS = flags.DEFINE_integer(
-    "workers", -1, "Sweeps: run the trials in this many processes, one per core (the faster "
-    "way on a CPU). -1: the cores on a CPU backend, 0 on accelerators (vmapped trials).")
+    "workers", 0, "Sweeps: run the trials in this many processes, one per core, each "
+    "vectorizable group split over them (a CPU option; benchmarks/sweep.py measures it). "
+    "-1: one per core on a CPU backend, none on accelerators. 0: one process.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process run (jax.distributed.initialize). On a TPU pod "
     "slice or under SLURM the next three flags can stay unset.")

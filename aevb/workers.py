@@ -12,8 +12,11 @@ finished unit. Workers share the persistent compilation cache
 (`aevb/compile_cache.py`), so trials of one shape compile once. On accelerators the router
 keeps vmapped trials (`aevb/vectorized.py`) instead.
 
-The worker count: `--workers` on `launch.py`; by default (`auto_workers`) the cores this
-process may use on a CPU backend with one process, else 0 (no workers).
+The worker count: `--workers` on `launch.py` (default 0: one process; -1, `auto_workers`:
+one per core this process may use, on a single-process CPU backend). On the 2-core CPU
+of the README, workers came within a few percent of the best arrangement but never beat
+it (benchmarks/sweep.py: a VAE sweep ties sequential, a small sparse model's sweep is
+fastest vmapped in one process), so they are an option, not the default.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import multiprocessing
 import os
 import pickle
 import queue
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -51,11 +53,8 @@ def _worker(core: int, todo, done, root: str, cache_dir: str | None,
 
     if cache_dir:
         compile_cache.enable(cache_dir)
-    while True:
-        try:
-            name, unit_json = todo.get_nowait()
-        except queue.Empty:  # every unit is taken
-            return
+    while (item := todo.get()) is not None:  # None: every unit is taken
+        name, unit_json = item
         unit = [(trial, _config_from_json(config)) for trial, config in unit_json]
         os.makedirs(os.path.join(root, "logs"), exist_ok=True)
         t0 = time.perf_counter()
@@ -120,6 +119,8 @@ def run_units(units: Sequence[Sequence[tuple[str, Any]]], root: str, num_workers
     raises the first unit's error (its own type: a UserError stays one) after all ended."""
     import jax
 
+    if not units:
+        return
     cache_dir = jax.config.jax_compilation_cache_dir  # the workers share this process's
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: XLA flags apply
     todo, done = context.Queue(), context.Queue()
@@ -131,6 +132,8 @@ def run_units(units: Sequence[Sequence[tuple[str, Any]]], root: str, num_workers
     workers = [context.Process(target=_worker, args=(cores[i % len(cores)], todo, done,
                                                      root, cache_dir, run), daemon=True)
                for i in range(min(num_workers, len(units)))]
+    for _ in workers:
+        todo.put(None)  # one end mark per worker, after every unit
     print(f"{sum(map(len, units))} trials in {len(units)} units ({', '.join(names)}) on "
           f"{len(workers)} worker processes, one per core (console lines in "
           f"{os.path.join(root, 'logs')})", flush=True)
@@ -142,11 +145,10 @@ def run_units(units: Sequence[Sequence[tuple[str, Any]]], root: str, num_workers
         name, outcome, seconds = _next_result(done, workers)
         if isinstance(outcome, BaseException):
             errors.append(outcome)
-            print(f"== trial {name}: failed after {seconds:.1f} s: {outcome}", flush=True)
+            print(f"== {name}: failed after {seconds:.1f} s: {outcome}", flush=True)
         else:
-            print(f"== trial {name}: done in {seconds:.1f} s", flush=True)
+            print(f"== {name}: done in {seconds:.1f} s", flush=True)
     for worker in workers:
         worker.join()
     if errors:
         raise errors[0]
-    sys.stdout.flush()
