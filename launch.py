@@ -4,6 +4,8 @@
     python launch.py --config=experiments/vae.py:paper --config.train.num_epochs=50
     python launch.py --config=experiments/vae.py --workdir=runs/my-vae   # resumes if present
     python launch.py --config=experiments/vae.py --sweep --workdir=runs/vae-sweep
+    python launch.py --config=experiments/vae.py --sweep --workers=-1  # a process per core
+    python launch.py --config=experiments/vae.py --config.train.profile=True  # a trace
     python launch.py --config=experiments/vae.py --sweep_print           # one command a trial
     python launch.py --config=experiments/vae.py --distributed            # on every TPU host
 
@@ -11,7 +13,7 @@ Every config field can be overridden as --config.a.b=value. A user's mistake (an
 flag, field or variant, a missing config file, a wrong type or an impossible value, unusable
 data, a busy or unusable workdir, no restorable checkpoint) is one line on stderr and exit
 status 2, and nothing is written; a non-finite training loss is exit status 3; a traceback
-is a bug.
+is a bug. Compiled programs are cached in ~/.cache/aevb/jax (--compilation_cache).
 """
 
 import datetime
