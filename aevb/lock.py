@@ -73,10 +73,14 @@ def acquire(workdir: str) -> None:
     _held[path] = fd
 
 
+def _release(paths) -> None:
+    for path in list(paths):
+        os.close(_held.pop(path))  # closing the descriptor releases the flock
+
+
 def release_all() -> None:
     """Releases every workdir lock this process holds."""
-    for path in list(_held):
-        os.close(_held.pop(path))
+    _release(_held)
 
 
 @contextlib.contextmanager
@@ -86,5 +90,4 @@ def scope() -> Iterator[None]:
     try:
         yield
     finally:
-        for path in set(_held) - before:
-            os.close(_held.pop(path))
+        _release(set(_held) - before)

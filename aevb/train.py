@@ -60,7 +60,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_params = num_parameters(state.params)
     run.log(f"{config.experiment}: {datasets.name} ({images.shape[0]} train, "
             f"{datasets.test.images.shape[0]} test), {num_params:,} parameters, "
-            f"{config.train.num_epochs} epochs of {steps_per_epoch} steps{parallel.describe_devices()}")
+            f"{config.train.num_epochs} epochs of {steps_per_epoch} steps"
+            f"{parallel.describe_devices()}")
     result = run.train(phase)
 
     t0 = time.perf_counter()

@@ -108,8 +108,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     for t, (name, config) in enumerate(trials):
         params = jax.tree.map(lambda a, t=t: a[t], all_params)
         with run.timed("evaluation"):
-            final = family.final_metrics(config, model, params, data, trial_keys.final[t],
-                                         mesh)
+            final = family.final_metrics(config, model, params, data, trial_keys.final[t], mesh)
         summaries.append({"experiment": config.experiment, "dataset": datasets.name,
                           "epochs": num_epochs, "steps": num_epochs * steps,
                           "num_params": num_parameters(params), **result.train[t],
@@ -117,6 +116,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
                           "vectorized_trials": num_trials})
         finals.append(final)
         pictures.append(functools.partial(
-            family.pictures, config, model, params, test_x, data.image_shape, trial_keys.pictures[t], os.path.join(workdir, name)))
+            family.pictures, config, model, params, test_x, data.image_shape,
+            trial_keys.pictures[t], os.path.join(workdir, name)))
     run.finish(summaries, finals, num_epochs, num_epochs * steps, pictures)
     return summaries

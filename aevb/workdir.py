@@ -44,14 +44,16 @@ def _flat(config: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
 
 
-def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """The config as JSON; ConfigError if `workdir` holds a run of a different history."""
+def _check_resumable(config: ml_collections.ConfigDict, workdir: str
+                     ) -> tuple[dict, dict | None]:
+    """(the config as JSON, the workdir's config.json or None); ConfigError if `workdir`
+    holds a run of a different history."""
     path = os.path.join(workdir, "config.json")
-    current = json.loads(config.to_json())
+    current, saved_json = json.loads(config.to_json()), None
     if os.path.exists(path):
         with open(path) as f:
-            saved = _flat(json.load(f))
-        new = _flat(current)
+            saved_json = json.load(f)
+        saved, new = _flat(saved_json), _flat(current)
         # Fields newer than the saved run (absent from its config.json) are not compared.
         changed = sorted(k for k in saved
                          if saved[k] != new.get(k) and k not in RESUMABLE_CHANGES
@@ -61,7 +63,7 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> dict:
             raise ConfigError(
                 f"workdir {workdir} holds a run with a different config ({diffs}); "
                 "resume with the same config, or pass a new --workdir")
-    return current
+    return current, saved_json
 
 
 def lock_workdir(workdir: str) -> None:
@@ -87,15 +89,12 @@ def claim(config: ml_collections.ConfigDict, workdir: str) -> None:
     does the same for any run that restores a checkpoint with rounds left to run."""
     _check_resumable(config, workdir)  # a refusal writes nothing, not even the lock
     lock_workdir(workdir)
-    current = _check_resumable(config, workdir)  # again, now that no one else writes it
+    current, saved = _check_resumable(config, workdir)  # again, now no one else writes it
     parallel.barrier("aevb: config.json read")  # every process read it before it changes
-    path = os.path.join(workdir, "config.json")
     if jax.process_index() == 0:
-        if os.path.exists(path):
-            with open(path) as f:
-                if json.load(f) != current:
-                    loop.set_summary_aside(workdir)
-        with open(path, "w") as f:
+        if saved is not None and saved != current:
+            loop.set_summary_aside(workdir)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(current, f, indent=2)
 
 

@@ -53,7 +53,8 @@ def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path
                          "train.learning_rate": [1e-3, 1e-3, 3e-3]})
     rows = router.run_sweep(tiny_config, sweep, str(tmp_path / "sweep"))
     assert all(row["vectorized_trials"] == 3 for row in rows)
-    assert (tmp_path / "sweep" / "sweep.csv").exists() and (tmp_path / "sweep" / "sweep.md").exists()
+    assert (tmp_path / "sweep" / "sweep.csv").exists()
+    assert (tmp_path / "sweep" / "sweep.md").exists()
     for row, (name, _, config) in zip(rows, sweeps.make_trials(tiny_config, sweep), strict=True):
         alone = train.train_and_evaluate(config, str(tmp_path / "alone" / name))
         for key in ("train_loss", "test_neg_elbo", "test_kl", "test_log_likelihood"):
