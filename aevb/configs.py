@@ -14,9 +14,9 @@ from collections.abc import Callable
 import ml_collections
 
 from aevb import data as data_lib
-from aevb import epoch, families, keys, models, noise, parallel
+from aevb import epoch, families, keys, models, noise, parallel, schedules
 from aevb.checks import (ConfigError, check_choice, check_int, check_int_tuple, check_number,
-                         fail)
+                         fail, get)
 
 SCHEDULES = ("joint", "layerwise")
 TASKS = ("reconstruct", "pretrain")
@@ -35,7 +35,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.source = "auto"              # auto | idx | tfds (see aevb/data.py: load)
     c.data.dir = ""                     # directory with the four IDX files ('' = default)
     c.data.tfds_data_dir = ""           # TFDS data_dir ('' = TFDS default)
-    c.data.binarize = "dynamic"         # dynamic | static | none
+    c.data.binarize = "dynamic"         # dynamic | static | none | dequantize (grey levels
+    #                                     (g + u) / 256, u ~ U[0, 1): a Gaussian decoder's data)
     c.data.num_validation = 0           # examples held out from train for validation
     c.data.seed = 0                     # validation split and the test set's binarization
 
@@ -44,8 +45,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.hidden_sizes = (500,)       # encoder widths; the decoder mirrors them
     c.model.latent_dim = 20             # the code size of an autoencoder
     c.model.activation = "tanh"
-    c.model.decoder = "bernoulli"       # vae: bernoulli | gaussian
+    c.model.decoder = "bernoulli"       # vae: bernoulli | gaussian (needs data.binarize=
+    #                                     dequantize)
+    c.model.decoder_min_log_var = -13.58  # vae, gaussian: floor of the decoder's log-variance
+    #                                     (log((1/256)^2 / 12), the dequantization noise's)
     c.model.kl_weight = 1.0             # vae: loss = recon + kl_weight * KL (1: the -ELBO)
+    c.model.kernel_init = "lecun_normal"  # vae: lecun_normal | glorot_uniform (the IWAE paper)
     # autoencoder only:
     c.model.code_activation = "linear"  # linear | sigmoid (sparse) | any model.activation
     c.model.output_activation = "sigmoid"   # sigmoid | linear
@@ -66,8 +71,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.num_epochs = 30
     c.train.batch_size = 100
     c.train.optimizer = "adam"
-    c.train.learning_rate = 1e-3
+    c.train.learning_rate = 1e-3        # the peak rate of the schedule
+    c.train.lr_schedule = "constant"    # constant | cosine | iwae (aevb/schedules.py)
+    c.train.adam_eps = 1e-8             # adam, adamw: the epsilon under the square root
     c.train.weight_decay = 0.0          # decoupled (adamw) or L2 added to gradients (others)
+    # vae: the objective (aevb/families/vae.py): elbo (k-sample average, closed-form KL) |
+    # iwae (the importance-weighted bound L_k of Burda et al. 2015), k = num_samples.
+    c.train.objective = "elbo"
+    c.train.num_samples = 1
+    c.train.kl_warmup_epochs = 0        # vae: KL weight rises linearly from 0 over these
     c.train.seed = 0
     c.train.prng_impl = "threefry2x32"  # threefry2x32 | rbg | unsafe_rbg (often faster on TPU)
     c.train.checkpoint_every_epochs = 1
@@ -78,12 +90,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.every_epochs = 5
     c.eval.batch_size = 1000
     c.eval.iwae_k = 1000                # importance samples for the final log-likelihood
-    c.eval.iwae_num_examples = 2000     # test examples it is estimated on (0 = none)
+    c.eval.iwae_num_examples = 2000     # test examples it is estimated on (0 = none, -1 = all)
     c.eval.iwae_samples_per_chunk = 20000  # bounds memory: examples*k per compiled chunk
     c.eval.num_images = 64              # reconstructions and samples in the PNG grids
 
-    # --- greedy layer-wise training and unsupervised pretraining (aevb/layerwise.py,
-    # aevb/pretrain.py) ---
+    _regime_sections(c)
+    return c
+
+
+def _regime_sections(c: ml_collections.ConfigDict) -> None:
+    """The defaults of greedy layer-wise training and unsupervised pretraining
+    (aevb/layerwise.py, aevb/pretrain.py)."""
     c.task = "reconstruct"              # reconstruct | pretrain (autoencoder, then classifier)
     c.train.schedule = "joint"          # joint | layerwise (autoencoders: one layer at a time,
     #                                     train.num_epochs epochs per layer)
@@ -100,15 +117,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.classifier.batch_size = 100
     c.classifier.optimizer = "adam"
     c.classifier.learning_rate = 1e-3
+    c.classifier.lr_schedule = "constant"
+    c.classifier.adam_eps = 1e-8
     c.classifier.weight_decay = 0.0
     c.classifier.eval_every_steps = 500  # test accuracy, metrics line and checkpoint
-    return c
 
 
 def _check_optimizer(config: ml_collections.ConfigDict, section: str) -> None:
     """The optimizer fields of `train` or `classifier`: one validation for both."""
     check_choice(config, f"{section}.optimizer", epoch.OPTIMIZERS)
     check_number(config, f"{section}.learning_rate", 0.0, low_open=True)
+    check_choice(config, f"{section}.lr_schedule", schedules.LR_SCHEDULES)
+    check_number(config, f"{section}.adam_eps", 0.0, low_open=True)
     check_number(config, f"{section}.weight_decay", 0.0)
 
 
@@ -143,7 +163,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field in ("every_epochs", "batch_size", "iwae_k", "iwae_samples_per_chunk",
                   "num_images"):
         check_int(config, f"eval.{field}", 1)
-    check_int(config, "eval.iwae_num_examples", 0)
+    check_int(config, "eval.iwae_num_examples", -1)
     _validate_regimes(config)
     family = families.get(config.model.kind)
     if config.sparsity.kind != "none" and not family.supports_sparsity:
@@ -153,12 +173,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.train.schedule == "layerwise" and not family.supports_layerwise:
         fail("train.schedule", "layerwise", "layer-wise training builds stacked autoencoders: "
              f"use 'joint' with model.kind={config.model.kind!r}")
+    if not family.variational:
+        _refuse_variational_fields(config)
     family.validate(config)
     depth = family.encoder_depth(config.model)
     if config.classifier.encoder_layers > depth:
         fail("classifier.encoder_layers", config.classifier.encoder_layers,
              f"the encoder has {depth} layers (model.hidden_sizes and the code): "
              f"must be 0 (all) to {depth}")
+
+
+# Fields only a family with a latent posterior reads, with the values that leave it off.
+_VARIATIONAL_DEFAULTS = {"train.objective": "elbo", "train.num_samples": 1,
+                         "train.kl_warmup_epochs": 0, "model.kernel_init": "lecun_normal"}
+
+
+def _refuse_variational_fields(config: ml_collections.ConfigDict) -> None:
+    for field, default in _VARIATIONAL_DEFAULTS.items():
+        if get(config, field) != default:
+            fail(field, get(config, field),
+                 f"it belongs to models with a latent posterior (model.kind='vae'): leave it "
+                 f"at {default!r} with model.kind={config.model.kind!r}")
 
 
 def _validate_regimes(config: ml_collections.ConfigDict) -> None:

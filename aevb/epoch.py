@@ -20,7 +20,7 @@ import optax
 from jax.sharding import Mesh
 
 from aevb import data as data_lib
-from aevb import parallel
+from aevb import parallel, schedules
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd", "rmsprop")
 Metrics = dict[str, jax.Array]
@@ -44,29 +44,44 @@ def num_parameters(params: Any) -> int:
     return sum(x.size for x in jax.tree.leaves(params))
 
 
-def _optimizer(learning_rate, name: str, weight_decay: float) -> optax.GradientTransformation:
+def _optimizer(learning_rate, scale, name: str, weight_decay: float,
+               adam_eps: float) -> optax.GradientTransformation:
+    rate = learning_rate * scale
     if name == "adamw":
-        return optax.adamw(learning_rate, weight_decay=weight_decay)
-    base = {"adam": optax.adam, "adagrad": optax.adagrad, "sgd": optax.sgd,
-            "rmsprop": optax.rmsprop}[name](learning_rate)
+        return optax.adamw(rate, eps=adam_eps, weight_decay=weight_decay)
+    base = {"adam": functools.partial(optax.adam, eps=adam_eps), "adagrad": optax.adagrad,
+            "sgd": optax.sgd, "rmsprop": optax.rmsprop}[name](rate)
     return optax.chain(optax.add_decayed_weights(weight_decay), base) if weight_decay else base
 
 
 def make_optimizer(section: ml_collections.ConfigDict,
-                   injectable: bool = False) -> optax.GradientTransformation:
-    """Optax optimizer from a config section's `optimizer`, `learning_rate`, `weight_decay`
-    (`train` or `classifier`). Weight decay is decoupled (adamw) or L2 added to gradients.
+                   total_steps: int = 0) -> optax.GradientTransformation:
+    """Optax optimizer from a config section (`train` or `classifier`): `optimizer`,
+    `learning_rate` (the peak), `lr_schedule` over `total_steps` steps (`aevb/schedules.py`),
+    `weight_decay` (decoupled for adamw, else L2 added to the gradients) and `adam_eps`
+    (adam and adamw).
 
-    `injectable`: the learning rate lives in the optimizer state
-    (`opt_state.hyperparams['learning_rate']`), so trials with different rates can share
-    one compiled, vmapped program.
+    The peak and the schedule's factor live in the optimizer state
+    (`opt_state.hyperparams['learning_rate']` and `['scale']`, through
+    `optax.inject_hyperparams`): trials with different peaks share one compiled, vmapped
+    program, a resumed run continues the schedule from the step in its checkpoint, and
+    `current_learning_rate` reads the rate in force.
     """
-    factory = functools.partial(_optimizer, name=section.optimizer,
-                                weight_decay=section.weight_decay)
-    if injectable:
-        return optax.inject_hyperparams(factory, static_args=("name", "weight_decay"))(
-            learning_rate=section.learning_rate)
-    return factory(section.learning_rate)
+    factory = optax.inject_hyperparams(_optimizer,
+                                       static_args=("name", "weight_decay", "adam_eps"))
+    return factory(learning_rate=section.learning_rate,
+                   scale=schedules.shape(section.lr_schedule, total_steps),
+                   name=section.optimizer, weight_decay=section.weight_decay,
+                   adam_eps=section.adam_eps)
+
+
+def current_learning_rate(opt_state: Any) -> jax.Array | None:
+    """The rate of the last update (peak x schedule factor) of a `make_optimizer` state;
+    None for other optimizer states (e.g. a frozen encoder's `multi_transform`)."""
+    hyperparams = getattr(opt_state, "hyperparams", None)
+    if hyperparams is None:
+        return None
+    return hyperparams["learning_rate"] * hyperparams["scale"]
 
 
 def preprocess(images: jax.Array, binarize: str, key: jax.Array | None) -> jax.Array:
@@ -79,21 +94,26 @@ def apply_gradients(state: TrainState, tx: optax.GradientTransformation,
                     ) -> tuple[TrainState, Metrics]:
     """One optimizer step on `loss_fn(params) -> (scalar loss, per-example terms {k: [B]})`.
 
-    Returns the new state and the batch means of the terms.
+    Returns the new state and the batch means of the terms, with `learning_rate` (the rate
+    this step applied) when the optimizer keeps it in its state (`make_optimizer`).
     """
     (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {k: jnp.mean(v) for k, v in terms.items()}
+    rate = current_learning_rate(opt_state)
+    if rate is not None:
+        metrics["learning_rate"] = rate
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def epoch_function(objective: Callable[[Any, jax.Array, jax.Array], Metrics],
+def epoch_function(objective: Callable[..., Metrics],
                    tx: optax.GradientTransformation, batch_size: int, binarize: str | None,
                    mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
     """`train_epoch(state, inputs [N, D], key) -> (state, metrics)`, not yet jitted.
 
-    inputs are uint8 images, preprocessed per batch under `binarize`, or with
+    `objective(params, x [B, D], key, step) -> {term: [B]}` is a family's (`step`: the
+    optimizer step before this update, for warm-ups). inputs are uint8 images, preprocessed per batch under `binarize`, or with
     `binarize=None` float model inputs used as they are (e.g. the codes of frozen layers).
     The epoch visits floor(N / batch_size) batches of a fresh permutation (the remainder is
     dropped, a different one every epoch). Metrics are means over the epoch's steps.
@@ -107,7 +127,7 @@ def epoch_function(objective: Callable[[Any, jax.Array, jax.Array], Metrics],
             x = preprocess(x, binarize, bin_key)
 
         def loss_fn(params):
-            terms = objective(params, x, model_key)
+            terms = objective(params, x, model_key, state.step)
             return jnp.mean(terms["loss"]), terms
 
         return apply_gradients(state, tx, loss_fn)
@@ -129,7 +149,7 @@ def epoch_function(objective: Callable[[Any, jax.Array, jax.Array], Metrics],
     return train_epoch
 
 
-def make_train_epoch(objective: Callable[[Any, jax.Array, jax.Array], Metrics],
+def make_train_epoch(objective: Callable[..., Metrics],
                      tx: optax.GradientTransformation, batch_size: int, binarize: str | None,
                      mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
     """`epoch_function` compiled once; the incoming state is donated (its buffers reused)."""

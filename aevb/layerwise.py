@@ -123,7 +123,8 @@ def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, data
     family = families.get(config.model.kind)
     num_pixels, num_epochs = images.shape[-1], config.train.num_epochs
     widths = stack_widths(config.model, num_pixels)
-    tx = make_optimizer(config.train)
+    tx = make_optimizer(config.train,
+                        num_epochs * (images.shape[0] // config.train.batch_size))
     summary: dict[str, Any] = {}
     total_steps = 0
     for k in range(len(widths) - 1):
@@ -200,7 +201,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     summary.update({f"assembled_{name}": v for name, v in assembled.items()})
     run.log(f"assembled {'-'.join(map(str, widths))} stack: test mse "
             f"{assembled['test_mse']:.4g}")
-    tx = make_optimizer(config.train)
+    tx = make_optimizer(config.train, finetune_epochs * steps_per_epoch)
     finetune_epoch = make_train_epoch(family.objective(config, stack, train=True), tx,
                                       config.train.batch_size, config.data.binarize, mesh)
     finetune_key = jax.random.fold_in(run_keys.train, n)

@@ -26,6 +26,10 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": nn.sigmoid,
 }
 DECODERS = ("bernoulli", "gaussian")
+# `model.kernel_init`: Flax's default (variance 1/fan_in, truncated normal), or Glorot &
+# Bengio's (2010) uniform heuristic, which the IWAE paper used.
+KERNEL_INITS = {"lecun_normal": nn.initializers.lecun_normal(),
+                "glorot_uniform": nn.initializers.glorot_uniform()}
 CODE_ACTIVATIONS = ("linear", *ACTIVATIONS)
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 
@@ -46,12 +50,14 @@ class MLP(nn.Module):
 
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = get_activation(self.activation)
         for i, width in enumerate(self.hidden_sizes):
-            x = act(nn.Dense(width, name=f"hidden_{i}")(x))
+            x = act(nn.Dense(width, kernel_init=KERNEL_INITS[self.kernel_init],
+                             name=f"hidden_{i}")(x))
         return x
 
 
@@ -64,11 +70,13 @@ class GaussianEncoder(nn.Module):
     hidden_sizes: Sequence[int]
     latent_dim: int
     activation: str = "tanh"
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> Gaussian:
-        h = MLP(self.hidden_sizes, self.activation, name="mlp")(x)
-        out = nn.Dense(2 * self.latent_dim, name="mean_log_var")(h)
+        h = MLP(self.hidden_sizes, self.activation, self.kernel_init, name="mlp")(x)
+        out = nn.Dense(2 * self.latent_dim, kernel_init=KERNEL_INITS[self.kernel_init],
+                       name="mean_log_var")(h)
         mean, log_var = jnp.split(out, 2, axis=-1)
         return Gaussian(mean, log_var)
 
@@ -83,21 +91,30 @@ class PosteriorMean(GaussianEncoder):
 class Decoder(nn.Module):
     """Generative model p(x|z): z [..., L] -> Bernoulli [..., D] or Gaussian [..., D].
 
-    The Gaussian's mean is squashed into (0, 1) by a sigmoid, as pixel values are.
+    The Gaussian's mean is squashed into (0, 1) by a sigmoid, as pixel values are. Its
+    log-variance is predicted per pixel and per code (a pixel of the background can be
+    certain where a pixel of an edge is not, which one learned variance per pixel could not
+    express) and kept above `min_log_var` by a softplus: `min_log_var + softplus(raw -
+    min_log_var)`. A density on dequantized pixels then stays bounded where the data are
+    constant (a pixel that is always 0 is uniform on [0, 1/256) after dequantization).
     """
 
     hidden_sizes: Sequence[int]
     output_dim: int
     likelihood: str = "bernoulli"
     activation: str = "tanh"
+    kernel_init: str = "lecun_normal"
+    min_log_var: float = -13.58
 
     @nn.compact
     def __call__(self, z: jax.Array) -> Bernoulli | Gaussian:
-        h = MLP(self.hidden_sizes, self.activation, name="mlp")(z)
+        h = MLP(self.hidden_sizes, self.activation, self.kernel_init, name="mlp")(z)
+        init = KERNEL_INITS[self.kernel_init]
         if self.likelihood == "bernoulli":
-            return Bernoulli(nn.Dense(self.output_dim, name="logits")(h))
-        out = nn.Dense(2 * self.output_dim, name="mean_log_var")(h)
-        mean_logit, log_var = jnp.split(out, 2, axis=-1)
+            return Bernoulli(nn.Dense(self.output_dim, kernel_init=init, name="logits")(h))
+        out = nn.Dense(2 * self.output_dim, kernel_init=init, name="mean_log_var")(h)
+        mean_logit, raw_log_var = jnp.split(out, 2, axis=-1)
+        log_var = self.min_log_var + nn.softplus(raw_log_var - self.min_log_var)
         return Gaussian(nn.sigmoid(mean_logit), log_var)
 
 
@@ -121,11 +138,15 @@ class VAE(nn.Module):
     output_dim: int
     likelihood: str = "bernoulli"
     activation: str = "tanh"
+    kernel_init: str = "lecun_normal"
+    min_log_var: float = -13.58
 
     def setup(self) -> None:
-        self.encoder = GaussianEncoder(self.hidden_sizes, self.latent_dim, self.activation)
+        self.encoder = GaussianEncoder(self.hidden_sizes, self.latent_dim, self.activation,
+                                       self.kernel_init)
         self.decoder = Decoder(tuple(reversed(self.hidden_sizes)), self.output_dim,
-                               self.likelihood, self.activation)
+                               self.likelihood, self.activation, self.kernel_init,
+                               self.min_log_var)
 
     def encode(self, x: jax.Array) -> Gaussian:
         """x [..., D] -> q(z|x) [..., L]."""

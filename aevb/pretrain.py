@@ -71,8 +71,9 @@ def labeled_subset(labels: np.ndarray, num: int, seed: int) -> np.ndarray:
 
 def classifier_optimizer(section: ml_collections.ConfigDict,
                          frozen: bool) -> optax.GradientTransformation:
-    """`classifier.optimizer`; with a frozen encoder, only the head's parameters move."""
-    tx = make_optimizer(section)
+    """`classifier.optimizer` over `classifier.num_steps`; with a frozen encoder, only the
+    head's parameters move."""
+    tx = make_optimizer(section, section.num_steps)
     if not frozen:
         return tx
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},

@@ -62,6 +62,21 @@ def group_for_vectorizing(trials: Sequence[Trial]) -> list[list[Trial]]:
     return list(groups.values())
 
 
+def grouping_note(trials: Sequence[Trial], groups: list[list[Trial]]) -> str:
+    """Why the trials run as more than one program, naming the overridden fields that keep
+    them apart ('' when they run as one)."""
+    varying = sorted({field for _, overrides, _ in trials for field in overrides
+                      if field not in vectorized.VECTORIZABLE
+                      and len({json.dumps(o.get(field), default=str)
+                               for _, o, _ in trials}) > 1})
+    if len(groups) < 2 or not varying:
+        return ""
+    return (f"vectorizing: {len(trials)} trials in {len(groups)} programs; trials that "
+            f"differ in {', '.join(varying)} run apart (only "
+            f"{', '.join(vectorized.VECTORIZABLE)} vary within one program, e.g. the peak "
+            "learning rate under one train.lr_schedule)")
+
+
 def run_unit(unit: Sequence[tuple[str, ml_collections.ConfigDict]], root: str) -> None:
     """One trial in `root/<name>`, or several trials of one vectorizable group as one
     vmapped program (a sweep worker's unit of work)."""
@@ -112,6 +127,8 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[sweeps.Overrides]
     trials = sweeps.make_trials(base, sweep)
     _check_against_data(trials)
     groups = group_for_vectorizing(trials) if vectorize else [[t] for t in trials]
+    if vectorize and grouping_note(trials, groups):
+        loop.Run.log(grouping_note(trials, groups))
     with lock.scope():
         lock_workdir(root)
         if num_workers > 1:

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from aevb import families, keys, loop, parallel
+from aevb import families, keys, loop, parallel, schedules
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch, num_parameters
 from aevb.evaluate import evaluate_splits
 from aevb.workdir import claim, eval_data, flat_images, load_and_check
@@ -36,7 +36,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     family = families.get(config.model.kind)
     num_pixels = datasets.num_pixels
     model = family.make_model(config.model, num_pixels)
-    tx = make_optimizer(config.train)
+    steps_per_epoch = datasets.train.images.shape[0] // config.train.batch_size
+    tx_steps = config.train.num_epochs * steps_per_epoch
+    tx = make_optimizer(config.train, tx_steps)
     run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
     state = parallel.replicate(
         TrainState.create(family.init_params(model, run_keys.init, num_pixels), tx), mesh)
@@ -45,10 +47,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     images = parallel.replicate(flat_images(datasets.train), mesh)
     data = eval_data(config, datasets, mesh)
-    train_epoch = make_train_epoch(family.objective(config, model, train=True), tx,
-                                   config.train.batch_size, config.data.binarize, mesh)
+    train_epoch = make_train_epoch(
+        family.objective(config, model, train=True, steps_per_epoch=steps_per_epoch), tx,
+        config.train.batch_size, config.data.binarize, mesh)
     eval_terms = functools.partial(family.eval_terms, config, model)
-    steps_per_epoch = images.shape[0] // config.train.batch_size
     phase = loop.Phase(
         state=state, num_rounds=config.train.num_epochs,
         run=lambda s, e: train_epoch(s, images, jax.random.fold_in(run_keys.train, e)),
@@ -60,7 +62,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_params = num_parameters(state.params)
     run.log(f"{config.experiment}: {datasets.name} ({images.shape[0]} train, "
             f"{datasets.test.images.shape[0]} test), {num_params:,} parameters, "
-            f"{config.train.num_epochs} epochs of {steps_per_epoch} steps"
+            f"{config.train.num_epochs} epochs of {steps_per_epoch} steps, learning rate "
+            f"{config.train.learning_rate:g} "
+            f"{schedules.describe(config.train.lr_schedule, tx_steps, steps_per_epoch)}"
             f"{parallel.describe_devices()}")
     result = run.train(phase)
 

@@ -8,8 +8,9 @@ the trial axis is split over the mesh when T divides evenly. Each trial's keys a
 seed's `keys.run_keys`, so a trial's numbers are those of the same trial run alone, up to
 float rounding (tests/test_sweeps.py checks it).
 
-Vectorizable fields: `train.seed`, `train.learning_rate` (held in the optimizer state via
-`optax.inject_hyperparams`) and the families' objective float fields.
+Vectorizable fields: `train.seed`, `train.learning_rate` (the schedule's peak, held in the
+optimizer state via `optax.inject_hyperparams`; the schedule's shape is shared) and the
+families' objective float fields.
 """
 
 from __future__ import annotations
@@ -51,16 +52,16 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     names = [name for name, _ in trials]
     base = trials[0][1]
     datasets = load_and_check(base)
-    for _, config in trials[1:]:
+    for name, config in trials:
         configs.validate(config)
         configs.validate_against_data(config, datasets.train.images.shape[0])
-    for name, config in trials:
         claim(config, os.path.join(workdir, name))
     mesh = parallel.make_mesh()
     family = families.get(base.model.kind)
     num_pixels, num_trials = datasets.num_pixels, len(trials)
     model = family.make_model(base.model, num_pixels)
-    tx = make_optimizer(base.train, injectable=True)
+    steps = datasets.train.images.shape[0] // base.train.batch_size
+    tx = make_optimizer(base.train, base.train.num_epochs * steps)
     trial_keys = jax.vmap(functools.partial(keys.run_keys, impl=base.train.prng_impl))(
         jnp.asarray([c.train.seed for _, c in trials]))
     hparams = {f: jnp.asarray([float(checks.get(c, f)) for _, c in trials], jnp.float32)
@@ -81,7 +82,8 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     data = eval_data(base, datasets, mesh)
 
     def one_epoch(state, imgs, key, hp):
-        objective = family.objective(base, model, train=True, hparams=hp)
+        objective = family.objective(base, model, train=True, hparams=hp,
+                                     steps_per_epoch=steps)
         return epoch_function(objective, tx, base.train.batch_size,
                               base.data.binarize)(state, imgs, key)
 
@@ -89,7 +91,6 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
                        out_shardings=sharding)
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
     eval_terms = functools.partial(family.eval_terms, base, model)
-    steps = images.shape[0] // base.train.batch_size
     num_epochs = base.train.num_epochs
     run.log(f"vectorized: {num_trials} trials in one program ({', '.join(names)}), "
             f"{num_epochs} epochs of {steps} steps")

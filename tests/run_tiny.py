@@ -9,7 +9,8 @@ import sys
 
 from absl import app, flags
 
-_KIND = flags.DEFINE_enum("kind", "vae", ["vae", "stacked", "layerwise", "pretrain"],
+_KIND = flags.DEFINE_enum("kind", "vae", ["vae", "iwae", "stacked", "layerwise",
+                                                  "pretrain"],
                           "Which experiment.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
@@ -49,6 +50,9 @@ def main(argv):
     config.eval.iwae_k = 16
     config.eval.iwae_num_examples = 40
     config.eval.num_images = 4
+    if _KIND.value == "iwae":  # k = 3 samples, the bound L_3, a cosine rate and a KL warm-up
+        config.train.num_samples, config.train.objective = 3, "iwae"
+        config.train.lr_schedule, config.train.kl_warmup_epochs = "cosine", 2
     try:
         if _SEEDS.value:
             router.run_sweep(config, sweeps.product({"train.seed": list(range(_SEEDS.value))}),

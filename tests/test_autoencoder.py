@@ -30,9 +30,11 @@ def test_reconstruction_losses_against_numpy():
     out = model.apply(params, x)
     x_np, logits = np.asarray(x, np.float64), np.asarray(out.logits, np.float64)
     x_hat = 1 / (1 + np.exp(-logits))
-    mse = ae.autoencoder_terms(model, params, x, jax.random.key(2), "mse")["recon"]
+    mse = ae.autoencoder_terms(model, params, x, jax.random.key(2),
+                               reconstruction_loss="mse")["recon"]
     np.testing.assert_allclose(mse, ((x_hat - x_np) ** 2).mean(-1), rtol=1e-5)
-    ce = ae.autoencoder_terms(model, params, x, jax.random.key(2), "cross_entropy")["recon"]
+    ce = ae.autoencoder_terms(model, params, x, jax.random.key(2),
+                              reconstruction_loss="cross_entropy")["recon"]
     expected = -(x_np * np.log(x_hat) + (1 - x_np) * np.log(1 - x_hat)).mean(-1)
     np.testing.assert_allclose(ce, expected, rtol=1e-5)
 

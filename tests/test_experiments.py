@@ -14,7 +14,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(f"{REPO}/experiments/*.py")
                      if not os.path.basename(p).startswith("_"))
 PICTURES = {
-    "vae": {"reconstructions.png", "samples.png"},
+    "vae": {"reconstructions.png", "samples.png", "interpolations.png"},
+    "iwae": {"reconstructions.png", "samples.png", "interpolations.png"},
     "autoencoder": {"reconstructions.png", "filters.png"},
     "stacked": {"reconstructions.png", "filters.png"},
     "denoising": {"reconstructions.png", "filters.png", "denoising.png"},
@@ -42,8 +43,9 @@ def test_experiment_runs_through_launch(name, tiny_idx_dir, tmp_path):
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["experiment"] == name and summary["epochs"] == 1
     assert PICTURES[name] <= set(os.listdir(workdir))
-    if name == "vae":
+    if name in ("vae", "iwae"):
         assert summary["test_neg_elbo"] > 0 and "test_log_likelihood" in summary
+        assert summary["test_log_likelihood_examples"] == 20
     else:
         assert 0 < summary["test_mse"] < 0.2 and summary["pca_mse"] > 0
     if name == "denoising":

@@ -76,7 +76,7 @@ def test_training_objective_corrupts_and_evaluation_objective_does_not(kind):
     params = state.params
     x = jax.random.uniform(jax.random.key(3), (64, 784))
     clean = ae.autoencoder_terms(model, params, x, jax.random.key(4),
-                                 config.model.reconstruction_loss)["recon"]
+                                 reconstruction_loss=config.model.reconstruction_loss)["recon"]
     for key in (4, 5):  # the evaluation objective ignores its key: no noise at all
         evaluated = family.objective(config, model, train=False)(params, x, jax.random.key(key))
         np.testing.assert_array_equal(evaluated["recon"], clean)

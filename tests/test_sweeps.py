@@ -48,7 +48,13 @@ def test_empty_value_lists_are_refused(helper):
         helper({"train.seed": 3})
 
 
-def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path):
+@pytest.mark.parametrize("objective", ["elbo", "iwae"])
+def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path, objective):
+    """Seeds, KL weights and peak rates in one program; with `iwae`, also k = 3 samples,
+    a KL warm-up and a cosine schedule shared by the trials."""
+    if objective == "iwae":
+        tiny_config.train.objective, tiny_config.train.num_samples = "iwae", 3
+        tiny_config.train.lr_schedule, tiny_config.train.kl_warmup_epochs = "cosine", 1
     sweep = sweeps.zip_({"train.seed": [0, 1, 2], "model.kl_weight": [1.0, 0.5, 1.0],
                          "train.learning_rate": [1e-3, 1e-3, 3e-3]})
     rows = router.run_sweep(tiny_config, sweep, str(tmp_path / "sweep"))
@@ -96,6 +102,19 @@ def test_launch_sweep_print_lists_one_command_per_trial():
     assert len(lines) == 5
     assert lines[0] == ("python launch.py --config=experiments/vae.py "
                         "--config.model.latent_dim=2 --workdir=runs/latents/latent_dim=2")
+
+
+def test_a_sweep_says_why_trials_with_other_schedules_run_apart(tiny_config):
+    sweep = sweeps.product({"train.lr_schedule": ["constant", "cosine"],
+                            "train.learning_rate": [1e-3, 3e-3]})
+    trials = sweeps.make_trials(tiny_config, sweep)
+    groups = router.group_for_vectorizing(trials)
+    assert [len(g) for g in groups] == [2, 2]
+    assert {t[2].train.lr_schedule for t in groups[0]} == {"constant"}
+    note = router.grouping_note(trials, groups)
+    assert "train.lr_schedule" in note and "train.learning_rate," not in note.split("apart")[0]
+    seeds = sweeps.make_trials(tiny_config, sweeps.product({"train.seed": [0, 1]}))
+    assert router.grouping_note(seeds, router.group_for_vectorizing(seeds)) == ""
 
 
 def test_rbg_trials_are_not_vectorized(tiny_config):

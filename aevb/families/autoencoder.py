@@ -30,11 +30,13 @@ MIN_SPARSITY_BATCH = 32
 
 
 def autoencoder_terms(model: models.Autoencoder, params: Params, x: jax.Array, key: jax.Array,
-                      reconstruction_loss: str = "mse", noise_kind: str = "none",
+                      step: jax.Array | None = None, *, reconstruction_loss: str = "mse", noise_kind: str = "none",
                       noise_std: float = 0.0, noise_rate: float = 0.0,
                       sparsity_kind: str = "none", sparsity_target: float = 0.1,
                       sparsity_weight: float = 0.0) -> dict[str, jax.Array]:
-    """`loss`, `recon` (per pixel) and `sparsity` of a batch x [B, D], each [B]."""
+    """`loss`, `recon` (per pixel) and `sparsity` of a batch x [B, D], each [B]. (`step`,
+    the objective's training step, is not read: no autoencoder term has a warm-up.)"""
+    del step
     x_in = noise.corrupt(x, noise_kind, key, noise_std, noise_rate)
     out = model.apply(params, x_in)
     if reconstruction_loss == "mse":
@@ -179,7 +181,7 @@ class AutoencoderFamily(Family):
         return jax.jit(model.init)(init_key, jnp.zeros((1, num_pixels), jnp.float32))
 
     def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
-                  hparams: dict[str, jax.Array] | None = None,
+                  hparams: dict[str, jax.Array] | None = None, steps_per_epoch: int = 0,
                   reconstruction_loss: str | None = None) -> Objective:
         """`reconstruction_loss` overrides the config's (layer-wise phases above the first
         reconstruct real-valued codes, with MSE)."""

@@ -21,9 +21,10 @@ from jax.sharding import Mesh
 from aevb.evaluate import EvalData
 
 Params = Any
-# fn(params, x [B, D], key) -> per-example terms {name: [B]}; the training loss is the batch
-# mean of "loss".
-Objective = Callable[[Params, jax.Array, jax.Array], dict[str, jax.Array]]
+# fn(params, x [B, D], key, step=None) -> per-example terms {name: [B]}; the training loss
+# is the batch mean of "loss". `step` is the optimizer step of the update being computed
+# (None outside training): what a warm-up reads.
+Objective = Callable[..., dict[str, jax.Array]]
 
 
 class Family(abc.ABC):
@@ -36,6 +37,8 @@ class Family(abc.ABC):
     float_fields: tuple[str, ...] = ()
     supports_sparsity: bool = False
     supports_layerwise: bool = False
+    # A latent posterior q(z|x): the k-sample objectives, the KL warm-up, `model.kernel_init`.
+    variational: bool = False
 
     def validate(self, config: ml_collections.ConfigDict) -> None:
         """Checks the fields only this family reads; raises checks.ConfigError."""
@@ -50,11 +53,12 @@ class Family(abc.ABC):
 
     @abc.abstractmethod
     def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
-                  hparams: dict[str, jax.Array] | None = None) -> Objective:
+                  hparams: dict[str, jax.Array] | None = None,
+                  steps_per_epoch: int = 0) -> Objective:
         """The per-example objective with the noise (if `train`) and other regimes bound.
 
         `hparams` maps some of `float_fields` to (possibly traced) values replacing the
-        config's.
+        config's. `steps_per_epoch` turns epoch-counted warm-ups into steps.
         """
 
     @abc.abstractmethod

@@ -1,14 +1,29 @@
-"""The variational autoencoder family (Kingma & Welling 2014): its objective, its ELBO,
+"""The variational autoencoder family (Kingma & Welling 2014): its objectives, its ELBO,
 importance-weighted log-likelihood and active units, its pictures, its encoder.
 
-Objective (per example): `loss = kl_weight * KL(q(z|x~) || N(0, I)) - log p(x|z)` with one
-reparameterised z ~ q(z|x~), which is -ELBO (nats) for kl_weight = 1. x~ is x corrupted by
-the noise regime (a denoising VAE); the reconstruction term always scores the clean x.
+Training objectives (per example; x~ is x corrupted by the noise regime, a denoising VAE,
+and the likelihood always scores the clean x; z_1 .. z_k ~ q(z|x~) share one encoder pass
+and go through the decoder as one [k, B] batch):
+
+  elbo  `loss = w * KL(q(z|x~) || N(0, I)) - (1/k) sum_i log p(x|z_i)`: the -ELBO with the
+        closed-form KL, its reconstruction term averaged over k samples. At k = 1 it is the
+        one-sample objective of Kingma & Welling, computed as before, bit for bit.
+  iwae  `loss = -(logsumexp_i log w_i - log k)`, log w_i = log p(x|z_i) + w (log p(z_i) -
+        log q(z_i|x~)): minus the importance-weighted bound L_k of Burda, Grosse &
+        Salakhutdinov (2015). At k = 1 it is the -ELBO with a one-sample KL estimate, equal
+        to the `elbo` objective in expectation only.
+
+w is the KL weight in force: `model.kl_weight`, times the warm-up factor min(1, step /
+(train.kl_warmup_epochs x steps per epoch)) while it lasts. So during warm-up (or with
+kl_weight != 1) the training loss is not a bound: the metrics carry `train_kl_weight` (the
+weight's mean over the epoch) and `train_neg_elbo` (recon + KL, the true -ELBO estimate at
+weight 1), and the periodic test `neg_elbo` and the final L_k always use weight 1.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import flax.linen as nn
 import jax
@@ -17,31 +32,80 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from aevb import checks, losses, models, noise, parallel, plots
+from aevb import checks, losses, models, noise, parallel, plots, schedules
+from aevb import data as data_lib
 from aevb.distributions import Gaussian
 from aevb.evaluate import EvalData, map_in_chunks
 from aevb.families.base import Family, Objective, Params
 
+OBJECTIVES = ("elbo", "iwae")
+
+
+def log_weights(model: models.VAE, params: Params, x: jax.Array, posterior: Gaussian,
+                z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(log p(x|z), log p(z), log q(z|x)), each [k, B], of codes z [k, B, L] drawn from
+    `posterior` [B, L], scoring x [B, D]: one decoder pass over the k x B codes."""
+    likelihood = model.apply(params, z, method=model.decode)                # [k, B, D]
+    log_p_x_given_z = likelihood.log_prob(jnp.broadcast_to(x, (z.shape[0], *x.shape)))
+    log_p_z = losses.standard_normal_log_density(z)
+    log_q_z = Gaussian(jnp.broadcast_to(posterior.loc, z.shape),
+                       jnp.broadcast_to(posterior.log_var, z.shape)).log_prob(z)
+    return log_p_x_given_z, log_p_z, log_q_z
+
 
 def vae_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
-              noise_kind: str = "none", noise_std: float = 0.0, noise_rate: float = 0.0,
-              kl_weight: float = 1.0) -> dict[str, jax.Array]:
-    """One-sample ELBO terms of a batch x [B, D], each per example [B]: `loss`,
-    `recon` = -log p(x|z) and `kl` = KL(q(z|x~) || N(0, I)) in closed form."""
+              step: jax.Array | None = None, *, num_samples: int = 1,
+              objective: str = "elbo", noise_kind: str = "none", noise_std: float = 0.0,
+              noise_rate: float = 0.0, kl_weight: float = 1.0, warmup_steps: int = 0
+              ) -> dict[str, jax.Array]:
+    """The training objective's terms of a batch x [B, D], each per example [B]: `loss`,
+    `recon` = -(1/k) sum_i log p(x|z_i), `kl` = KL(q(z|x~) || N(0, I)) in closed form,
+    `neg_elbo` = recon + kl, and `kl_weight`, the weight in force at optimizer step `step`
+    (see the module docstring)."""
     noise_key, sample_key = jax.random.split(key)
     x_in = noise.corrupt(x, noise_kind, noise_key, noise_std, noise_rate)
-    out = model.apply(params, x_in, sample_key)
-    log_lik = out.likelihood.log_prob(x)
-    kl = out.posterior.kl_from_standard_normal()
-    return {"loss": kl_weight * kl - log_lik, "recon": -log_lik, "kl": kl}
+    weight = kl_weight * schedules.kl_warmup(step, warmup_steps)
+    if objective == "elbo" and num_samples == 1:
+        out = model.apply(params, x_in, sample_key)
+        log_lik = out.likelihood.log_prob(x)
+        kl = out.posterior.kl_from_standard_normal()
+        loss = weight * kl - log_lik
+    else:
+        posterior = model.apply(params, x_in, method=model.encode)          # [B, L]
+        z = posterior.sample(sample_key, num_samples)                       # [k, B, L]
+        log_p_x_given_z, log_p_z, log_q_z = log_weights(model, params, x, posterior, z)
+        log_lik = jnp.mean(log_p_x_given_z, axis=0)
+        kl = posterior.kl_from_standard_normal()
+        if objective == "elbo":
+            loss = weight * kl - log_lik
+        else:
+            log_w = log_p_x_given_z + weight * (log_p_z - log_q_z)
+            loss = -(jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples))
+    return {"loss": loss, "recon": -log_lik, "kl": kl, "neg_elbo": kl - log_lik,
+            "kl_weight": jnp.broadcast_to(jnp.asarray(weight, loss.dtype), loss.shape)}
+
+
+def _elbo_chunk(model: models.VAE, params: Params, x: jax.Array, key: jax.Array
+                ) -> dict[str, jax.Array]:
+    """The -ELBO's terms [C] of a chunk x [C, D] (weight 1, one sample) and the KL of each
+    latent unit, `kl_units/<j>` [C]: units whose KL is ~0 for every x have collapsed to
+    the prior."""
+    terms = vae_terms(model, params, x, key)
+    posterior = model.apply(params, x, method=model.encode)
+    per_unit = 0.5 * (jnp.exp(posterior.log_var) + jnp.square(posterior.loc) - 1.0
+                      - posterior.log_var)                                     # [C, L]
+    width = len(str(per_unit.shape[-1] - 1))
+    return {"neg_elbo": terms["neg_elbo"], "recon": terms["recon"], "kl": terms["kl"],
+            **{f"kl_units/{j:0{width}d}": per_unit[:, j] for j in range(per_unit.shape[-1])}}
 
 
 @functools.partial(jax.jit, static_argnames=("model", "chunk_size", "mesh"))
 def elbo_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
                chunk_size: int, mesh: Mesh | None = None) -> dict[str, jax.Array]:
-    """Per-example `neg_elbo`, `recon` and `kl` (nats) [N] of a whole split x [N, D]."""
-    terms = map_in_chunks(functools.partial(vae_terms, model, params), x, key, chunk_size, mesh)
-    return {"neg_elbo": terms["loss"], "recon": terms["recon"], "kl": terms["kl"]}
+    """Per-example `neg_elbo`, `recon`, `kl` and `kl_units/<j>` (nats) [N] of a whole split
+    x [N, D] (`_elbo_chunk`)."""
+    return map_in_chunks(functools.partial(_elbo_chunk, model, params), x, key, chunk_size,
+                         mesh)
 
 
 def _iwae_chunk(model: models.VAE, params: Params, num_samples: int, x: jax.Array,
@@ -49,13 +113,8 @@ def _iwae_chunk(model: models.VAE, params: Params, num_samples: int, x: jax.Arra
     """L_k for a chunk x [C, D] with k = num_samples: encode once, decode [k, C] codes."""
     posterior = model.apply(params, x, method=model.encode)                 # [C, L]
     z = posterior.sample(key, num_samples)                                  # [k, C, L]
-    likelihood = model.apply(params, z, method=model.decode)                # [k, C, D]
-    log_p_x_given_z = likelihood.log_prob(jnp.broadcast_to(x, (num_samples, *x.shape)))
-    log_p_z = losses.standard_normal_log_density(z)                        # [k, C]
-    log_q_z = Gaussian(jnp.broadcast_to(posterior.loc, z.shape),
-                       jnp.broadcast_to(posterior.log_var, z.shape)).log_prob(z)
-    return {"log_likelihood": losses.importance_weighted_bound(log_p_x_given_z, log_p_z,
-                                                               log_q_z)}
+    return {"log_likelihood": losses.importance_weighted_bound(
+        *log_weights(model, params, x, posterior, z))}
 
 
 @functools.partial(jax.jit,
@@ -94,19 +153,54 @@ def active_units(means: np.ndarray, threshold: float = 0.01) -> tuple[int, np.nd
     return int(np.sum(variance > threshold)), variance
 
 
+INTERPOLATION_STEPS = 8
+
+
+def latent_interpolations(model: models.VAE, params: Params, x: jax.Array) -> jax.Array:
+    """Rows for `interpolations.png` from pairs of images x [2P, D] (pairs (0, 1), (2, 3),
+    ...): the first image, the decoder means of INTERPOLATION_STEPS codes evenly spaced on
+    the line between the two posterior means (both ends included), the second image.
+    Returns [P * (INTERPOLATION_STEPS + 2), D]."""
+    means = model.apply(params, x, method=model.encode).mean()              # [2P, L]
+    start, end = means[0::2], means[1::2]                                   # [P, L]
+    t = jnp.linspace(0.0, 1.0, INTERPOLATION_STEPS)[None, :, None]           # [1, S, 1]
+    codes = start[:, None] + t * (end - start)[:, None]                     # [P, S, L]
+    decoded = model.apply(params, codes, method=model.generate)             # [P, S, D]
+    rows = jnp.concatenate([x[0::2, None], decoded, x[1::2, None]], axis=1)
+    return rows.reshape(-1, x.shape[-1])
+
+
 class VAEFamily(Family):
     kind = "vae"
     headline = "neg_elbo"
     float_fields = ("noise.std", "noise.rate", "model.kl_weight")
+    variational = True
 
     def validate(self, config: ml_collections.ConfigDict) -> None:
         checks.check_choice(config, "model.decoder", models.DECODERS)
+        checks.check_choice(config, "model.kernel_init", tuple(models.KERNEL_INITS))
         checks.check_number(config, "model.kl_weight", 0.0)
+        checks.check_number(config, "model.decoder_min_log_var", -100.0, 10.0)
+        checks.check_choice(config, "train.objective", OBJECTIVES)
+        checks.check_int(config, "train.num_samples", 1)
+        checks.check_int(config, "train.kl_warmup_epochs", 0)
+        if config.model.decoder == "gaussian" and config.data.binarize != "dequantize":
+            binarized = config.data.binarize in ("dynamic", "static")
+            checks.fail("model.decoder", "gaussian", (
+                f"with data.binarize={config.data.binarize!r} the data are "
+                f"{'binary' if binarized else 'discrete grey levels'}, where a Gaussian "
+                "density is unbounded (its variance can shrink onto each value) and its nats "
+                "mean nothing: use model.decoder='bernoulli'"
+                + (" or " if binarized else ", or ")
+                + "data.binarize='dequantize' (grey levels with uniform noise, a density "
+                "on [0, 1))"))
 
     def make_model(self, model_config: ml_collections.ConfigDict, num_pixels: int) -> nn.Module:
         return models.VAE(hidden_sizes=tuple(model_config.hidden_sizes),
                           latent_dim=model_config.latent_dim, output_dim=num_pixels,
-                          likelihood=model_config.decoder, activation=model_config.activation)
+                          likelihood=model_config.decoder, activation=model_config.activation,
+                          kernel_init=model_config.kernel_init,
+                          min_log_var=model_config.decoder_min_log_var)
 
     def init_params(self, model: nn.Module, key: jax.Array, num_pixels: int) -> Params:
         init_key, sample_key = jax.random.split(key)
@@ -116,12 +210,20 @@ class VAEFamily(Family):
                                    sample_key)
 
     def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
-                  hparams: dict[str, jax.Array] | None = None) -> Objective:
+                  hparams: dict[str, jax.Array] | None = None,
+                  steps_per_epoch: int = 0) -> Objective:
+        """`train.objective` with `train.num_samples` samples; in training the KL warm-up
+        over `train.kl_warmup_epochs` x `steps_per_epoch` steps."""
         value = {f: (hparams or {}).get(f, checks.get(config, f)) for f in self.float_fields}
+        warmup_steps = config.train.kl_warmup_epochs * steps_per_epoch if train else 0
+        if train and config.train.kl_warmup_epochs and not steps_per_epoch:
+            raise ValueError("a KL warm-up needs the objective's steps_per_epoch")
         return functools.partial(
-            vae_terms, model, noise_kind=config.noise.kind if train else "none",
+            vae_terms, model, num_samples=config.train.num_samples,
+            objective=config.train.objective,
+            noise_kind=config.noise.kind if train else "none",
             noise_std=value["noise.std"], noise_rate=value["noise.rate"],
-            kl_weight=value["model.kl_weight"])
+            kl_weight=value["model.kl_weight"], warmup_steps=warmup_steps)
 
     def eval_terms(self, config, model, params, x, key, mesh):
         return elbo_terms(model, params, x, key, config.eval.batch_size, mesh)
@@ -129,11 +231,15 @@ class VAEFamily(Family):
     def final_metrics(self, config: ml_collections.ConfigDict, model: nn.Module,
                       params: Params, data: EvalData, key: jax.Array,
                       mesh: Mesh | None) -> dict[str, float | int]:
-        """`test_log_likelihood` (L_k with k = eval.iwae_k on the first
-        eval.iwae_num_examples test examples) and `active_units`."""
+        """`test_log_likelihood`: L_k with k = `eval.iwae_k` on the first
+        `eval.iwae_num_examples` test examples (-1: all), with the k and the number of
+        examples it used; `active_units`; on dequantized data, bits per dimension of the
+        test -ELBO and of L_k."""
         test_x = data.splits["test"]
         out: dict[str, float | int] = {}
-        n = min(config.eval.iwae_num_examples, test_x.shape[0])
+        wanted = config.eval.iwae_num_examples
+        n = test_x.shape[0] if wanted == -1 else min(wanted, test_x.shape[0])
+        dims = test_x.shape[-1]
         if n:
             ll = importance_weighted_log_likelihood(
                 model, params, test_x[:n], key, config.eval.iwae_k,
@@ -141,13 +247,22 @@ class VAEFamily(Family):
             out.update({"test_log_likelihood": float(parallel.fetch(jnp.mean(ll))),
                         "test_log_likelihood_k": config.eval.iwae_k,
                         "test_log_likelihood_examples": n})
+        if config.data.binarize == "dequantize":
+            neg_elbo = elbo_terms(model, params, test_x, key, config.eval.batch_size,
+                                  mesh)["neg_elbo"]
+            out["test_neg_elbo_bits_per_dim"] = data_lib.bits_per_dim(
+                -float(parallel.fetch(jnp.mean(neg_elbo))), dims)
+            if n:
+                out["test_log_likelihood_bits_per_dim"] = data_lib.bits_per_dim(
+                    out["test_log_likelihood"], dims)
         means = posterior_means(model, params, test_x, config.eval.batch_size, mesh)
         out["active_units"], _ = active_units(parallel.fetch(means))
         return out
 
     def pictures(self, config, model, params, test_x, image_shape, key, workdir):
         """`reconstructions.png` (from the posterior means), `samples.png` (decoded
-        z ~ N(0, I)) and, with 2 latents, `latent_manifold.png` (the paper's figure 4)."""
+        z ~ N(0, I)), `interpolations.png` (`latent_interpolations`) and, with 2 latents,
+        `latent_manifold.png` (the paper's figure 4)."""
         n = min(config.eval.num_images, test_x.shape[0])
         x = test_x[:n]
         recon = model.apply(params, model.apply(params, x, method=model.encode).mean(),
@@ -156,6 +271,10 @@ class VAEFamily(Family):
         z = jax.random.normal(key, (n, config.model.latent_dim))
         samples = model.apply(params, z, method=model.generate)
         written.append(plots.save_grid(samples, image_shape, workdir, "samples.png"))
+        if test_x.shape[0] >= 2:
+            rows = latent_interpolations(model, params, test_x[:2 * min(8, n // 2 or 1)])
+            written.append(plots.save_grid(rows, image_shape, workdir, "interpolations.png",
+                                           columns=INTERPOLATION_STEPS + 2))
         if config.model.latent_dim == 2:
             side = 20
             grid = model.apply(params, jnp.asarray(plots.latent_grid(side)),
@@ -174,9 +293,10 @@ class VAEFamily(Family):
         num_layers = num_layers or depth
         hidden, act = tuple(model_config.hidden_sizes), model_config.activation
         if num_layers == depth:
-            module = models.PosteriorMean(hidden, model_config.latent_dim, act)
+            module = models.PosteriorMean(hidden, model_config.latent_dim, act,
+                                          model_config.kernel_init)
             return module, None if params is None else {"params": params["params"]["encoder"]}
-        module = models.MLP(hidden[:num_layers], act)
+        module = models.MLP(hidden[:num_layers], act, model_config.kernel_init)
         if params is None:
             return module, None
         mlp = params["params"]["encoder"]["mlp"]

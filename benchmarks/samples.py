@@ -1,0 +1,103 @@
+"""The cost of k: training examples per second with k = 1, 5 and 50 samples per example
+(a benchmark, not a test).
+
+    python benchmarks/samples.py --config=experiments/iwae.py [--config.a.b=value ...]
+
+For each k and each objective (`elbo`, `iwae`), trains the experiment's model in the
+compiled epoch that `launch.py` uses, on the first --examples training images, and times
+--epochs passes after one compilation pass (best of them). The k samples share one encoder
+pass and go through the decoder as one [k x B] batch, so the matmul work per example is
+encoder + k x decoder; `flops_ratio` is what that predicts for the rate against k = 1, and
+`ratio` is what was measured, in the same process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/
+
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from aevb import configs, families, keys
+from aevb import data as data_lib
+from aevb.epoch import TrainState, make_optimizer, make_train_epoch
+
+_CONFIG = config_flags.DEFINE_config_file("config", "experiments/iwae.py", lock_config=False)
+_EXAMPLES = flags.DEFINE_integer("examples", 60000, "Training images per timed pass.")
+_EPOCHS = flags.DEFINE_integer("epochs", 2, "Timed passes after the compilation pass.")
+_SAMPLES = flags.DEFINE_list("samples", ["1", "5", "50"], "The k to time.")
+
+
+def matmul_flops(layers: list[tuple[int, int]], batch: int) -> float:
+    """Forward + backward FLOPs of `batch` rows through dense layers whose input gradient
+    is needed (every decoder layer: its input z depends on the encoder)."""
+    return batch * sum(2.0 * i * o * 3 for i, o in layers)
+
+
+def predicted_flops(model, k: int) -> float:
+    """Matmul FLOPs per example with k samples: the encoder once (its first layer needs no
+    input gradient), the decoder k times."""
+    layers = model.dense_shapes()
+    num_encoder = len(model.hidden_sizes) + 1
+    encoder, decoder = layers[:num_encoder], layers[num_encoder:]
+    return (matmul_flops(encoder, 1) - 2.0 * encoder[0][0] * encoder[0][1]
+            + matmul_flops(decoder, k))
+
+
+def seconds_per_pass(config, images: jax.Array) -> tuple[float, object]:
+    """Best wall time of one pass over `images` after a compilation pass, and the model."""
+    family = families.get(config.model.kind)
+    d = images.shape[-1]
+    model = family.make_model(config.model, d)
+    steps = images.shape[0] // config.train.batch_size
+    tx = make_optimizer(config.train, steps * (_EPOCHS.value + 1))
+    params = family.init_params(model, keys.run_keys(config.train.seed).init, d)
+    epoch_fn = make_train_epoch(
+        family.objective(config, model, train=True, steps_per_epoch=steps), tx,
+        config.train.batch_size, config.data.binarize)
+    state = TrainState.create(params, tx)
+    state, metrics = epoch_fn(state, images, jax.random.key(0))
+    jax.block_until_ready(metrics)
+    best = float("inf")
+    for e in range(1, _EPOCHS.value + 1):
+        t0 = time.perf_counter()
+        state, metrics = epoch_fn(state, images, jax.random.key(e))
+        jax.block_until_ready(metrics)
+        best = min(best, time.perf_counter() - t0)
+    return best, model
+
+
+def main(argv) -> None:
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    base = _CONFIG.value
+    configs.validate(base)
+    datasets = data_lib.load(base.data)
+    d = datasets.num_pixels
+    images = jnp.asarray(datasets.train.images.reshape(-1, d)[:_EXAMPLES.value])
+    n = images.shape[0] // base.train.batch_size * base.train.batch_size
+    print(f"device={jax.devices()[0].device_kind} batch={base.train.batch_size} "
+          f"examples per pass={n} hidden={tuple(base.model.hidden_sizes)} "
+          f"latent={base.model.latent_dim}")
+    for objective in ("elbo", "iwae"):
+        rates = {}
+        for k in map(int, _SAMPLES.value):
+            config = base.copy_and_resolve_references()
+            config.train.objective, config.train.num_samples = objective, k
+            seconds, model = seconds_per_pass(config, images)
+            rates[k] = (n / seconds, predicted_flops(model, k))
+            first = next(iter(rates))
+            print(f"{objective} k={k}: {rates[k][0]:,.0f} examples/s  "
+                  f"ratio={rates[k][0] / rates[first][0]:.3f}  "
+                  f"flops_ratio={rates[first][1] / rates[k][1]:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
