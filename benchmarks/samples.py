@@ -18,8 +18,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/
 
-import time
-
 import jax
 import jax.numpy as jnp
 from absl import app, flags, logging
@@ -28,6 +26,7 @@ from ml_collections import config_flags
 from aevb import configs, families, keys
 from aevb import data as data_lib
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch
+from benchmarks.timing import epoch_seconds
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/iwae.py", lock_config=False)
 _EXAMPLES = flags.DEFINE_integer("examples", 60000, "Training images per timed pass.")
@@ -62,15 +61,8 @@ def seconds_per_pass(config, images: jax.Array) -> tuple[float, object]:
     epoch_fn = make_train_epoch(
         family.objective(config, model, train=True, steps_per_epoch=steps), tx,
         config.train.batch_size, config.data.binarize)
-    state = TrainState.create(params, tx)
-    state, metrics = epoch_fn(state, images, jax.random.key(0))
-    jax.block_until_ready(metrics)
-    best = float("inf")
-    for e in range(1, _EPOCHS.value + 1):
-        t0 = time.perf_counter()
-        state, metrics = epoch_fn(state, images, jax.random.key(e))
-        jax.block_until_ready(metrics)
-        best = min(best, time.perf_counter() - t0)
+    _, _, best = epoch_seconds(epoch_fn, TrainState.create(params, tx), images,
+                               config.train.prng_impl, _EPOCHS.value)
     return best, model
 
 

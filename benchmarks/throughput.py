@@ -42,6 +42,7 @@ from aevb import configs, families, keys, models, noise
 from aevb import data as data_lib
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch
 from benchmarks.flops import train_flops_per_example
+from benchmarks.timing import epoch_seconds
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/vae.py", lock_config=True)
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Timed epochs after the compilation epoch.")
@@ -156,19 +157,6 @@ def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, steps: in
         return jax.lax.scan(body, jnp.zeros(()), xs)[0]
 
     return batch * train_flops_per_example(layers) * steps / best_seconds(run, xs, kernels)
-
-
-def epoch_seconds(epoch_fn, state, images: jax.Array, impl: str, epochs: int):
-    """(state, loss, best seconds of `epochs` epochs) after one compilation epoch."""
-    state, metrics = epoch_fn(state, images, jax.random.key(0, impl=impl))
-    jax.block_until_ready(metrics)
-    seconds = []
-    for e in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        state, metrics = epoch_fn(state, images, jax.random.key(e, impl=impl))
-        jax.block_until_ready(metrics)
-        seconds.append(time.perf_counter() - t0)
-    return state, float(metrics["loss"]), min(seconds)
 
 
 def main(argv) -> None:

@@ -23,7 +23,6 @@ weight 1), and the periodic test `neg_elbo` and the final L_k always use weight 
 from __future__ import annotations
 
 import functools
-import math
 
 import flax.linen as nn
 import jax
@@ -79,8 +78,8 @@ def vae_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
         if objective == "elbo":
             loss = weight * kl - log_lik
         else:
-            log_w = log_p_x_given_z + weight * (log_p_z - log_q_z)
-            loss = -(jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples))
+            loss = -losses.importance_weighted_bound(log_p_x_given_z, weight * log_p_z,
+                                                     weight * log_q_z)
     return {"loss": loss, "recon": -log_lik, "kl": kl, "neg_elbo": kl - log_lik,
             "kl_weight": jnp.broadcast_to(jnp.asarray(weight, loss.dtype), loss.shape)}
 
