@@ -117,8 +117,8 @@ def _regime_sections(c: ml_collections.ConfigDict) -> None:
     c.classifier.batch_size = 100
     c.classifier.optimizer = "adam"
     c.classifier.learning_rate = 1e-3
-    c.classifier.lr_schedule = "constant"
-    c.classifier.adam_eps = 1e-8
+    c.classifier.lr_schedule = "constant"  # as train.lr_schedule, over classifier.num_steps
+    c.classifier.adam_eps = 1e-8        # adam, adamw
     c.classifier.weight_decay = 0.0
     c.classifier.eval_every_steps = 500  # test accuracy, metrics line and checkpoint
 
