@@ -113,10 +113,11 @@ def epoch_function(objective: Callable[..., Metrics],
     """`train_epoch(state, inputs [N, D], key) -> (state, metrics)`, not yet jitted.
 
     `objective(params, x [B, D], key, step) -> {term: [B]}` is a family's (`step`: the
-    optimizer step before this update, for warm-ups). inputs are uint8 images, preprocessed per batch under `binarize`, or with
-    `binarize=None` float model inputs used as they are (e.g. the codes of frozen layers).
-    The epoch visits floor(N / batch_size) batches of a fresh permutation (the remainder is
-    dropped, a different one every epoch). Metrics are means over the epoch's steps.
+    optimizer step before this update, for warm-ups). inputs are uint8 images, preprocessed
+    per batch under `binarize`, or with `binarize=None` float model inputs used as they are
+    (e.g. the codes of frozen layers). The epoch visits floor(N / batch_size) batches of a
+    fresh permutation (the remainder is dropped, a different one every epoch). Metrics are
+    means over the epoch's steps.
     With a mesh, every batch is split over the `data` axis (see aevb/parallel.py); the
     numbers are those of one device, up to float rounding.
     """

@@ -155,11 +155,25 @@ def kl_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
     Returns:
       ``[...]`` KL divergence per example, in nats.
     """
+    return 0.5 * jnp.sum(_twice_kl_per_dim(mean, log_var), axis=-1)
+
+
+def kl_standard_normal_per_dim(mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """The terms of ``kl_standard_normal`` before the sum: ``[..., D]``, one per latent
+    dimension (a dimension whose KL is ~0 for every input has collapsed to the prior).
+
+    ``0.5 * (exp(log_var) + mean^2 - 1 - log_var)``, each non-negative.
+    """
+    return 0.5 * _twice_kl_per_dim(mean, log_var)
+
+
+def _twice_kl_per_dim(mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """``exp(log_var) + mean^2 - 1 - log_var`` ``[..., D]``, shapes checked."""
     mean = jnp.asarray(mean)
     log_var = jnp.asarray(log_var)
     _check_same_shape(mean, log_var, ("mean", "log_var"))
     _check_event_axis(mean, "mean")
-    return 0.5 * jnp.sum(jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var, axis=-1)
+    return jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var
 
 
 def importance_weighted_bound(

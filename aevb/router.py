@@ -127,8 +127,9 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[sweeps.Overrides]
     trials = sweeps.make_trials(base, sweep)
     _check_against_data(trials)
     groups = group_for_vectorizing(trials) if vectorize else [[t] for t in trials]
-    if vectorize and grouping_note(trials, groups):
-        loop.Run.log(grouping_note(trials, groups))
+    note = grouping_note(trials, groups) if vectorize else ""
+    if note:
+        loop.Run.log(note)
     with lock.scope():
         lock_workdir(root)
         if num_workers > 1:

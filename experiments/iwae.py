@@ -29,9 +29,9 @@ stage i lasts 3^i / 2 passes instead of 3^i (aevb/schedules.py keeps the stages'
 of the run, whatever its length). At k = 1 that is about 43 minutes of training (1.58 s a
 pass in the README's 560-pass run) plus 2.3 of L_5000 on the 10,000 test images on a
 2-core CPU: within the hour, deterministic (a fixed number of passes, not a time limit),
-and any `--config.train.num_epochs` shortens it further in the same proportions. Other variants: `constant` (a constant rate of 1e-3
-instead of the schedule), `warmup` (the KL weight rises from 0 over the first 200 passes,
-Sønderby et al. 2016), `runlocal`.
+and any `--config.train.num_epochs` shortens it further in the same proportions. Other
+variants: `constant` (a constant rate of 1e-3 instead of the schedule), `warmup` (the KL
+weight rises from 0 over the first 200 passes, Sønderby et al. 2016), `runlocal`.
 
 Results on Fashion-MNIST are in the README ("The VAE as the likelihood literature trains
 it"), each with its command: in 15-minute runs, L_5000 = -234.26 for the VAE (k = 1, the

@@ -73,7 +73,8 @@ def _assert_same(a, b, rtol=1e-4):
 
 
 @pytest.mark.parametrize("kind, checkpoints", [
-    ("vae", "checkpoints"), ("iwae", "checkpoints"), ("stacked", "checkpoints"), ("layerwise", "checkpoints"),
+    ("vae", "checkpoints"), ("iwae", "checkpoints"), ("stacked", "checkpoints"),
+    ("layerwise", "checkpoints"),
     ("pretrain", "classifier_scratch/checkpoints")])
 def test_eight_devices_match_one_device(tiny_idx_dir, tmp_path, kind, checkpoints):
     """Every regime runs on the mesh: 8 devices give the 1-device numbers (a layer-wise run

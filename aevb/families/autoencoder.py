@@ -30,8 +30,8 @@ MIN_SPARSITY_BATCH = 32
 
 
 def autoencoder_terms(model: models.Autoencoder, params: Params, x: jax.Array, key: jax.Array,
-                      step: jax.Array | None = None, *, reconstruction_loss: str = "mse", noise_kind: str = "none",
-                      noise_std: float = 0.0, noise_rate: float = 0.0,
+                      step: jax.Array | None = None, *, reconstruction_loss: str = "mse",
+                      noise_kind: str = "none", noise_std: float = 0.0, noise_rate: float = 0.0,
                       sparsity_kind: str = "none", sparsity_target: float = 0.1,
                       sparsity_weight: float = 0.0) -> dict[str, jax.Array]:
     """`loss`, `recon` (per pixel) and `sparsity` of a batch x [B, D], each [B]. (`step`,

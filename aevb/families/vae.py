@@ -91,8 +91,7 @@ def _elbo_chunk(model: models.VAE, params: Params, x: jax.Array, key: jax.Array
     the prior."""
     terms = vae_terms(model, params, x, key)
     posterior = model.apply(params, x, method=model.encode)
-    per_unit = 0.5 * (jnp.exp(posterior.log_var) + jnp.square(posterior.loc) - 1.0
-                      - posterior.log_var)                                     # [C, L]
+    per_unit = losses.kl_standard_normal_per_dim(posterior.loc, posterior.log_var)  # [C, L]
     width = len(str(per_unit.shape[-1] - 1))
     return {"neg_elbo": terms["neg_elbo"], "recon": terms["recon"], "kl": terms["kl"],
             **{f"kl_units/{j:0{width}d}": per_unit[:, j] for j in range(per_unit.shape[-1])}}
