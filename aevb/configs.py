@@ -14,7 +14,7 @@ from collections.abc import Callable
 import ml_collections
 
 from aevb import data as data_lib
-from aevb import epoch, families, keys, models, noise, parallel, schedules
+from aevb import architectures, epoch, families, keys, models, noise, parallel, schedules
 from aevb.checks import (ConfigError, check_choice, check_int, check_int_tuple, check_number,
                          fail, get)
 
@@ -42,12 +42,14 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.kind = "vae"                # vae | autoencoder
-    c.model.hidden_sizes = (500,)       # encoder widths; the decoder mirrors them
+    c.model.architecture = "mlp"        # mlp | conv (aevb/architectures/)
+    c.model.hidden_sizes = (500,)       # encoder widths (conv: dense layers after the convs);
+    #                                     the decoder mirrors them
     c.model.latent_dim = 20             # the code size of an autoencoder
     c.model.activation = "tanh"
     c.model.decoder = "bernoulli"       # vae: bernoulli | gaussian (needs data.binarize=
     #                                     dequantize)
-    c.model.decoder_min_log_var = -13.58  # vae, gaussian: floor of the decoder's log-variance
+    c.model.decoder_min_log_var = models.MIN_LOG_VAR  # vae, gaussian: the log-variance floor
     #                                     (log((1/256)^2 / 12), the dequantization noise's)
     c.model.kl_weight = 1.0             # vae: loss = recon + kl_weight * KL (1: the -ELBO)
     c.model.kernel_init = "lecun_normal"  # vae: lecun_normal | glorot_uniform (the IWAE paper)
@@ -55,7 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.code_activation = "linear"  # linear | sigmoid (sparse) | any model.activation
     c.model.output_activation = "sigmoid"   # sigmoid | linear
     c.model.reconstruction_loss = "mse"     # mse | cross_entropy (both per pixel)
-    c.model.tied_weights = False        # decoder kernels = transposed encoder kernels
+    c.model.tied_weights = False        # decoder kernels = transposed encoder kernels (mlp)
+    _conv_section(c.model)
 
     c.noise = ml_collections.ConfigDict()   # denoising: corrupt the input, score the clean x
     c.noise.kind = "none"               # none | gaussian | masking | dropout | salt_and_pepper
@@ -96,6 +99,21 @@ def base_config() -> ml_collections.ConfigDict:
 
     _regime_sections(c)
     return c
+
+
+def _conv_section(m: ml_collections.ConfigDict) -> None:
+    """`model.conv`: the conv layers of model.architecture='conv' (aevb/architectures/conv.py),
+    one entry per layer in each tuple. Default: Geron's convolutional autoencoder."""
+    m.conv = ml_collections.ConfigDict()
+    m.conv.channels = (16, 32, 64)      # filters per conv layer
+    m.conv.kernels = (3, 3, 3)          # square kernel sides
+    m.conv.strides = (1, 1, 1)
+    m.conv.pools = (2, 2, 2)            # max-pooling window = stride after the conv (1: none)
+    m.conv.paddings = ("same", "same", "same")  # same | valid
+    m.conv.code = "dense"               # dense (a dense code layer of model.latent_dim) |
+    #                                     feature_map (the last feature map is the code)
+    m.conv.gradients = "explicit"       # explicit (aevb/conv_models.py: fast on CPU in the
+    #                                     compiled epoch loop) | xla (XLA's own)
 
 
 def _regime_sections(c: ml_collections.ConfigDict) -> None:
@@ -142,6 +160,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_int(config, "data.num_validation", 0)
 
     check_choice(config, "model.kind", families.KINDS)
+    check_choice(config, "model.architecture", architectures.NAMES)
     check_choice(config, "model.activation", tuple(models.ACTIVATIONS))
     check_int(config, "model.latent_dim", 1)
     check_int_tuple(config, "model.hidden_sizes")
@@ -173,6 +192,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.train.schedule == "layerwise" and not family.supports_layerwise:
         fail("train.schedule", "layerwise", "layer-wise training builds stacked autoencoders: "
              f"use 'joint' with model.kind={config.model.kind!r}")
+    _check_architecture(config)
     if not family.variational:
         _refuse_variational_fields(config)
     family.validate(config)
@@ -181,6 +201,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
         fail("classifier.encoder_layers", config.classifier.encoder_layers,
              f"the encoder has {depth} layers (model.hidden_sizes and the code): "
              f"must be 0 (all) to {depth}")
+
+
+def _check_architecture(config: ml_collections.ConfigDict) -> None:
+    """The architecture's fields, and what it cannot do at all (its shapes are checked
+    against the data, in `validate_against_data`)."""
+    arch = architectures.get(config.model.architecture)
+    arch.check_fields(config)
+    if config.model.tied_weights and not arch.supports_tied_weights:
+        fail("model.tied_weights", True,
+             f"model.architecture={arch.name!r} has no tied weights: its decoder layers undo "
+             "the pooling and stride of their encoder layers as well as the convolution, so "
+             "an encoder kernel is not their transpose; use False")
+    if config.train.schedule == "layerwise" and not arch.supports_layerwise:
+        fail("train.schedule", "layerwise",
+             f"greedy layer-wise training trains dense layers one at a time: use 'joint' "
+             f"with model.architecture={arch.name!r}")
 
 
 # Fields only a family with a latent posterior reads, with the values that leave it off.
@@ -214,11 +250,14 @@ def _validate_regimes(config: ml_collections.ConfigDict) -> None:
     check_int(config, "classifier.eval_every_steps", 1)
 
 
-def validate_against_data(config: ml_collections.ConfigDict, num_train: int) -> None:
+def validate_against_data(config: ml_collections.ConfigDict, num_train: int,
+                          image_shape: tuple[int, int, int]) -> None:
     """Checks the fields that depend on the loaded data and the devices; raises ConfigError.
 
-    Every regime checks the same batch fields: each must split evenly over the devices.
+    The architecture's layers against the images' (H, W, C); every regime's batch fields:
+    each must split evenly over the devices.
     """
+    architectures.get(config.model.architecture).validate(config, tuple(image_shape))
     if config.train.batch_size > num_train:
         fail("train.batch_size", config.train.batch_size,
              f"must be at most the number of training examples ({num_train})")

@@ -169,9 +169,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     widths = stack_widths(config.model, num_pixels)
     n, num_epochs = len(widths) - 1, config.train.num_epochs
     finetune_epochs = config.train.finetune_epochs
-    stack = family.make_model(config.model, num_pixels)
+    stack = family.make_model(config.model, datasets.image_shape)
     run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
-    stack_params = family.init_params(stack, run_keys.init, num_pixels)  # as a joint run's
+    # The same initial stack as a joint run's.
+    stack_params = family.init_params(stack, run_keys.init, datasets.image_shape)
     num_params = num_parameters(stack_params)
 
     finetune_dir = os.path.join(workdir, "checkpoints")

@@ -1,8 +1,11 @@
-"""Flax (Linen) modules: encoders, decoders, the autoencoder, the VAE and the classifier.
+"""Flax (Linen) modules: the dense encoders and decoders, the VAE, the autoencoder and the
+classifier.
 
 Modules return distribution parameters (`aevb/distributions.py`) or activations, never
 losses: the objectives that score them live with their family in `aevb/families/`.
-Images enter flattened, as float arrays of shape [..., D] with D = H * W * C.
+Images enter flattened, as float arrays of shape [..., D] with D = H * W * C. The VAE and
+the classifier take any encoder and decoder; `aevb/architectures/` builds them, dense ones
+from this file and convolutional ones from `aevb/conv_models.py`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ KERNEL_INITS = {"lecun_normal": nn.initializers.lecun_normal(),
                 "glorot_uniform": nn.initializers.glorot_uniform()}
 CODE_ACTIVATIONS = ("linear", *ACTIVATIONS)
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
+# The Gaussian decoder's default log-variance floor: log((1/256)^2 / 12), the variance of
+# the dequantization noise (`model.decoder_min_log_var`).
+MIN_LOG_VAR = -13.58
 
 
 def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
@@ -80,6 +86,12 @@ class GaussianEncoder(nn.Module):
         mean, log_var = jnp.split(out, 2, axis=-1)
         return Gaussian(mean, log_var)
 
+    def first_layer_kernel(self) -> jax.Array:
+        """The first dense kernel [D, H] (mean_log_var's without hidden layers)."""
+        params = self.variables["params"]
+        return (params["mlp"]["hidden_0"] if self.hidden_sizes
+                else params["mean_log_var"])["kernel"]
+
 
 class PosteriorMean(GaussianEncoder):
     """The mean of q(z|x) [..., L]: a VAE's encoder as a feature extractor (same parameters)."""
@@ -104,7 +116,7 @@ class Decoder(nn.Module):
     likelihood: str = "bernoulli"
     activation: str = "tanh"
     kernel_init: str = "lecun_normal"
-    min_log_var: float = -13.58
+    min_log_var: float = MIN_LOG_VAR
 
     @nn.compact
     def __call__(self, z: jax.Array) -> Bernoulli | Gaussian:
@@ -113,9 +125,20 @@ class Decoder(nn.Module):
         if self.likelihood == "bernoulli":
             return Bernoulli(nn.Dense(self.output_dim, kernel_init=init, name="logits")(h))
         out = nn.Dense(2 * self.output_dim, kernel_init=init, name="mean_log_var")(h)
-        mean_logit, raw_log_var = jnp.split(out, 2, axis=-1)
-        log_var = self.min_log_var + nn.softplus(raw_log_var - self.min_log_var)
-        return Gaussian(nn.sigmoid(mean_logit), log_var)
+        return pixel_distribution(self.likelihood, *jnp.split(out, 2, axis=-1),
+                                  min_log_var=self.min_log_var)
+
+
+def pixel_distribution(likelihood: str, logits: jax.Array, raw_log_var: jax.Array | None = None,
+                       min_log_var: float = MIN_LOG_VAR) -> Bernoulli | Gaussian:
+    """A decoder's output layer [..., D] (and [..., D] more for a Gaussian) as p(x|z).
+
+    Bernoulli: `logits`. Gaussian: mean sigmoid(`logits`), log-variance `min_log_var +
+    softplus(raw_log_var - min_log_var)` (see `Decoder`). Shared by every architecture.
+    """
+    if likelihood == "bernoulli":
+        return Bernoulli(logits)
+    return Gaussian(nn.sigmoid(logits), min_log_var + nn.softplus(raw_log_var - min_log_var))
 
 
 @flax.struct.dataclass
@@ -130,23 +153,12 @@ class VAEOutput:
 class VAE(nn.Module):
     """The variational autoencoder of Kingma & Welling (2014): encoder, sampler, decoder.
 
-    The decoder mirrors the encoder's hidden widths. `__call__(x [B, D], key)` -> VAEOutput.
+    `encoder` maps x [..., D] to q(z|x) [..., L] and `decoder` z [..., L] to p(x|z) [..., D]
+    (`aevb/architectures/` builds both). `__call__(x [B, D], key)` -> VAEOutput.
     """
 
-    hidden_sizes: Sequence[int]
-    latent_dim: int
-    output_dim: int
-    likelihood: str = "bernoulli"
-    activation: str = "tanh"
-    kernel_init: str = "lecun_normal"
-    min_log_var: float = -13.58
-
-    def setup(self) -> None:
-        self.encoder = GaussianEncoder(self.hidden_sizes, self.latent_dim, self.activation,
-                                       self.kernel_init)
-        self.decoder = Decoder(tuple(reversed(self.hidden_sizes)), self.output_dim,
-                               self.likelihood, self.activation, self.kernel_init,
-                               self.min_log_var)
+    encoder: nn.Module
+    decoder: nn.Module
 
     def encode(self, x: jax.Array) -> Gaussian:
         """x [..., D] -> q(z|x) [..., L]."""
@@ -165,13 +177,16 @@ class VAE(nn.Module):
         z = posterior.sample(key)
         return VAEOutput(posterior=posterior, z=z, likelihood=self.decode(z))
 
-    def dense_shapes(self) -> list[tuple[int, int]]:
-        """(fan_in, fan_out) of every matmul of one forward pass, encoder first."""
-        enc = (self.output_dim, *self.hidden_sizes)
-        dec = (self.latent_dim, *reversed(self.hidden_sizes))
-        out = 1 if self.likelihood == "bernoulli" else 2
-        return (list(itertools.pairwise(enc)) + [(enc[-1], 2 * self.latent_dim)]
-                + list(itertools.pairwise(dec)) + [(dec[-1], out * self.output_dim)])
+    def first_layer_kernel(self) -> jax.Array:
+        """The encoder's first kernel (dense [D, H] or conv [k, k, C, F]): filter pictures."""
+        return self.encoder.first_layer_kernel()
+
+
+def dense_vae(hidden_sizes: Sequence[int], latent_dim: int, output_dim: int,
+              likelihood: str = "bernoulli", activation: str = "tanh") -> VAE:
+    """The dense VAE D -> hidden_sizes -> L (mean, log-variance) -> reversed -> D."""
+    return VAE(GaussianEncoder(tuple(hidden_sizes), latent_dim, activation),
+               Decoder(tuple(reversed(hidden_sizes)), output_dim, likelihood, activation))
 
 
 # ----------------------------------------------------------------------------- autoencoders
@@ -276,6 +291,10 @@ class Autoencoder(nn.Module):
         logits = self.decode_logits(code)
         return Reconstruction(code=code, code_preactivation=pre, logits=logits,
                               x_hat=get_activation(self.output_activation)(logits))
+
+    def first_layer_kernel(self) -> jax.Array:
+        """encoder_kernel_0 [D, w_1]: filter pictures."""
+        return self.encoder_kernels[0]
 
     def dense_shapes(self) -> list[tuple[int, int]]:
         """(fan_in, fan_out) of every matmul of one forward pass (tied layers too)."""

@@ -52,6 +52,15 @@ def save_png(picture: np.ndarray, path: str, scale: int = 2) -> str:
     return path
 
 
+def save_filters(tiles: np.ndarray, workdir: str, name: str = "filters.png") -> str:
+    """First-layer filters [N, h, w, C] in [0, 1] (an architecture's `filter_tiles`) as a
+    10-column grid, enlarged so each tile is at least 56 pixels wide (a 3x3 conv filter
+    as well as a 28x28 dense one)."""
+    h = tiles.shape[1]
+    return save_png(image_grid(tiles, 10, pad=2 if h >= 8 else 1),
+                    os.path.join(workdir, name), scale=max(2, -(-56 // h)))
+
+
 def latent_grid(num_per_side: int) -> np.ndarray:
     """Codes [n*n, 2] at Gaussian quantiles, as in figure 4 of Kingma & Welling (2014).
 
@@ -63,19 +72,6 @@ def latent_grid(num_per_side: int) -> np.ndarray:
     q = stats.norm.ppf(np.linspace(0.05, 0.95, num_per_side)).astype(np.float32)
     zx, zy = np.meshgrid(q, q[::-1])
     return np.stack([zx.ravel(), zy.ravel()], axis=-1)
-
-
-def filter_tiles(kernel: np.ndarray, image_shape: tuple[int, int, int],
-                 max_filters: int = 100) -> np.ndarray:
-    """First-layer filters as images: kernel [D, H] -> [min(H, max_filters), *image_shape].
-
-    Each unit's incoming weights are shown as a picture, rescaled to [0, 1] on its own
-    (min to max), so the shape of what the unit responds to is visible whatever its scale.
-    """
-    w = np.asarray(kernel)[:, :max_filters].T
-    lo, hi = w.min(axis=1, keepdims=True), w.max(axis=1, keepdims=True)
-    w = (w - lo) / np.maximum(hi - lo, 1e-12)
-    return w.reshape(-1, *image_shape)
 
 
 def activation_histogram(mean_activations: np.ndarray, target: float | None, path: str) -> str:

@@ -150,7 +150,8 @@ def classifier_phase(config: ml_collections.ConfigDict, model, params: Params, f
                       learning_rate_field="classifier.learning_rate")
 
 
-def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str, num_pixels: int,
+def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
+                         image_shape: tuple[int, int, int],
                          train_autoencoder: Callable[[ml_collections.ConfigDict, str], dict]
                          ) -> tuple[dict[str, Any], Params]:
     """Phase 1: the configured autoencoder (or VAE) trained on the images in `workdir`
@@ -160,8 +161,8 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str, num_pi
     ae_config = config.copy_and_resolve_references()
     ae_config.task = "reconstruct"
     family = families.get(config.model.kind)
-    model = family.make_model(config.model, num_pixels)
-    template = TrainState.create(family.init_params(model, jax.random.key(0), num_pixels),
+    model = family.make_model(config.model, image_shape)
+    template = TrainState.create(family.init_params(model, jax.random.key(0), image_shape),
                                  make_optimizer(config.train))
     ckpt_dir = os.path.join(workdir, "checkpoints")
     summary = finished(ae_config, workdir)
@@ -186,16 +187,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     datasets = load_and_check(config)
     labeled = labeled_subset(datasets.train.labels, config.labels.num, config.labels.seed)
     claim(config, workdir)
-    num_pixels, cc = datasets.num_pixels, config.classifier
+    cc = config.classifier
     ae_summary, ae_params = pretrain_autoencoder(
-        config, os.path.join(workdir, "autoencoder"), num_pixels, train_autoencoder)
+        config, os.path.join(workdir, "autoencoder"), datasets.image_shape, train_autoencoder)
 
     mesh = parallel.make_mesh()
     run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
     num_classes = int(datasets.train.labels.max()) + 1
     model, pretrained, scratch = classifier.build(
-        families.get(config.model.kind), config.model, num_pixels, num_classes, ae_params,
-        cc.encoder_layers, jax.random.fold_in(run_keys.classifier, 0))
+        families.get(config.model.kind), config.model, datasets.image_shape, num_classes,
+        ae_params, cc.encoder_layers, jax.random.fold_in(run_keys.classifier, 0))
     images = flat_images(datasets.train)[labeled]
     labeled_set = parallel.replicate((images, datasets.train.labels[labeled]), mesh)
     test_x = parallel.replicate(classifier.inputs(

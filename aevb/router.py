@@ -103,13 +103,14 @@ def _units(groups: list[list[Trial]], root: str, num_workers: int
 
 def _check_against_data(trials: Sequence[Trial]) -> None:
     """Every trial's config against its data, each distinct `data` section loaded once."""
-    num_train: dict[str, int] = {}
+    shapes: dict[str, tuple[int, tuple[int, int, int]]] = {}  # (num_train, image_shape)
     for name, _, config in trials:
         key = config.data.to_json()
         try:
-            if key not in num_train:
-                num_train[key] = data_lib.load(config.data).train.images.shape[0]
-            configs.validate_against_data(config, num_train[key])
+            if key not in shapes:
+                datasets = data_lib.load(config.data)
+                shapes[key] = (datasets.train.images.shape[0], datasets.image_shape)
+            configs.validate_against_data(config, *shapes[key])
         except ConfigError as e:
             raise sweeps.SweepError(f"trial {name}: {e}") from e
 

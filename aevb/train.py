@@ -34,14 +34,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     claim(config, workdir)
     mesh = parallel.make_mesh()
     family = families.get(config.model.kind)
-    num_pixels = datasets.num_pixels
-    model = family.make_model(config.model, num_pixels)
+    model = family.make_model(config.model, datasets.image_shape)
     steps_per_epoch = datasets.train.images.shape[0] // config.train.batch_size
     tx_steps = config.train.num_epochs * steps_per_epoch
     tx = make_optimizer(config.train, tx_steps)
     run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
     state = parallel.replicate(
-        TrainState.create(family.init_params(model, run_keys.init, num_pixels), tx), mesh)
+        TrainState.create(family.init_params(model, run_keys.init, datasets.image_shape), tx),
+        mesh)
     checkpoints = os.path.join(workdir, "checkpoints")
     run = loop.Run([workdir])
 

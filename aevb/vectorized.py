@@ -52,15 +52,15 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     names = [name for name, _ in trials]
     base = trials[0][1]
     datasets = load_and_check(base)
+    num_train, shape, num_trials = len(datasets.train.images), datasets.image_shape, len(trials)
     for name, config in trials:
         configs.validate(config)
-        configs.validate_against_data(config, datasets.train.images.shape[0])
+        configs.validate_against_data(config, num_train, shape)
         claim(config, os.path.join(workdir, name))
     mesh = parallel.make_mesh()
     family = families.get(base.model.kind)
-    num_pixels, num_trials = datasets.num_pixels, len(trials)
-    model = family.make_model(base.model, num_pixels)
-    steps = datasets.train.images.shape[0] // base.train.batch_size
+    model = family.make_model(base.model, shape)
+    steps = num_train // base.train.batch_size
     tx = make_optimizer(base.train, base.train.num_epochs * steps)
     trial_keys = jax.vmap(functools.partial(keys.run_keys, impl=base.train.prng_impl))(
         jnp.asarray([c.train.seed for _, c in trials]))
@@ -68,7 +68,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
                for f in family.float_fields}
 
     def init(key, learning_rate):
-        state = TrainState.create(family.init_params(model, key, num_pixels), tx)
+        state = TrainState.create(family.init_params(model, key, shape), tx)
         state.opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
         return state
 

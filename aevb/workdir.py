@@ -35,7 +35,8 @@ def load_and_check(config: ml_collections.ConfigDict) -> data_lib.Datasets:
     """Validates the config, loads the data, checks the config against it. Writes nothing."""
     configs.validate(config)
     datasets = data_lib.load(config.data)
-    configs.validate_against_data(config, datasets.train.images.shape[0])
+    configs.validate_against_data(config, datasets.train.images.shape[0],
+                                  datasets.image_shape)
     return datasets
 
 

@@ -119,7 +119,7 @@ def main(argv) -> None:
     test_x = preprocess(jnp.asarray(datasets.test.images.reshape(-1, num_pixels)),
                         config.data.binarize, keys.data_keys(config.data.seed).test)
     family = families.get(config.model.kind)
-    stack = family.make_model(config.model, num_pixels)
+    stack = family.make_model(config.model, datasets.image_shape)
 
     def test_mse(params) -> float:
         terms = ae.reconstruction_terms(stack, params, test_x, jax.random.key(0),
@@ -131,7 +131,8 @@ def main(argv) -> None:
           f"{config.train.batch_size}, {config.train.optimizer} {config.train.learning_rate:g}, "
           f"noise {config.noise.kind}, sparsity {config.sparsity.kind}, "
           f"tied {config.model.tied_weights}; device {jax.devices()[0].device_kind}", flush=True)
-    initial = family.init_params(stack, keys.run_keys(config.train.seed).init, num_pixels)
+    initial = family.init_params(stack, keys.run_keys(config.train.seed).init,
+                                 datasets.image_shape)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)
     joint = run_joint(config, stack, copy(initial), images, test_mse, _JOINT_EPOCHS.value)
     greedy = run_layerwise(config, stack, copy(initial), images, test_mse)

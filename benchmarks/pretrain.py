@@ -52,7 +52,7 @@ def classifier_accuracies(config, datasets: data_lib.Datasets, ae_params, labele
     num_pixels = datasets.num_pixels
     run_keys = keys.run_keys(config.train.seed)
     model, pretrained, scratch = classifier_family.build(
-        families.get(config.model.kind), config.model, num_pixels, 10, ae_params,
+        families.get(config.model.kind), config.model, datasets.image_shape, 10, ae_params,
         config.classifier.encoder_layers, jax.random.fold_in(run_keys.classifier, 0))
     labeled_set = (jnp.asarray(datasets.train.images.reshape(-1, num_pixels)[labeled]),
                    jnp.asarray(datasets.train.labels[labeled]))
@@ -111,7 +111,8 @@ def main(argv) -> None:
             stdout, sys.stdout = sys.stdout, quiet
             try:
                 ae_summary, ae_params = pretrain.pretrain_autoencoder(
-                    config, os.path.join(workdir, f"seed_{seed}", "autoencoder"), num_pixels,
+                    config, os.path.join(workdir, f"seed_{seed}", "autoencoder"),
+                    datasets.image_shape,
                     router.run)
             finally:
                 sys.stdout = stdout

@@ -23,9 +23,10 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import configs, families, keys
+from aevb import architectures, configs, families, keys
 from aevb import data as data_lib
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch
+from benchmarks.flops import train_flops
 from benchmarks.timing import epoch_seconds
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/iwae.py", lock_config=False)
@@ -34,36 +35,28 @@ _EPOCHS = flags.DEFINE_integer("epochs", 2, "Timed passes after the compilation 
 _SAMPLES = flags.DEFINE_list("samples", ["1", "5", "50"], "The k to time.")
 
 
-def matmul_flops(layers: list[tuple[int, int]], batch: int) -> float:
-    """Forward + backward FLOPs of `batch` rows through dense layers whose input gradient
-    is needed (every decoder layer: its input z depends on the encoder)."""
-    return batch * sum(2.0 * i * o * 3 for i, o in layers)
+def predicted_flops(config, image_shape: tuple[int, int, int], k: int) -> float:
+    """Matmul and convolution FLOPs per example with k samples: the encoder once (its first
+    layer needs no input gradient), the decoder k times (every decoder layer's input
+    gradient is needed: its input z depends on the encoder)."""
+    arch = architectures.get(config.model.architecture)
+    encoder, decoder = arch.vae_forward_flops(config.model, image_shape)
+    return train_flops(encoder) + k * train_flops(decoder, first_is_input=False)
 
 
-def predicted_flops(model, k: int) -> float:
-    """Matmul FLOPs per example with k samples: the encoder once (its first layer needs no
-    input gradient), the decoder k times."""
-    layers = model.dense_shapes()
-    num_encoder = len(model.hidden_sizes) + 1
-    encoder, decoder = layers[:num_encoder], layers[num_encoder:]
-    return (matmul_flops(encoder, 1) - 2.0 * encoder[0][0] * encoder[0][1]
-            + matmul_flops(decoder, k))
-
-
-def seconds_per_pass(config, images: jax.Array) -> tuple[float, object]:
-    """Best wall time of one pass over `images` after a compilation pass, and the model."""
+def seconds_per_pass(config, images: jax.Array, image_shape: tuple[int, int, int]) -> float:
+    """Best wall time of one pass over `images` after a compilation pass."""
     family = families.get(config.model.kind)
-    d = images.shape[-1]
-    model = family.make_model(config.model, d)
+    model = family.make_model(config.model, image_shape)
     steps = images.shape[0] // config.train.batch_size
     tx = make_optimizer(config.train, steps * (_EPOCHS.value + 1))
-    params = family.init_params(model, keys.run_keys(config.train.seed).init, d)
+    params = family.init_params(model, keys.run_keys(config.train.seed).init, image_shape)
     epoch_fn = make_train_epoch(
         family.objective(config, model, train=True, steps_per_epoch=steps), tx,
         config.train.batch_size, config.data.binarize)
     _, _, best = epoch_seconds(epoch_fn, TrainState.create(params, tx), images,
                                config.train.prng_impl, _EPOCHS.value)
-    return best, model
+    return best
 
 
 def main(argv) -> None:
@@ -83,8 +76,8 @@ def main(argv) -> None:
         for k in map(int, _SAMPLES.value):
             config = base.copy_and_resolve_references()
             config.train.objective, config.train.num_samples = objective, k
-            seconds, model = seconds_per_pass(config, images)
-            rates[k] = (n / seconds, predicted_flops(model, k))
+            seconds = seconds_per_pass(config, images, datasets.image_shape)
+            rates[k] = (n / seconds, predicted_flops(config, datasets.image_shape, k))
             first = next(iter(rates))
             print(f"{objective} k={k}: {rates[k][0]:,.0f} examples/s  "
                   f"ratio={rates[k][0] / rates[first][0]:.3f}  "

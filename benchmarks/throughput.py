@@ -21,6 +21,13 @@ everything else), the rate of a large square GEMM for scale (`matmul_fraction`: 
 FLOPs per second over it) and, last, `floor_fraction=<float>`: (matmul-only +
 optimizer-only + loop time) / step time, how close the step is to the floor its matmuls
 and its optimizer's memory traffic set.
+
+A conv model (`model.architecture=conv`) gets no matmul ablation: it prints its FLOPs per
+example (every multiply-add that meets a pixel, as XLA's cost analysis counts them, see
+`ConvStack.forward_flops`), the rate of one large convolution measured in the same run
+(--conv_batch images of --conv_side^2 pixels, --conv_channels in and out, 3x3, `same`),
+`conv_fraction=<float>`: the model's FLOPs per second over that rate, and the epoch under
+the other `model.conv.gradients` (`gradients_speedup`: its time over the configured one's).
 """
 
 from __future__ import annotations
@@ -38,15 +45,20 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import configs, families, keys, models, noise
+from aevb import architectures, configs, families, keys, models, noise
+from aevb.architectures import mlp
+from aevb.conv_models import ConvStack
 from aevb import data as data_lib
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch
-from benchmarks.flops import train_flops_per_example
+from benchmarks.flops import train_flops, train_flops_per_example
 from benchmarks.timing import epoch_seconds
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/vae.py", lock_config=True)
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Timed epochs after the compilation epoch.")
 _GEMM_SIZE = flags.DEFINE_integer("gemm_size", 2048, "Side of the square GEMM.")
+_CONV_BATCH = flags.DEFINE_integer("conv_batch", 64, "Images of the reference convolution.")
+_CONV_SIDE = flags.DEFINE_integer("conv_side", 56, "Their height and width.")
+_CONV_CHANNELS = flags.DEFINE_integer("conv_channels", 64, "Its input and output channels.")
 
 
 def gemm_flops_per_s(n: int, repeats: int = 10) -> float:
@@ -61,6 +73,17 @@ def gemm_flops_per_s(n: int, repeats: int = 10) -> float:
         matmul(a, b).block_until_ready()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best
+
+
+def conv_flops_per_s(batch: int, side: int, channels: int, repeats: int = 10) -> float:
+    """Best-of-`repeats` rate of one jitted f32 3x3 `same` convolution, NHWC [batch, side,
+    side, channels] -> the same shape: the machine's convolution rate, for scale."""
+    x = jax.random.normal(jax.random.key(0), (batch, side, side, channels), jnp.float32)
+    w = jax.random.normal(jax.random.key(1), (3, 3, channels, channels), jnp.float32)
+    conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    return 2.0 * batch * side * side * 9 * channels * channels / best_seconds(
+        conv, x, w, repeats=repeats)
 
 
 def best_seconds(fn, *args, repeats: int = 5) -> float:
@@ -165,11 +188,12 @@ def main(argv) -> None:
     config = _CONFIG.value
     configs.validate(config)
     datasets = data_lib.load(config.data)
-    d = datasets.num_pixels
+    configs.validate_against_data(config, datasets.train.images.shape[0], datasets.image_shape)
+    d, shape = datasets.num_pixels, datasets.image_shape
     family = families.get(config.model.kind)
-    model = family.make_model(config.model, d)
+    model = family.make_model(config.model, shape)
     tx = make_optimizer(config.train)
-    params = family.init_params(model, keys.run_keys(config.train.seed).init, d)
+    params = family.init_params(model, keys.run_keys(config.train.seed).init, shape)
     epoch_fn = make_train_epoch(family.objective(config, model, train=True), tx,
                                 config.train.batch_size, config.data.binarize)
     images = jnp.asarray(datasets.train.images.reshape(-1, d))
@@ -185,7 +209,41 @@ def main(argv) -> None:
         print(f"epoch ({name} keys): {epochs[name]:.3f} s, {steps * batch / epochs[name]:,.0f} "
               f"examples/s, loss {loss:.2f}")
     step = epochs[impl] / steps
-    layers = model.dense_shapes()
+    arch = architectures.get(config.model.architecture)
+    if isinstance(arch, mlp.MLPArchitecture):
+        breakdown(config, model, tx, params, images, step,
+                  mlp.vae_dense_shapes(config.model, shape))
+        return
+    flops = train_flops([f for part in arch.vae_forward_flops(config.model, shape)
+                         for f in part])
+    print(f"model_flops_per_example={flops:.4g}")
+    print(f"examples_per_s={batch / step:.1f}")
+    gemm = gemm_flops_per_s(_GEMM_SIZE.value)
+    print(f"gemm{_GEMM_SIZE.value}_gflops_per_s={gemm / 1e9:.2f}")
+    print(f"matmul_fraction={batch / step * flops / gemm:.3f}")
+    conv_rate = conv_flops_per_s(_CONV_BATCH.value, _CONV_SIDE.value, _CONV_CHANNELS.value)
+    sides = ConvStack.from_config(config.model, shape).sides()
+    print(f"device={jax.devices()[0].device_kind} batch={batch} conv layers: channels "
+          f"{tuple(config.model.conv.channels)}, feature maps "
+          f"{' -> '.join(f'{h}x{w}' for h, w in sides)}")
+    print(f"conv{_CONV_SIDE.value}x{_CONV_CHANNELS.value}_gflops_per_s={conv_rate / 1e9:.2f}")
+    print(f"conv_fraction={batch / step * flops / conv_rate:.3f}")
+    other = config.copy_and_resolve_references()
+    other.model.conv.gradients = "xla" if config.model.conv.gradients == "explicit" else "explicit"
+    other_model = family.make_model(other.model, shape)
+    other_fn = make_train_epoch(family.objective(other, other_model, train=True), tx, batch,
+                                config.data.binarize)
+    _, _, other_epoch = epoch_seconds(other_fn, TrainState.create(params, tx), images, impl, 1)
+    print(f"epoch with model.conv.gradients={other.model.conv.gradients}: {other_epoch:.3f} s, "
+          f"{steps * batch / other_epoch:,.0f} examples/s")
+    print(f"gradients_speedup={other_epoch / epochs[impl]:.2f}  (model.conv.gradients="
+          f"{config.model.conv.gradients} against {other.model.conv.gradients}, same process)")
+
+
+def breakdown(config, model, tx, params, images: jax.Array, step: float,
+              layers: list[tuple[int, int]]) -> None:
+    """Where a dense model's step goes: matmuls, optimizer, randomness, loop, the rest."""
+    batch, impl = config.train.batch_size, config.train.prng_impl
     flops = train_flops_per_example(layers)
     loop = loop_seconds_per_step()
     matmul = batch * flops / matmul_only_flops_per_s(layers, batch) - loop
@@ -194,7 +252,6 @@ def main(argv) -> None:
                   for name in keys.PRNG_IMPLS}
     uint8_draws = randomness_seconds_per_step(config, model, images, impl, True) - loop
     rest = step - matmul - optimizer - randomness[impl] - loop
-    gemm = gemm_flops_per_s(_GEMM_SIZE.value)
     ms = lambda t: f"{t * 1e3:.3f} ms"
     print(f"device={jax.devices()[0].device_kind} batch={batch} "
           f"matmuls: {' '.join(f'{i}x{o}' for i, o in layers)}")
@@ -205,6 +262,7 @@ def main(argv) -> None:
     print("randomness alone per step: " + ", ".join(
         f"{name} {ms(t)}" for name, t in randomness.items())
           + f"; {impl} with uint8 binarization {ms(uint8_draws)}")
+    gemm = gemm_flops_per_s(_GEMM_SIZE.value)
     print(f"model_flops_per_example={flops:.4g}")
     print(f"gemm{_GEMM_SIZE.value}_gflops_per_s={gemm / 1e9:.2f}")
     print(f"matmul_only_gflops_per_s={batch * flops / (matmul + loop) / 1e9:.2f}  (ceiling "

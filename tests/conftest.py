@@ -114,12 +114,12 @@ def tiny_config(tiny_idx_dir):
     return small_vae_config(tiny_idx_dir)
 
 
-def model_and_state(config, num_pixels: int = 784, seed: int = 0):
+def model_and_state(config, image_shape: tuple[int, int, int] = (28, 28, 1), seed: int = 0):
     """(family, model, optimizer, fresh train state) of a config, from key(seed)."""
     family = families.get(config.model.kind)
-    model = family.make_model(config.model, num_pixels)
+    model = family.make_model(config.model, image_shape)
     tx = make_optimizer(config.train)
-    params = family.init_params(model, jax.random.key(seed), num_pixels)
+    params = family.init_params(model, jax.random.key(seed), image_shape)
     return family, model, tx, TrainState.create(params, tx)
 
 

@@ -10,7 +10,7 @@ import sys
 from absl import app, flags
 
 _KIND = flags.DEFINE_enum("kind", "vae", ["vae", "iwae", "stacked", "layerwise",
-                                                  "pretrain"],
+                                          "pretrain", "convvae"],
                           "Which experiment.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
@@ -31,8 +31,10 @@ def main(argv):
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
-    experiment = __import__(f"experiments.{_KIND.value}", fromlist=["get_config"])
-    config = experiment.get_config()
+    kind = _KIND.value
+    name = {"convvae": "vae"}.get(kind, kind)
+    experiment = __import__(f"experiments.{name}", fromlist=["get_config"])
+    config = experiment.get_config("conv" if kind == "convvae" else "")
     config.data.dir = _DATA_DIR.value
     config.data.num_validation = 0
     config.model.hidden_sizes = (64, 16) if _KIND.value == "stacked" else (64,)
@@ -50,6 +52,11 @@ def main(argv):
     config.eval.iwae_k = 16
     config.eval.iwae_num_examples = 40
     config.eval.num_images = 4
+    if kind == "convvae":  # 4 and 8 filters, 28 -> 14 (stride 2) -> 7 (2x2 max-pooling)
+        config.model.hidden_sizes = ()
+        config.model.conv.channels, config.model.conv.kernels = (4, 8), (3, 3)
+        config.model.conv.strides, config.model.conv.pools = (2, 1), (1, 2)
+        config.model.conv.paddings = ("same", "same")
     if _KIND.value == "iwae":  # k = 3 samples, the bound L_3, a cosine rate and a KL warm-up
         config.train.num_samples, config.train.objective = 3, "iwae"
         config.train.lr_schedule, config.train.kl_warmup_epochs = "cosine", 2

@@ -17,7 +17,7 @@ from aevb.families import autoencoder as ae
 
 
 def _model_and_params(config, d=784):
-    family, model, _, state = model_and_state(config, d)
+    family, model, _, state = model_and_state(config, (1, d, 1))
     return model, state.params
 
 

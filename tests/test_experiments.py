@@ -14,8 +14,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(f"{REPO}/experiments/*.py")
                      if not os.path.basename(p).startswith("_"))
 PICTURES = {
-    "vae": {"reconstructions.png", "samples.png", "interpolations.png"},
-    "iwae": {"reconstructions.png", "samples.png", "interpolations.png"},
+    "vae": {"reconstructions.png", "samples.png", "interpolations.png", "filters.png"},
+    "iwae": {"reconstructions.png", "samples.png", "interpolations.png", "filters.png"},
+    "conv": {"reconstructions.png", "filters.png"},
     "autoencoder": {"reconstructions.png", "filters.png"},
     "stacked": {"reconstructions.png", "filters.png"},
     "denoising": {"reconstructions.png", "filters.png", "denoising.png"},

@@ -113,6 +113,30 @@ BAD = [
     ("labels for pretraining", lambda d, t: [f"--config={REPO}/experiments/pretrain.py",
                                              "--config.labels.num=100000"],
      "labels.num", "absent"),
+    ("architecture", lambda d, t: ["--config.model.architecture=resnet"],
+     "model.architecture", "absent"),
+    ("conv layers that shrink to nothing", lambda d, t: [
+        "--config.model.architecture=conv", "--config.model.conv.channels=(4,4,4,4,4)",
+        "--config.model.conv.kernels=(3,3,3,3,3)", "--config.model.conv.strides=(1,1,1,1,1)",
+        "--config.model.conv.pools=(2,2,2,2,2)",
+        "--config.model.conv.paddings=('same','same','same','same','same')"],
+     "model.conv.pools", "absent"),
+    ("one conv field too short", lambda d, t: ["--config.model.architecture=conv",
+                                               "--config.model.conv.kernels=(3,3)"],
+     "model.conv.kernels", "absent"),
+    ("a feature-map code of the wrong size", lambda d, t: [
+        f"--config={REPO}/experiments/conv.py", "--config.data.num_validation=0",
+        "--config.model.latent_dim=30"],
+     "model.latent_dim", "absent"),
+    ("a feature-map code for a VAE", lambda d, t: ["--config.model.architecture=conv",
+                                                   "--config.model.conv.code=feature_map"],
+     "model.conv.code", "absent"),
+    ("tied conv weights", lambda d, t: [f"--config={REPO}/experiments/conv.py",
+                                        "--config.model.tied_weights=True"],
+     "model.tied_weights", "absent"),
+    ("layer-wise conv stack", lambda d, t: [f"--config={REPO}/experiments/conv.py:code30",
+                                            "--config.train.schedule=layerwise"],
+     "train.schedule", "absent"),
 ]
 
 

@@ -33,8 +33,8 @@ def test_phases_change_only_their_layer_and_assemble_into_the_stack(tiny_idx_dir
     config = small_layerwise_config(tiny_idx_dir, tied)
     images = _images(tiny_idx_dir)
     family = families.get(config.model.kind)
-    model = family.make_model(config.model, 784)
-    stack = family.init_params(model, keys.run_keys(0).init, 784)
+    model = family.make_model(config.model, (28, 28, 1))
+    stack = family.init_params(model, keys.run_keys(0).init, (28, 28, 1))
     n = 3
     tx = make_optimizer(config.train)
     for k in range(n):

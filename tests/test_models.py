@@ -8,12 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aevb import models
+from aevb import configs, models
+from aevb.architectures import mlp
 from aevb.distributions import Bernoulli, Gaussian
 
 
 def test_vae_returns_distribution_parameters_with_the_right_shapes():
-    model = models.VAE(hidden_sizes=(32, 16), latent_dim=3, output_dim=20)
+    model = models.dense_vae((32, 16), 3, 20)
     x = jnp.ones((5, 20))
     params = model.init(jax.random.key(0), x, jax.random.key(1))
     out = model.apply(params, x, jax.random.key(2))
@@ -25,7 +26,7 @@ def test_vae_returns_distribution_parameters_with_the_right_shapes():
 
 
 def test_gaussian_decoder_and_reparameterized_samples():
-    model = models.VAE(hidden_sizes=(8,), latent_dim=2, output_dim=6, likelihood="gaussian")
+    model = models.dense_vae((8,), 2, 6, "gaussian")
     x = jnp.ones((4, 6))
     params = model.init(jax.random.key(0), x, jax.random.key(1))
     out = model.apply(params, x, jax.random.key(2))
@@ -73,8 +74,9 @@ def test_autoencoder_shapes_and_code_activation():
 
 
 def test_dense_shapes_list_every_matmul():
-    vae = models.VAE(hidden_sizes=(500,), latent_dim=20, output_dim=784)
-    assert vae.dense_shapes() == [(784, 500), (500, 40), (20, 500), (500, 784)]
+    config = configs.base_config()
+    assert mlp.vae_dense_shapes(config.model, (28, 28, 1)) == [(784, 500), (500, 40),
+                                                                (20, 500), (500, 784)]
     ae = models.Autoencoder(hidden_sizes=(100,), code_dim=30, output_dim=784, tied_weights=True)
     assert ae.dense_shapes() == [(784, 100), (100, 30), (30, 100), (100, 784)]
 

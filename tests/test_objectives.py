@@ -19,8 +19,8 @@ D, L = 12, 3
 
 
 def _model(likelihood: str = "bernoulli"):
-    model = models.VAE(hidden_sizes=(16,), latent_dim=L, output_dim=D, likelihood=likelihood)
-    return model, vae_family.VAEFamily().init_params(model, jax.random.key(0), D)
+    model = models.dense_vae((16,), L, D, likelihood)
+    return model, vae_family.VAEFamily().init_params(model, jax.random.key(0), (1, D, 1))
 
 
 def _data(likelihood: str, n: int = 5) -> jax.Array:

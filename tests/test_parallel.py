@@ -74,11 +74,12 @@ def _assert_same(a, b, rtol=1e-4):
 
 @pytest.mark.parametrize("kind, checkpoints", [
     ("vae", "checkpoints"), ("iwae", "checkpoints"), ("stacked", "checkpoints"),
-    ("layerwise", "checkpoints"),
+    ("layerwise", "checkpoints"), ("convvae", "checkpoints"),
     ("pretrain", "classifier_scratch/checkpoints")])
 def test_eight_devices_match_one_device(tiny_idx_dir, tmp_path, kind, checkpoints):
-    """Every regime runs on the mesh: 8 devices give the 1-device numbers (a layer-wise run
-    in every phase and the fine-tuning; pretraining in phase 1 and both classifiers)."""
+    """Every regime and architecture runs on the mesh: 8 devices give the 1-device numbers
+    (a layer-wise run in every phase and the fine-tuning; pretraining in phase 1 and both
+    classifiers; a conv VAE, with a strided and a pooled conv layer)."""
     (rc1, out1), (rc8, out8) = _finish(
         _run(tiny_idx_dir, tmp_path / "one", kind=kind, background=True),
         _run(tiny_idx_dir, tmp_path / "eight", devices=8, kind=kind, background=True))

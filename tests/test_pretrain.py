@@ -57,8 +57,8 @@ def test_pretraining_never_reads_labels(tiny_idx_dir, tmp_path, monkeypatch):
     poisoned = _poisoned(real_load(config.data))
     monkeypatch.setattr(data_lib, "load", lambda _: poisoned)
 
-    summary, params = pretrain.pretrain_autoencoder(config, str(tmp_path / "ae"), 784,
-                                                    router.run)
+    summary, params = pretrain.pretrain_autoencoder(config, str(tmp_path / "ae"),
+                                                    (28, 28, 1), router.run)
     assert summary["steps"] == 1000 // 50 and params["params"]
     with pytest.raises(LabelRead):  # the poison is live: phase 2's first look at a label
         pretrain.labeled_subset(poisoned.train.labels, 100, 0)
@@ -94,7 +94,7 @@ def test_classifier_encoder_is_the_pretrained_encoder(kind):
     family, model, _, state = model_and_state(config)
     ae_params = state.params
     classifier, pretrained, scratch = classifier_family.build(
-        family, config.model, 784, 8, ae_params, 0, jax.random.key(3))
+        family, config.model, (28, 28, 1), 8, ae_params, 0, jax.random.key(3))
     head = {"kernel": jnp.eye(8), "bias": jnp.zeros(8)}
     with_head = lambda p: {"params": {**p["params"], "head": head}}
     x = jax.random.uniform(jax.random.key(1), (5, 784))
@@ -106,7 +106,7 @@ def test_classifier_encoder_is_the_pretrained_encoder(kind):
     np.testing.assert_array_equal(pretrained["params"]["head"]["kernel"],
                                   scratch["params"]["head"]["kernel"])  # the same head init
 
-    classifier, pretrained, _ = classifier_family.build(family, config.model, 784, 10,
+    classifier, pretrained, _ = classifier_family.build(family, config.model, (28, 28, 1), 10,
                                                         ae_params, 1, jax.random.key(3))
     h = classifier.encoder.apply({"params": pretrained["params"]["encoder"]}, x)
     assert h.shape == (5, 32)  # the lower layer only
@@ -121,8 +121,8 @@ def test_frozen_encoder_stays_and_the_head_learns(tiny_idx_dir, tmp_path, encode
     labels = jnp.asarray(train_split.labels[:200])
     test_x = classifier_family.inputs(jnp.asarray(test_split.images.reshape(-1, 784)), "none")
     family, _, _, state = model_and_state(config)
-    model, pretrained, _ = classifier_family.build(family, config.model, 784, 10, state.params,
-                                                   0, jax.random.key(3))
+    model, pretrained, _ = classifier_family.build(family, config.model, (28, 28, 1), 10,
+                                                   state.params, 0, jax.random.key(3))
     frozen = encoder == "frozen"
     phase = pretrain.classifier_phase(config, model, pretrained, frozen, (images, labels),
                                       (test_x, test_split.labels), jax.random.key(1), None,

@@ -18,8 +18,8 @@ D, L = 12, 3
 
 
 def _model(likelihood: str) -> tuple[models.VAE, dict]:
-    model = models.VAE(hidden_sizes=(16,), latent_dim=L, output_dim=D, likelihood=likelihood)
-    params = vae_family.VAEFamily().init_params(model, jax.random.key(0), D)
+    model = models.dense_vae((16,), L, D, likelihood)
+    params = vae_family.VAEFamily().init_params(model, jax.random.key(0), (1, D, 1))
     return model, params
 
 

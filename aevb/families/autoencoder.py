@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from aevb import checks, evaluate, losses, models, noise, parallel, plots
+from aevb import architectures, checks, evaluate, losses, models, noise, parallel, plots
 from aevb.evaluate import EvalData, map_in_chunks
 from aevb.families.base import Family, Objective, Params
 
@@ -166,19 +166,17 @@ class AutoencoderFamily(Family):
                         "sparsity.kind='kl': every layer's code is made sparse, so every code "
                         "needs activations in (0, 1)")
 
-    def make_model(self, model_config: ml_collections.ConfigDict, num_pixels: int) -> nn.Module:
-        return models.Autoencoder(hidden_sizes=tuple(model_config.hidden_sizes),
-                                  code_dim=model_config.latent_dim, output_dim=num_pixels,
-                                  activation=model_config.activation,
-                                  code_activation=model_config.code_activation,
-                                  output_activation=model_config.output_activation,
-                                  tied_weights=model_config.tied_weights)
+    def make_model(self, model_config: ml_collections.ConfigDict,
+                   image_shape: tuple[int, int, int]) -> nn.Module:
+        return architectures.get(model_config.architecture).autoencoder(model_config,
+                                                                          image_shape)
 
-    def init_params(self, model: nn.Module, key: jax.Array, num_pixels: int) -> Params:
+    def init_params(self, model: nn.Module, key: jax.Array,
+                    image_shape: tuple[int, int, int]) -> Params:
         init_key, _ = jax.random.split(key)
         # One compiled program (persistently cached), not dozens of op-by-op ones; the same
         # values bit for bit.
-        return jax.jit(model.init)(init_key, jnp.zeros((1, num_pixels), jnp.float32))
+        return jax.jit(model.init)(init_key, jnp.zeros((1, np.prod(image_shape)), jnp.float32))
 
     def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
                   hparams: dict[str, jax.Array] | None = None, steps_per_epoch: int = 0,
@@ -228,9 +226,9 @@ class AutoencoderFamily(Family):
         x = test_x[:n]
         written = [plots.save_reconstructions(x, model.apply(params, x).x_hat, image_shape,
                                               workdir)]
-        kernel = params["params"]["encoder_kernel_0"]
-        written.append(plots.save_png(plots.image_grid(plots.filter_tiles(kernel, image_shape),
-                                                       10), os.path.join(workdir, "filters.png")))
+        kernel = model.apply(params, method=model.first_layer_kernel)
+        written.append(plots.save_filters(architectures.get(config.model.architecture)
+                                          .filter_tiles(kernel, image_shape), workdir))
         if config.noise.kind != "none":
             rows = min(max(1, int(np.sqrt(n))), n)
             corrupted = noise.corrupt(x[:rows], config.noise.kind, key, config.noise.std,
@@ -248,16 +246,9 @@ class AutoencoderFamily(Family):
         return written
 
     def encoder_depth(self, model_config: ml_collections.ConfigDict) -> int:
-        return len(model_config.hidden_sizes) + 1
+        return architectures.get(model_config.architecture).encoder_depth(model_config)
 
-    def encoder(self, model_config, num_pixels, params, num_layers=0):
-        """The lower layers as a `DenseEncoder` (the stack's own arrays, same names)."""
-        num_layers = num_layers or self.encoder_depth(model_config)
-        widths = stack_widths(model_config, num_pixels)[:num_layers + 1]
-        activations = ((model_config.activation,) * len(model_config.hidden_sizes)
-                       + (model_config.code_activation,))[:num_layers]
-        module = models.DenseEncoder(widths, activations)
-        if params is None:
-            return module, None
-        names = [f"encoder_{part}_{i}" for i in range(num_layers) for part in ("kernel", "bias")]
-        return module, {"params": {name: params["params"][name] for name in names}}
+    def encoder(self, model_config, image_shape, params, num_layers=0):
+        """The lower layers with the autoencoder's own arrays (code layer last)."""
+        return architectures.get(model_config.architecture).autoencoder_features(
+            model_config, image_shape, params, num_layers or self.encoder_depth(model_config))

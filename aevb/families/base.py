@@ -18,6 +18,7 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
+from aevb.architectures.base import ImageShape
 from aevb.evaluate import EvalData
 
 Params = Any
@@ -44,11 +45,13 @@ class Family(abc.ABC):
         """Checks the fields only this family reads; raises checks.ConfigError."""
 
     @abc.abstractmethod
-    def make_model(self, model_config: ml_collections.ConfigDict, num_pixels: int) -> nn.Module:
-        """The Flax module `model` asks for, with `num_pixels` (= H * W * C) outputs."""
+    def make_model(self, model_config: ml_collections.ConfigDict,
+                   image_shape: ImageShape) -> nn.Module:
+        """The Flax module `model` asks for, in its `model.architecture`, for images of
+        `image_shape` (H, W, C) that enter flattened: [..., H * W * C]."""
 
     @abc.abstractmethod
-    def init_params(self, model: nn.Module, key: jax.Array, num_pixels: int) -> Params:
+    def init_params(self, model: nn.Module, key: jax.Array, image_shape: ImageShape) -> Params:
         """Fresh parameters from `key` (the run's init key)."""
 
     @abc.abstractmethod
@@ -83,7 +86,7 @@ class Family(abc.ABC):
         """How many encoder layers `encoder` can export (classifier.encoder_layers <= it)."""
 
     @abc.abstractmethod
-    def encoder(self, model_config: ml_collections.ConfigDict, num_pixels: int,
+    def encoder(self, model_config: ml_collections.ConfigDict, image_shape: ImageShape,
                 params: Params | None, num_layers: int = 0) -> tuple[nn.Module, Params | None]:
         """The lower `num_layers` (0 = all) encoder layers as (module, its parameters).
 

@@ -28,7 +28,8 @@ from aevb.models import Classifier
 ENCODER = "encoder"  # the classifier's parameter entry that holds its encoder
 
 
-def build(family: Family, model_config: ml_collections.ConfigDict, num_pixels: int,
+def build(family: Family, model_config: ml_collections.ConfigDict,
+          image_shape: tuple[int, int, int],
           num_classes: int, pretrained_params: Params, num_layers: int, key: jax.Array
           ) -> tuple[Classifier, Params, Params]:
     """(model, pretrained parameters, scratch parameters) of the classifier on the lower
@@ -37,10 +38,10 @@ def build(family: Family, model_config: ml_collections.ConfigDict, num_pixels: i
     Both parameter sets share the head's random initialisation (from `key`); `scratch` has
     a randomly initialised encoder, `pretrained` the exported one.
     """
-    module, encoder_params = family.encoder(model_config, num_pixels, pretrained_params,
+    module, encoder_params = family.encoder(model_config, image_shape, pretrained_params,
                                             num_layers)
     model = Classifier(encoder=module, num_classes=num_classes)
-    scratch = jax.jit(model.init)(key, jnp.zeros((1, num_pixels), jnp.float32))
+    scratch = jax.jit(model.init)(key, jnp.zeros((1, int(np.prod(image_shape))), jnp.float32))
     pretrained = {**scratch, "params": {**scratch["params"], ENCODER: encoder_params["params"]}}
     return model, pretrained, scratch
 

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from aevb import checks, losses, models, noise, parallel, plots, schedules
+from aevb import architectures, checks, losses, models, noise, parallel, plots, schedules
 from aevb import data as data_lib
 from aevb.distributions import Gaussian
 from aevb.evaluate import EvalData, map_in_chunks
@@ -182,6 +182,10 @@ class VAEFamily(Family):
         checks.check_choice(config, "train.objective", OBJECTIVES)
         checks.check_int(config, "train.num_samples", 1)
         checks.check_int(config, "train.kl_warmup_epochs", 0)
+        if not architectures.get(config.model.architecture).has_dense_code(config.model):
+            checks.fail("model.conv.code", config.model.conv.code,
+                        "a VAE's code is q(z|x), whose mean and log-variance come out of a "
+                        "dense layer: use 'dense' with model.kind='vae'")
         if config.model.decoder == "gaussian" and config.data.binarize != "dequantize":
             binarized = config.data.binarize in ("dynamic", "static")
             checks.fail("model.decoder", "gaussian", (
@@ -193,18 +197,18 @@ class VAEFamily(Family):
                 + "data.binarize='dequantize' (grey levels with uniform noise, a density "
                 "on [0, 1))"))
 
-    def make_model(self, model_config: ml_collections.ConfigDict, num_pixels: int) -> nn.Module:
-        return models.VAE(hidden_sizes=tuple(model_config.hidden_sizes),
-                          latent_dim=model_config.latent_dim, output_dim=num_pixels,
-                          likelihood=model_config.decoder, activation=model_config.activation,
-                          kernel_init=model_config.kernel_init,
-                          min_log_var=model_config.decoder_min_log_var)
+    def make_model(self, model_config: ml_collections.ConfigDict,
+                   image_shape: tuple[int, int, int]) -> nn.Module:
+        arch = architectures.get(model_config.architecture)
+        return models.VAE(arch.gaussian_encoder(model_config, image_shape),
+                          arch.decoder(model_config, image_shape))
 
-    def init_params(self, model: nn.Module, key: jax.Array, num_pixels: int) -> Params:
+    def init_params(self, model: nn.Module, key: jax.Array,
+                    image_shape: tuple[int, int, int]) -> Params:
         init_key, sample_key = jax.random.split(key)
         # One compiled program (persistently cached), not dozens of op-by-op ones; the same
         # values bit for bit.
-        return jax.jit(model.init)(init_key, jnp.zeros((1, num_pixels), jnp.float32),
+        return jax.jit(model.init)(init_key, jnp.zeros((1, np.prod(image_shape)), jnp.float32),
                                    sample_key)
 
     def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
@@ -259,8 +263,9 @@ class VAEFamily(Family):
 
     def pictures(self, config, model, params, test_x, image_shape, key, workdir):
         """`reconstructions.png` (from the posterior means), `samples.png` (decoded
-        z ~ N(0, I)), `interpolations.png` (`latent_interpolations`) and, with 2 latents,
-        `latent_manifold.png` (the paper's figure 4)."""
+        z ~ N(0, I)), `interpolations.png` (`latent_interpolations`), `filters.png` (the
+        encoder's first layer) and, with 2 latents, `latent_manifold.png` (the paper's
+        figure 4)."""
         n = min(config.eval.num_images, test_x.shape[0])
         x = test_x[:n]
         recon = model.apply(params, model.apply(params, x, method=model.encode).mean(),
@@ -273,6 +278,9 @@ class VAEFamily(Family):
             rows = latent_interpolations(model, params, test_x[:2 * min(8, n // 2 or 1)])
             written.append(plots.save_grid(rows, image_shape, workdir, "interpolations.png",
                                            columns=INTERPOLATION_STEPS + 2))
+        kernel = model.apply(params, method=model.first_layer_kernel)
+        written.append(plots.save_filters(architectures.get(config.model.architecture)
+                                          .filter_tiles(kernel, image_shape), workdir))
         if config.model.latent_dim == 2:
             side = 20
             grid = model.apply(params, jnp.asarray(plots.latent_grid(side)),
@@ -282,20 +290,14 @@ class VAEFamily(Family):
         return written
 
     def encoder_depth(self, model_config: ml_collections.ConfigDict) -> int:
-        return len(model_config.hidden_sizes) + 1
+        return architectures.get(model_config.architecture).encoder_depth(model_config)
 
-    def encoder(self, model_config, num_pixels, params, num_layers=0):
-        """All layers: the mean of q(z|x) (`PosteriorMean`, the encoder's own parameters);
-        fewer: the lower hidden layers (`MLP`)."""
-        depth = self.encoder_depth(model_config)
-        num_layers = num_layers or depth
-        hidden, act = tuple(model_config.hidden_sizes), model_config.activation
-        if num_layers == depth:
-            module = models.PosteriorMean(hidden, model_config.latent_dim, act,
-                                          model_config.kernel_init)
-            return module, None if params is None else {"params": params["params"]["encoder"]}
-        module = models.MLP(hidden[:num_layers], act, model_config.kernel_init)
-        if params is None:
-            return module, None
-        mlp = params["params"]["encoder"]["mlp"]
-        return module, {"params": {f"hidden_{i}": mlp[f"hidden_{i}"] for i in range(num_layers)}}
+    def encoder(self, model_config, image_shape, params, num_layers=0):
+        """All layers: the mean of q(z|x) (the encoder's own parameters); fewer: the lower
+        hidden layers, as the architecture exports them."""
+        arch = architectures.get(model_config.architecture)
+        encoder_params = None if params is None else params["params"]["encoder"]
+        if num_layers in (0, self.encoder_depth(model_config)):
+            module = arch.posterior_mean(model_config, image_shape)
+            return module, None if params is None else {"params": encoder_params}
+        return arch.vae_features(model_config, image_shape, encoder_params, num_layers)

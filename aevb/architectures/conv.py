@@ -1,0 +1,179 @@
+"""Convolutional encoders and decoders: `model.architecture='conv'`, fields `model.conv.*`.
+
+Encoder: the image x [..., D] as [N, H, W, C]; per conv layer i, `model.conv.channels[i]`
+filters of `kernels[i]` x `kernels[i]` with stride `strides[i]` and padding `paddings[i]`
+('same' or 'valid'), then max-pooling over `pools[i]` x `pools[i]` windows (1: none), then
+the activation (pooling first gives the same values for a monotone activation, computed on
+fewer of them). Then the feature map flattened, `model.hidden_sizes` dense layers and the
+code: a dense layer (`model.conv.code='dense'`; the VAE's mean and log-variance) or the
+last feature map itself (`'feature_map'`, Geron's convolutional autoencoder: the last conv
+layer uses `model.code_activation`, and `model.latent_dim` is the map's size).
+
+Decoder: the mirror image. Dense layers back up (the reversed hidden sizes, then one to the
+last feature map's size), then per conv layer, the last first, a transposed convolution
+with that layer's kernel and stride x pool as its stride, to the channels and the exact
+height and width the layer received: 3 -> 7 -> 14 -> 28 after 28 -> 14 -> 7 -> 3. Its
+padding is computed, not configured: the (low, high) pair that gives the size back. The
+last one has C channels (2C: a Gaussian decoder's mean and log-variance) and no activation.
+
+Not supported, and refused by validation: tied weights (a decoder layer here undoes its
+encoder layer's pooling and stride as well as its convolution, so the encoder's kernel is
+not its transpose), and greedy layer-wise training (it trains dense layers one at a time).
+"""
+
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+import numpy as np
+
+from aevb import checks
+from aevb.architectures.base import Architecture, ImageShape
+from aevb.conv_models import (ConvAutoencoder, ConvFeatures, ConvGaussianEncoder,
+                              ConvPosteriorMean, ConvStack, ConvVAEDecoder)
+
+PADDINGS = ("same", "valid")
+CODES = ("dense", "feature_map")
+GRADIENTS = ("explicit", "xla")
+
+
+def _layer_names(n_conv: int, num_layers: int) -> list[str]:
+    return ([f"conv_{i}" for i in range(min(num_layers, n_conv))]
+            + [f"dense_{j}" for j in range(num_layers - n_conv)])
+
+
+class ConvArchitecture(Architecture):
+    name = "conv"
+
+    def check_fields(self, config: ml_collections.ConfigDict) -> None:
+        """Every `model.conv` field: choices, and one tuple entry per conv layer."""
+        mc = config.model
+        checks.check_choice(config, "model.conv.code", CODES)
+        checks.check_choice(config, "model.conv.gradients", GRADIENTS)
+        checks.check_int_tuple(config, "model.conv.channels")
+        num = len(mc.conv.channels)
+        if not num:
+            checks.fail("model.conv.channels", mc.conv.channels,
+                        "must name at least one conv layer, e.g. '(16, 32, 64)'")
+        for field in ("kernels", "strides", "pools", "paddings"):
+            value = checks.get(config, f"model.conv.{field}")
+            if field != "paddings":
+                checks.check_int_tuple(config, f"model.conv.{field}")
+            elif not isinstance(value, (tuple, list)) or any(p not in PADDINGS for p in value):
+                checks.fail("model.conv.paddings", value,
+                            f"must be a tuple of {list(PADDINGS)}, one per conv layer")
+            if len(value) != num:
+                checks.fail(f"model.conv.{field}", value,
+                            f"must have one entry per conv layer of model.conv.channels "
+                            f"({num})")
+
+    def validate(self, config: ml_collections.ConfigDict, image_shape: ImageShape) -> None:
+        """The feature maps' sides on (H, W, C), and the code's size."""
+        stack = ConvStack.from_config(config.model, image_shape)
+        _check_sides(stack)
+        if config.model.conv.code == "feature_map":
+            _check_feature_map_code(config, stack)
+
+    def has_dense_code(self, mc):
+        return mc.conv.code == "dense"
+
+    def gaussian_encoder(self, mc, image_shape):
+        return ConvGaussianEncoder(ConvStack.from_config(mc, image_shape),
+                                   tuple(mc.hidden_sizes), mc.latent_dim, mc.activation,
+                                   mc.kernel_init)
+
+    def posterior_mean(self, mc, image_shape):
+        return ConvPosteriorMean(ConvStack.from_config(mc, image_shape),
+                                 tuple(mc.hidden_sizes), mc.latent_dim, mc.activation,
+                                 mc.kernel_init)
+
+    def decoder(self, mc, image_shape):
+        return ConvVAEDecoder(ConvStack.from_config(mc, image_shape), tuple(mc.hidden_sizes),
+                              mc.decoder, mc.activation, mc.kernel_init,
+                              mc.decoder_min_log_var)
+
+    def vae_features(self, mc, image_shape, encoder_params, num_layers):
+        stack = ConvStack.from_config(mc, image_shape)
+        module = ConvFeatures(stack, tuple(mc.hidden_sizes), (mc.activation,) * num_layers,
+                              mc.kernel_init, num_layers)
+        if encoder_params is None:
+            return module, None
+        body = encoder_params["body"]
+        return module, {"params": {k: body[k]
+                                   for k in _layer_names(len(stack.channels), num_layers)}}
+
+    def autoencoder(self, mc, image_shape):
+        return ConvAutoencoder(ConvStack.from_config(mc, image_shape), tuple(mc.hidden_sizes),
+                               mc.latent_dim, mc.conv.code == "dense", mc.activation,
+                               mc.code_activation, mc.output_activation, mc.kernel_init)
+
+    def autoencoder_features(self, mc, image_shape, params, num_layers):
+        model = self.autoencoder(mc, image_shape)
+        n_conv = len(model.stack.channels)
+        dense = (*model.hidden_sizes, model.code_dim) if model.dense_code else ()
+        depth = n_conv + len(dense)
+        module = ConvFeatures(model.stack, dense,
+                              ((mc.activation,) * (depth - 1) + (mc.code_activation,)),
+                              mc.kernel_init, num_layers)
+        if params is None:
+            return module, None
+        encoder = params["params"]["encoder"]
+        return module, {"params": {k: encoder[k] for k in _layer_names(n_conv, num_layers)}}
+
+    def encoder_depth(self, mc):
+        dense = len(mc.hidden_sizes) + (mc.conv.code == "dense")
+        return len(mc.conv.channels) + dense
+
+    def vae_forward_flops(self, mc, image_shape):
+        stack = ConvStack.from_config(mc, image_shape)
+        enc, dec = stack.forward_flops()
+        flat = math.prod(stack.map_shape())
+        widths = (flat, *mc.hidden_sizes)
+        dense_enc = [2.0 * a * b for a, b in zip(widths, (*widths[1:], 2 * mc.latent_dim))]
+        back = (mc.latent_dim, *reversed(mc.hidden_sizes), flat)
+        dense_dec = [2.0 * a * b for a, b in zip(back, back[1:])]
+        if mc.decoder == "gaussian":  # the last transposed convolution has 2C channels
+            dec[-1] *= 2
+        return enc + dense_enc, dense_dec + dec
+
+    def filter_tiles(self, kernel, image_shape):
+        """[k, k, C, F] -> [F, k, k, C], each filter rescaled to [0, 1] on its own."""
+        w = np.moveaxis(np.asarray(kernel), -1, 0)
+        lo = w.min(axis=(1, 2, 3), keepdims=True)
+        hi = w.max(axis=(1, 2, 3), keepdims=True)
+        return (w - lo) / np.maximum(hi - lo, 1e-12)
+
+
+def _check_sides(stack: ConvStack) -> None:
+    """Every feature map keeps at least one pixel, and every transposed convolution's
+    kernel covers its stride (else some output pixels would be the bias alone)."""
+    sides = stack.sides()
+    trail = " -> ".join(f"{h}x{w}" for h, w in sides)
+    for i, (h, w) in enumerate(sides[1:]):
+        if min(h, w) < 1:
+            field = ("kernels" if stack.paddings[i] == "valid"
+                     and min(sides[i]) < stack.kernels[i] else "pools")
+            checks.fail(f"model.conv.{field}", getattr(stack, field),
+                        f"the feature maps would be {trail}: conv layer {i + 1} leaves "
+                        "nothing; use fewer layers, or smaller strides, pools or kernels")
+    for i, k in enumerate(stack.kernels):
+        if k < stack.strides[i] * stack.pools[i]:
+            checks.fail("model.conv.kernels", stack.kernels,
+                        f"layer {i + 1}'s kernel ({k}) is smaller than its stride x pool "
+                        f"({stack.strides[i] * stack.pools[i]}): the transposed convolution "
+                        "mirroring it would leave pixels that no kernel tap reaches")
+
+
+def _check_feature_map_code(config: ml_collections.ConfigDict, stack: ConvStack) -> None:
+    mc = config.model
+    h, w, c = stack.map_shape()
+    if mc.latent_dim != h * w * c:
+        checks.fail("model.latent_dim", mc.latent_dim,
+                    f"with model.conv.code='feature_map' the code is the last feature map, "
+                    f"{h}x{w}x{c} = {h * w * c} values: set model.latent_dim={h * w * c}")
+    if tuple(mc.hidden_sizes):
+        checks.fail("model.hidden_sizes", mc.hidden_sizes,
+                    "must be () with model.conv.code='feature_map' (the code is the last "
+                    "feature map, with no dense layers after it)")
