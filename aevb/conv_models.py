@@ -24,30 +24,6 @@ from aevb.distributions import Bernoulli, Gaussian
 ImageShape = tuple[int, int, int]
 
 
-class _ConvLayer(nn.Module):
-    """A convolution (`transpose=False`: `conv2d`) or transposed convolution with a bias;
-    parameters `kernel` [k, k, C_in, C_out] and `bias` [C_out], as Flax's Conv names them."""
-
-    features: int
-    kernel: int
-    stride: int
-    padding: str | list[tuple[int, int]]
-    transpose: bool = False
-    kernel_init: str = "lecun_normal"
-    explicit_gradients: bool = True
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        w = self.param("kernel", models.KERNEL_INITS[self.kernel_init],
-                       (self.kernel, self.kernel, x.shape[-1], self.features))
-        b = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        op = conv_ops.conv_transpose2d if self.transpose else conv_ops.conv2d
-        return op(x, w, self.stride, self.padding, self.explicit_gradients) + b
-
-
-# ----------------------------------------------------------------------------- the layers
-
-
 @dataclasses.dataclass(frozen=True)
 class ConvStack:
     """The conv layers' geometry: per layer channels, kernel, stride, pool and padding."""
@@ -65,6 +41,11 @@ class ConvStack:
         c = mc.conv
         return cls(tuple(image_shape), tuple(c.channels), tuple(c.kernels), tuple(c.strides),
                    tuple(c.pools), tuple(c.paddings), c.gradients)
+
+    @property
+    def explicit_gradients(self) -> bool:
+        """The written-out gradients of `aevb/conv_ops.py` (else XLA's own)."""
+        return self.gradients == "explicit"
 
     def conv_size(self, i: int, n: int) -> int:
         """Side of layer i's convolution output (before pooling) on an input of side n."""
@@ -134,6 +115,27 @@ def _transpose_taps(n: int, m: int, k: int, stride: int, low: int) -> int:
     return sum(0 <= low + a * stride - t < m for a in range(n) for t in range(k))
 
 
+class _ConvLayer(nn.Module):
+    """A convolution (`transpose=False`: `conv2d`) or transposed convolution with a bias;
+    parameters `kernel` [k, k, C_in, C_out] and `bias` [C_out], as Flax's Conv names them."""
+
+    features: int
+    kernel: int
+    stride: int
+    padding: str | list[tuple[int, int]]
+    transpose: bool = False
+    kernel_init: str = "lecun_normal"
+    explicit_gradients: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        w = self.param("kernel", models.KERNEL_INITS[self.kernel_init],
+                       (self.kernel, self.kernel, x.shape[-1], self.features))
+        b = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        op = conv_ops.conv_transpose2d if self.transpose else conv_ops.conv2d
+        return op(x, w, self.stride, self.padding, self.explicit_gradients) + b
+
+
 def _flatten_leading(x: jax.Array, inner: tuple[int, ...]) -> tuple[jax.Array, tuple]:
     """x [..., prod(inner)] -> ([N, *inner], the leading shape)."""
     return x.reshape(-1, *inner), x.shape[:-1]
@@ -164,7 +166,7 @@ class ConvEncoder(nn.Module):
             k, s, p = st.kernels[i], st.strides[i], st.pools[i]
             pre = _ConvLayer(st.channels[i], k, s, st.paddings[i],
                              kernel_init=self.kernel_init,
-                             explicit_gradients=st.gradients == "explicit",
+                             explicit_gradients=st.explicit_gradients,
                              name=f"conv_{i}")(h)
             if p > 1:
                 pre = conv_ops.max_pool(pre, p)
@@ -218,7 +220,7 @@ class ConvDecoder(nn.Module):
             h = _ConvLayer(st.channels[i - 1] if i else self.out_channels, k, stride,
                            st.transpose_padding(i), transpose=True,
                            kernel_init=self.kernel_init,
-                           explicit_gradients=st.gradients == "explicit",
+                           explicit_gradients=st.explicit_gradients,
                            name=f"deconv_{j}")(h)
             if i:
                 h = act(h)
@@ -278,6 +280,16 @@ class ConvVAEDecoder(nn.Module):
         return models.pixel_distribution(self.likelihood, *flat, min_log_var=self.min_log_var)
 
 
+def autoencoder_encoder_layers(n_conv: int, hidden_sizes: tuple[int, ...], code_dim: int,
+                               dense_code: bool, activation: str, code_activation: str
+                               ) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """A conv autoencoder's encoder after its `n_conv` conv layers: (the dense widths, one
+    activation per layer, conv layers first). The code layer, the last, has
+    `code_activation`: the dense code, or with `dense_code=False` the last conv layer."""
+    dense = (*hidden_sizes, code_dim) if dense_code else ()
+    return dense, (activation,) * (n_conv + len(dense) - 1) + (code_activation,)
+
+
 class ConvAutoencoder(nn.Module):
     """A deterministic conv autoencoder: `ConvEncoder` (`encoder`: the conv layers, the
     hidden dense layers and, with `dense_code`, a dense code layer) and its mirror
@@ -293,11 +305,10 @@ class ConvAutoencoder(nn.Module):
     kernel_init: str = "lecun_normal"
 
     def setup(self) -> None:
-        dense = (*self.hidden_sizes, self.code_dim) if self.dense_code else ()
-        depth = len(self.stack.channels) + len(dense)
-        self.encoder = ConvEncoder(self.stack, dense,
-                                   (self.activation,) * (depth - 1) + (self.code_activation,),
-                                   self.kernel_init)
+        dense, activations = autoencoder_encoder_layers(
+            len(self.stack.channels), self.hidden_sizes, self.code_dim, self.dense_code,
+            self.activation, self.code_activation)
+        self.encoder = ConvEncoder(self.stack, dense, activations, self.kernel_init)
         self.decoder = ConvDecoder(self.stack, tuple(reversed(self.hidden_sizes)),
                                    self.dense_code, self.activation, self.stack.image_shape[2],
                                    self.kernel_init)

@@ -25,6 +25,20 @@ def _conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     return lax.conv_general_dilated(x, w, (stride, stride), "VALID", dimension_numbers=_DIMS)
 
 
+def _flipped(w: jax.Array) -> jax.Array:
+    """w [k_h, k_w, C_in, C_out] rotated 180 degrees, in and out swapped: the kernel whose
+    convolution is the transpose of w's."""
+    return jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+
+
+def _patches(a: jax.Array, starts_h, starts_w, n1: int, n2: int, stride: int) -> jax.Array:
+    """[N * n1 * n2, len(starts_h) * len(starts_w) * C]: for each (row, column) start, the
+    n1 x n2 pixels of a [N, H, W, C] from there with the stride, side by side."""
+    return jnp.concatenate(
+        [a[:, i:i + stride * (n1 - 1) + 1:stride, j:j + stride * (n2 - 1) + 1:stride]
+         for i in starts_h for j in starts_w], axis=-1).reshape(n1 * n2 * a.shape[0], -1)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv_valid(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     """x [N, H, W, C_in] * w [k_h, k_w, C_in, C_out], `valid`, stride s -> [N, H', W', C_out]."""
@@ -37,16 +51,14 @@ def _conv_valid_fwd(x, w, stride):
 
 def _conv_valid_bwd(stride, residuals, dy):
     x, w = residuals
-    (kh, kw, c, c_out), (_, h, wd, _), (_, n1, n2, _) = w.shape, x.shape, dy.shape
+    (kh, kw, _, c_out), (_, h, wd, _), (_, n1, n2, _) = w.shape, x.shape, dy.shape
     # Rows and columns of x that no window reached (when (H - k) % s != 0) get gradient 0.
     rest_h, rest_w = h - ((n1 - 1) * stride + kh), wd - ((n2 - 1) * stride + kw)
     zero = jnp.zeros((), dy.dtype)
     dy_full = lax.pad(dy, zero, ((0, 0, 0), (kh - 1, kh - 1 + rest_h, stride - 1),
                                  (kw - 1, kw - 1 + rest_w, stride - 1), (0, 0, 0)))
-    dx = _conv(dy_full, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), 1)
-    patches = jnp.concatenate(
-        [x[:, i:i + stride * (n1 - 1) + 1:stride, j:j + stride * (n2 - 1) + 1:stride]
-         for i in range(kh) for j in range(kw)], axis=-1).reshape(-1, kh * kw * c)
+    dx = _conv(dy_full, _flipped(w), 1)
+    patches = _patches(x, range(kh), range(kw), n1, n2, stride)        # [N n1 n2, kh kw C]
     dw = (patches.T @ dy.reshape(-1, c_out)).reshape(w.shape)
     return dx, dw
 
@@ -91,11 +103,9 @@ def _conv_transpose2d_bwd(stride, padding, residuals, dy):
     start_h, start_w = margin + lo_h - (k - 1), margin + lo_w - (k - 1)
     window = dy_pad[:, start_h:start_h + (n1 - 1) * stride + k,
                     start_w:start_w + (n2 - 1) * stride + k]
-    dx = _conv(window, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), stride)
-    patches = jnp.concatenate(
-        [dy_pad[:, margin + lo_h - i:margin + lo_h - i + (n1 - 1) * stride + 1:stride,
-                margin + lo_w - j:margin + lo_w - j + (n2 - 1) * stride + 1:stride]
-         for i in range(k) for j in range(k)], axis=-1).reshape(-1, k * k * c_out)
+    dx = _conv(window, _flipped(w), stride)
+    patches = _patches(dy_pad, [margin + lo_h - i for i in range(k)],
+                       [margin + lo_w - j for j in range(k)], n1, n2, stride)
     dw = (x.reshape(-1, c_in).T @ patches).reshape(c_in, k, k, c_out).transpose(1, 2, 0, 3)
     return dx, dw
 

@@ -23,9 +23,9 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import architectures, configs, families, keys
-from aevb import data as data_lib
+from aevb import architectures, families, keys
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch
+from aevb.workdir import load_and_check
 from benchmarks.flops import train_flops
 from benchmarks.timing import epoch_seconds
 
@@ -63,8 +63,7 @@ def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
     base = _CONFIG.value
-    configs.validate(base)
-    datasets = data_lib.load(base.data)
+    datasets = load_and_check(base)
     d = datasets.num_pixels
     images = jnp.asarray(datasets.train.images.reshape(-1, d)[:_EXAMPLES.value])
     n = images.shape[0] // base.train.batch_size * base.train.batch_size

@@ -45,11 +45,11 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import architectures, configs, families, keys, models, noise
+from aevb import architectures, families, keys, models, noise
 from aevb.architectures import mlp
 from aevb.conv_models import ConvStack
-from aevb import data as data_lib
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch
+from aevb.workdir import load_and_check
 from benchmarks.flops import train_flops, train_flops_per_example
 from benchmarks.timing import epoch_seconds
 
@@ -186,9 +186,7 @@ def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
     config = _CONFIG.value
-    configs.validate(config)
-    datasets = data_lib.load(config.data)
-    configs.validate_against_data(config, datasets.train.images.shape[0], datasets.image_shape)
+    datasets = load_and_check(config)
     d, shape = datasets.num_pixels, datasets.image_shape
     family = families.get(config.model.kind)
     model = family.make_model(config.model, shape)

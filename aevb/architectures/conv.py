@@ -32,7 +32,8 @@ import numpy as np
 from aevb import checks
 from aevb.architectures.base import Architecture, ImageShape
 from aevb.conv_models import (ConvAutoencoder, ConvFeatures, ConvGaussianEncoder,
-                              ConvPosteriorMean, ConvStack, ConvVAEDecoder)
+                              ConvPosteriorMean, ConvStack, ConvVAEDecoder,
+                              autoencoder_encoder_layers)
 
 PADDINGS = ("same", "valid")
 CODES = ("dense", "feature_map")
@@ -110,13 +111,12 @@ class ConvArchitecture(Architecture):
                                mc.code_activation, mc.output_activation, mc.kernel_init)
 
     def autoencoder_features(self, mc, image_shape, params, num_layers):
-        model = self.autoencoder(mc, image_shape)
-        n_conv = len(model.stack.channels)
-        dense = (*model.hidden_sizes, model.code_dim) if model.dense_code else ()
-        depth = n_conv + len(dense)
-        module = ConvFeatures(model.stack, dense,
-                              ((mc.activation,) * (depth - 1) + (mc.code_activation,)),
-                              mc.kernel_init, num_layers)
+        stack = ConvStack.from_config(mc, image_shape)
+        n_conv = len(stack.channels)
+        dense, activations = autoencoder_encoder_layers(
+            n_conv, tuple(mc.hidden_sizes), mc.latent_dim, mc.conv.code == "dense",
+            mc.activation, mc.code_activation)
+        module = ConvFeatures(stack, dense, activations, mc.kernel_init, num_layers)
         if params is None:
             return module, None
         encoder = params["params"]["encoder"]
