@@ -19,7 +19,7 @@ from aevb.checks import (ConfigError, check_choice, check_int, check_int_tuple, 
                          fail, get)
 
 SCHEDULES = ("joint", "layerwise")
-TASKS = ("reconstruct", "pretrain")
+TASKS = ("reconstruct", "pretrain", "semisupervised")
 CLASSIFIER_ENCODERS = ("frozen", "trainable")
 
 __all__ = ["ConfigError", "base_config", "validate", "validate_against_data", "apply_variants"]
@@ -120,6 +120,7 @@ def _regime_sections(c: ml_collections.ConfigDict) -> None:
     """The defaults of greedy layer-wise training and unsupervised pretraining
     (aevb/layerwise.py, aevb/pretrain.py)."""
     c.task = "reconstruct"              # reconstruct | pretrain (autoencoder, then classifier)
+    #                                     | semisupervised (M1, M2, M1+M2: aevb/semisupervised.py)
     c.train.schedule = "joint"          # joint | layerwise (autoencoders: one layer at a time,
     #                                     train.num_epochs epochs per layer)
     c.train.finetune_epochs = 0         # layerwise: end-to-end epochs after assembling the stack
@@ -127,6 +128,9 @@ def _regime_sections(c: ml_collections.ConfigDict) -> None:
     c.labels = ml_collections.ConfigDict()   # pretrain: the labeled subset of the train split
     c.labels.num = 1000                 # labeled examples, class-balanced (0 = all)
     c.labels.seed = 0                   # which ones
+    c.labels.num_validation = -1        # labeled validation examples, class-balanced, outside
+    #                                     the labeled ones: model selection and early stopping
+    #                                     (-1 = as many as labels.num; 0 = none: last step)
 
     c.classifier = ml_collections.ConfigDict()  # pretrain: encoder layers + softmax head
     c.classifier.encoder = "trainable"  # frozen (only the head learns) | trainable
@@ -138,7 +142,38 @@ def _regime_sections(c: ml_collections.ConfigDict) -> None:
     c.classifier.lr_schedule = "constant"  # as train.lr_schedule, over classifier.num_steps
     c.classifier.adam_eps = 1e-8        # adam, adamw
     c.classifier.weight_decay = 0.0
-    c.classifier.eval_every_steps = 500  # test accuracy, metrics line and checkpoint
+    c.classifier.eval_every_steps = 500  # validation and test accuracy, metrics, checkpoint
+    c.classifier.patience = 0           # early stopping: evaluations without a better
+    #                                     validation accuracy (0 = train every step); the
+    #                                     classifier of the best one is kept either way
+    _semisupervised_sections(c)
+
+
+def _semisupervised_sections(c: ml_collections.ConfigDict) -> None:
+    """The defaults of task=semisupervised (aevb/semisupervised.py): Kingma, Rezende, Mohamed
+    & Welling (2014), M1 (a VAE's posterior means under a classifier), M2 (the
+    semi-supervised VAE, aevb/families/m2.py) and M1+M2 (M2 on the M1 codes)."""
+    c.semisupervised = ml_collections.ConfigDict()
+    c.semisupervised.features = "m1"    # m1 (the posterior means of a VAE of model.*,
+    #                                     trained first on every training image) | pixels
+    c.semisupervised.classifier = "svm"  # logistic | mlp | knn | svm (on the host, on the
+    #                                     labeled features) | m2 (the semi-supervised VAE)
+
+    c.m2 = ml_collections.ConfigDict()  # the paper's M2 (Section 4: 1 x 500 softplus, 50 z)
+    c.m2.hidden_sizes = (500,)
+    c.m2.latent_dim = 50
+    c.m2.activation = "softplus"
+    c.m2.alpha = 0.1                    # classification weight per example: the paper's
+    #                                     alpha = 0.1 N on the objective's sum over N examples
+    c.m2.num_epochs = 10                # passes over the unlabeled examples
+    c.m2.batch_size = 100               # unlabeled examples per step
+    c.m2.labeled_batch_size = 100       # labeled examples per step, an equal number per class
+    c.m2.optimizer = "adam"             # the paper: Adam-style RMSProp, 3e-4, decays 0.1, 0.001
+    c.m2.learning_rate = 3e-4
+    c.m2.lr_schedule = "constant"
+    c.m2.adam_eps = 1e-8
+    c.m2.weight_decay = 0.0
+    c.m2.patience = 0                   # early stopping on validation accuracy, in epochs
 
 
 def _check_optimizer(config: ml_collections.ConfigDict, section: str) -> None:
@@ -248,6 +283,32 @@ def _validate_regimes(config: ml_collections.ConfigDict) -> None:
     check_int(config, "classifier.batch_size", 1)
     _check_optimizer(config, "classifier")
     check_int(config, "classifier.eval_every_steps", 1)
+    check_int(config, "classifier.patience", 0)
+    check_int(config, "labels.num_validation", -1)
+    _validate_semisupervised(config)
+
+
+SEMISUPERVISED_FEATURES = ("m1", "pixels")
+SEMISUPERVISED_CLASSIFIERS = ("logistic", "mlp", "knn", "svm", "m2")
+
+
+def _validate_semisupervised(config: ml_collections.ConfigDict) -> None:
+    """The fields of `semisupervised` and `m2`."""
+    check_choice(config, "semisupervised.features", SEMISUPERVISED_FEATURES)
+    check_choice(config, "semisupervised.classifier", SEMISUPERVISED_CLASSIFIERS)
+    check_int_tuple(config, "m2.hidden_sizes")
+    check_int(config, "m2.latent_dim", 1)
+    check_choice(config, "m2.activation", tuple(models.ACTIVATIONS))
+    check_number(config, "m2.alpha", 0.0)
+    for field in ("num_epochs", "batch_size", "labeled_batch_size"):
+        check_int(config, f"m2.{field}", 1)
+    check_int(config, "m2.patience", 0)
+    _check_optimizer(config, "m2")
+    if config.task == "semisupervised" and config.semisupervised.features == "m1":
+        if not families.get(config.model.kind).variational:
+            fail("model.kind", config.model.kind,
+                 "semisupervised.features='m1' takes the posterior means of a VAE: use "
+                 "model.kind='vae', or semisupervised.features='pixels'")
 
 
 def validate_against_data(config: ml_collections.ConfigDict, num_train: int,
@@ -262,16 +323,51 @@ def validate_against_data(config: ml_collections.ConfigDict, num_train: int,
         fail("train.batch_size", config.train.batch_size,
              f"must be at most the number of training examples ({num_train})")
     parallel.check_batch_divisible(config.train.batch_size, "train.batch_size")
-    if config.task != "pretrain":
+    if config.task == "reconstruct":
         return
     if config.labels.num > num_train:
         fail("labels.num", config.labels.num,
              f"must be at most the number of training examples ({num_train}), or 0 = all")
+    num_validation = validation_size(config.labels)
+    if config.labels.num == 0 and config.labels.num_validation > 0:
+        fail("labels.num_validation", config.labels.num_validation,
+             "labels.num=0 labels every training example, which leaves none to validate "
+             "on: set labels.num below the training set's size, or num_validation to 0")
+    if config.labels.num + num_validation > num_train:
+        fail("labels.num_validation", config.labels.num_validation,
+             f"with labels.num={config.labels.num} at most "
+             f"{num_train - config.labels.num} training examples are left to validate on")
     num_labeled = config.labels.num or num_train
+    if config.task == "semisupervised":
+        _check_m2_batches(config, num_train, num_labeled)
+        return
     if config.classifier.batch_size > num_labeled:
         fail("classifier.batch_size", config.classifier.batch_size,
              f"must be at most the number of labeled examples ({num_labeled})")
     parallel.check_batch_divisible(config.classifier.batch_size, "classifier.batch_size")
+
+
+def validation_size(labels: ml_collections.ConfigDict) -> int:
+    """The number of labeled validation examples: `labels.num_validation`, where -1 means
+    as many as `labels.num` (0 when every example is labeled)."""
+    return labels.num if labels.num_validation == -1 else labels.num_validation
+
+
+def _check_m2_batches(config: ml_collections.ConfigDict, num_train: int,
+                      num_labeled: int) -> None:
+    """M2's two batches against the data: the labeled one holds an equal number of each of
+    the 10 classes (the paper's balanced batches) and both split over the devices."""
+    if config.semisupervised.classifier != "m2":
+        return
+    m2 = config.m2
+    if m2.batch_size > num_train - num_labeled:
+        fail("m2.batch_size", m2.batch_size,
+             f"must be at most the number of unlabeled examples ({num_train - num_labeled})")
+    if m2.labeled_batch_size > num_labeled:
+        fail("m2.labeled_batch_size", m2.labeled_batch_size,
+             f"must be at most the number of labeled examples ({num_labeled})")
+    parallel.check_batch_divisible(m2.batch_size, "m2.batch_size")
+    parallel.check_batch_divisible(m2.labeled_batch_size, "m2.labeled_batch_size")
 
 
 def apply_variants(config: ml_collections.ConfigDict, variants: str, file: str,
@@ -298,3 +394,4 @@ def _runlocal(config: ml_collections.ConfigDict) -> None:
     config.classifier.num_steps = min(config.classifier.num_steps, 100)
     config.classifier.eval_every_steps = min(config.classifier.eval_every_steps, 50)
     config.labels.num = min(config.labels.num or 100, 100)
+    config.m2.num_epochs = min(config.m2.num_epochs, 2)

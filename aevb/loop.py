@@ -8,6 +8,10 @@ owns, once for all of them:
   * checkpoint restore (resume) and save, every `checkpoint_every` rounds and the last;
   * the evaluation cadence: every `eval_every` rounds and the last (`due`);
   * the non-finite-loss stop (`checks.NonFiniteLossError`; the last good checkpoint stays);
+  * model selection and early stopping (`Phase.select`, `Phase.patience`): the parameters
+    of the evaluation with the best validation metric are kept (in the checkpoint too, so
+    a resumed run selects as an uninterrupted one), training stops after `patience`
+    evaluations without improvement, and the phase reports the selected parameters;
   * metrics lines (metrics.jsonl and TensorBoard, process 0) and progress lines (process 0);
   * the end of a run: pictures, `summary.json`, the final metrics line (`Run.finish`).
 
@@ -33,6 +37,7 @@ from aevb import parallel
 from aevb.checkpoints import checkpoint_manager, restore_or_keep
 from aevb.checks import NonFiniteLossError
 from aevb.metrics import MetricWriter
+from aevb.selection import Selection, copy_tree, restorable, unpack
 
 Metrics = dict[str, Any]
 SUMMARY, STALE_SUMMARY = "summary.json", "summary.stale.json"
@@ -62,6 +67,11 @@ class Phase:
       when the phase starts fresh (the assembled stack before fine-tuning).
     profile: trace one round, the first after compilation (`train.profile`), with
       `jax.profiler` into `profile/` beside `checkpoint_dir`.
+    select: an evaluation metric to maximise (e.g. `validation_accuracy`, never a test
+      metric): the phase's result is the parameters of its best evaluation (the earliest
+      among equals), not the last. '' = the last parameters. One trial only.
+    patience: with `select`, stop after this many evaluations without a strict
+      improvement (0 = run every round).
     """
 
     state: Any
@@ -82,6 +92,8 @@ class Phase:
     total_steps: int = 0
     initial: tuple[str, Callable[[Any], Metrics]] | None = None
     profile: bool = False
+    select: str = ""
+    patience: int = 0
 
     @property
     def unit(self) -> str:
@@ -108,8 +120,10 @@ def epoch_cadence(config: Any) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class PhaseResult:
-    """What a phase ended with: the state, the last round's training metrics and the final
-    state's evaluation (one dict per trial), and its timings."""
+    """What a phase ended with: the state, the last round's training metrics and the
+    evaluation (one dict per trial) of the result's parameters, and its timings. With
+    `Phase.select`: `params` are the selected parameters, of round `selected_round`, and
+    `eval` is theirs; else `params` are the final state's."""
 
     state: Any
     train: list[Metrics]
@@ -117,6 +131,8 @@ class PhaseResult:
     rounds_run: int
     seconds: float
     examples_per_s: float | None
+    params: Any = None
+    selected_round: int | None = None
 
 
 # ----------------------------------------------------------------------------- the run
@@ -230,11 +246,16 @@ class Run:
     def train(self, phase: Phase) -> PhaseResult:
         """Restores the phase's latest checkpoint (if any) and runs its remaining rounds."""
         manager = checkpoint_manager(phase.checkpoint_dir, phase.max_checkpoints)
+        selection = Selection(copy_tree(phase.state.params)) if phase.select else None
         try:
             with self.timed("checkpoints"):
-                state, start = restore_or_keep(manager, phase.state, phase.unit)
+                saved, start = restore_or_keep(manager, restorable(phase.state, selection),
+                                               phase.unit)
+            state, selection = unpack(saved, selection)
+            done = start >= phase.num_rounds or (
+                selection is not None and selection.exhausted(phase.patience))
             fresh_initial = start == 0 and phase.initial is not None
-            if start < phase.num_rounds or fresh_initial:
+            if not done or fresh_initial:
                 for workdir, writer in zip(self.workdirs, self.writers, strict=True):
                     writer.drop_from(phase.log_offset + (0 if fresh_initial else start + 1))
                     set_summary_aside(workdir)
@@ -245,19 +266,21 @@ class Run:
                 name, initial_metrics = phase.initial
                 step = phase.step_offset + int(np.max(parallel.fetch(state.step)))
                 self._write(phase, 0, step, self._split(initial_metrics(state.params)), name)
-                manager.save(0, args=ocp.args.StandardSave(state))
-            return self._rounds(phase, state, start, manager)
+                manager.save(0, args=ocp.args.StandardSave(restorable(state, selection)))
+            return self._rounds(phase, state, start, manager, selection, done)
         finally:
             manager.close()
 
-    def _rounds(self, phase: Phase, state: Any, start: int,
-                manager: ocp.CheckpointManager) -> PhaseResult:
+    def _rounds(self, phase: Phase, state: Any, start: int, manager: ocp.CheckpointManager,
+                selection: Selection | None, done: bool) -> PhaseResult:
         blank = [{} for _ in self.writers]
         train, evals = blank, blank
         t_start, timed_examples, timed_seconds, rate = time.perf_counter(), 0, 0.0, 0.0
         traced = min(start + 2, phase.num_rounds) if phase.profile else None
-        round_seconds = []
+        round_seconds, last = [], start
         for r in range(start + 1, phase.num_rounds + 1):
+            if done:
+                break
             t0 = time.perf_counter()
             with _trace(phase, r == traced):
                 state, metrics = phase.run(state, r)
@@ -274,24 +297,35 @@ class Run:
             with self.timed("evaluation"):
                 evals = (self._split(phase.evaluate(state.params, r))
                          if due(r, phase.eval_every, phase.num_rounds) else blank)
+            if selection is not None and phase.select in evals[0]:
+                selection.update(state.params, evals[0][phase.select], r)
+                done = selection.exhausted(phase.patience)
             rate_metric = {"examples_per_s": rate} if phase.examples_per_round else {}
             self._write(phase, r, step, [{**t, **e, **rate_metric}
                                          for t, e in zip(train, evals, strict=True)])
-            if due(r, phase.checkpoint_every, phase.num_rounds):
+            if due(r, phase.checkpoint_every, phase.num_rounds) or done:
                 with self.timed("checkpoints"):  # waits for the previous save, if running
-                    manager.save(r, args=ocp.args.StandardSave(state))
+                    manager.save(r, args=ocp.args.StandardSave(restorable(state, selection)))
             self._progress(phase, r, train, evals, rate)
+            last = r
+            if done:
+                self.log(f"{phase.name + ' ' if phase.name else ''}early stop at "
+                         f"{phase.label(r, width=False)}: {phase.select} has not improved "
+                         f"on {selection.score:.4g} ({phase.label(selection.round, False)}) "
+                         f"in {phase.patience} evaluations")
         with self.timed("checkpoints"):
             manager.wait_until_finished()
         self._count_rounds(round_seconds)
-        if start >= phase.num_rounds:  # nothing left to run: evaluate the restored state
+        params = state.params if selection is None else selection.params
+        if last == start or selection is not None:  # evaluate what the phase reports
             with self.timed("evaluation"):
-                evals = self._split(phase.evaluate(state.params, phase.num_rounds))
-        return PhaseResult(state=state, train=train, eval=evals,
-                           rounds_run=phase.num_rounds - start,
+                evals = self._split(phase.evaluate(params, selection.round if selection
+                                                   else phase.num_rounds))
+        return PhaseResult(state=state, train=train, eval=evals, rounds_run=last - start,
                            seconds=time.perf_counter() - t_start,
                            examples_per_s=timed_examples / timed_seconds if timed_seconds
-                           else None)
+                           else None, params=params,
+                           selected_round=None if selection is None else selection.round)
 
     def _count_rounds(self, round_seconds: list[float]) -> None:
         """Training time, less the compilation: the first round's excess over the others."""

@@ -11,13 +11,18 @@ in the same run, trains the identical classifier from its random initialisation,
 layer trainable, on the same examples, in the same batches, for the same
 `classifier.num_steps` steps. Both classifiers train through the one loop
 (`aevb/loop.py`), in rounds of `classifier.eval_every_steps` steps, on the device mesh.
+Model selection reads a labeled validation split only (`labels.num_validation` examples,
+class-balanced, outside the labeled ones; default as many): each classifier is the one of
+its round with the best validation accuracy, training stops after `classifier.patience`
+rounds without a better one, and the test set is only reported.
 
 Run files, in `workdir`: `config.json`; `autoencoder/` (the phase-1 run's own files);
 `classifier_pretrained/checkpoints` and `classifier_scratch/checkpoints` (one per round);
 `metrics.jsonl` (`phase`: `pretrained` or `scratch`, metric names prefixed by it; `epoch`
 counts rounds over both classifiers); `accuracy.png` (test accuracy against steps);
-`summary.json`: the autoencoder's summary, then `pretrained_test_accuracy`,
-`scratch_test_accuracy`, their difference `accuracy_gain`, and the labeled set's size.
+`summary.json`: the autoencoder's summary, then, per classifier, `<name>_test_accuracy`
+and `<name>_validation_accuracy` of the selected round and `<name>_selected_step`, the
+difference `accuracy_gain`, and the sizes of the labeled and validation sets.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from aevb import checkpoints, families, keys, loop, parallel
+from aevb import checkpoints, configs, families, keys, loop, parallel
 from aevb.checks import CheckpointError, ConfigError
 from aevb.epoch import TrainState, apply_gradients, make_optimizer
 from aevb.families import classifier
@@ -43,6 +48,23 @@ from aevb.workdir import claim, finished, flat_images, load_and_check
 
 Params = dict[str, Any]
 NAMES = ("pretrained", "scratch")
+
+
+def _balanced(labels: np.ndarray, num: int, rng: np.random.Generator, field: str
+              ) -> np.ndarray:
+    """Positions of `num` examples of `labels`, class-balanced: every class gets num // C
+    examples and num % C classes, drawn by `rng`, one more; each class's examples in the
+    order of one permutation. Raises ConfigError (`field`) when a class has too few."""
+    classes = np.unique(labels)
+    orders = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    per_class = np.full(len(classes), num // len(classes))
+    per_class[rng.permutation(len(classes))[:num % len(classes)]] += 1
+    for c, order, k in zip(classes, orders, per_class):
+        if k > len(order):
+            raise ConfigError(
+                f"config field {field}={num} is not allowed: class {c} has only "
+                f"{len(order)} training examples left, {k} needed for a balanced subset")
+    return np.sort(np.concatenate([order[:k] for order, k in zip(orders, per_class)]))
 
 
 def labeled_subset(labels: np.ndarray, num: int, seed: int) -> np.ndarray:
@@ -56,17 +78,21 @@ def labeled_subset(labels: np.ndarray, num: int, seed: int) -> np.ndarray:
     labels = np.asarray(labels)
     if num == 0:
         return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    orders = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
-    per_class = np.full(len(classes), num // len(classes))
-    per_class[rng.permutation(len(classes))[:num % len(classes)]] += 1
-    for c, order, k in zip(classes, orders, per_class):
-        if k > len(order):
-            raise ConfigError(
-                f"config field labels.num={num} is not allowed: class {c} has only "
-                f"{len(order)} training examples, {k} needed for a balanced subset")
-    return np.sort(np.concatenate([order[:k] for order, k in zip(orders, per_class)]))
+    return _balanced(labels, num, np.random.default_rng(seed), "labels.num")
+
+
+def validation_subset(labels: np.ndarray, labeled: np.ndarray, num: int, seed: int
+                      ) -> np.ndarray:
+    """Sorted indices of `num` labeled validation examples, class-balanced, drawn by the
+    seed from the training examples outside `labeled` (so they never train a classifier,
+    and the labeled subset is the one `labeled_subset` draws without a validation split).
+    Model selection and early stopping read them; the test set is never read for that."""
+    labels = np.asarray(labels)
+    rest = np.setdiff1d(np.arange(len(labels)), labeled)
+    if num == 0:
+        return rest[:0]
+    return rest[_balanced(labels[rest], num, np.random.default_rng([seed, 1]),
+                          "labels.num_validation")]
 
 
 def classifier_optimizer(section: ml_collections.ConfigDict,
@@ -124,10 +150,17 @@ def make_round(model, section_json: str, frozen: bool, binarize: str, num_steps:
 def classifier_phase(config: ml_collections.ConfigDict, model, params: Params, frozen: bool,
                      labeled: tuple[jax.Array, jax.Array], test: tuple[jax.Array, np.ndarray],
                      key: jax.Array, mesh: Mesh | None, checkpoint_dir: str, name: str = "",
-                     log_offset: int = 0) -> loop.Phase:
+                     log_offset: int = 0,
+                     validation: tuple[jax.Array, np.ndarray] | None = None) -> loop.Phase:
     """One classifier's training as a loop phase: rounds of `classifier.eval_every_steps`
     steps (the last may be shorter); the round ending at step s draws from fold_in(key, s);
-    each round ends with the test accuracy. labeled: (uint8 images [N, D], labels [N])."""
+    each round ends with the validation and test accuracies. labeled: (uint8 images [N, D],
+    labels [N]); test and validation: (classifier inputs [M, D], labels [M]).
+
+    With a validation split (M > 0) the phase selects the round of the best validation
+    accuracy and stops early after `classifier.patience` rounds without a better one (the
+    loop's `Phase.select`); without one it reports the last round.
+    """
     cc = config.classifier
     every, total = cc.eval_every_steps, cc.num_steps
     section_json = cc.to_json()
@@ -140,14 +173,22 @@ def classifier_phase(config: ml_collections.ConfigDict, model, params: Params, f
         round_fn = make_round(model, section_json, frozen, config.data.binarize, num_steps, mesh)
         return round_fn(state, *labeled, jax.random.fold_in(key, (r - 1) * every + num_steps))
 
-    evaluate = lambda p, _: {"test_accuracy": classifier.accuracy(model, p, *test, mesh=mesh)}
+    selects = validation is not None and len(validation[1]) > 0
+    splits = {"test": test, **({"validation": validation} if selects else {})}
+
+    def evaluate(p, _):
+        return {f"{split}_accuracy": classifier.accuracy(model, p, x, y, mesh=mesh)
+                for split, (x, y) in splits.items()}
+
     return loop.Phase(state=state, run=run, num_rounds=-(-total // every), evaluate=evaluate,
                       checkpoint_dir=checkpoint_dir, name=name, steps_per_round=every,
                       total_steps=total, examples_per_round=every * cc.batch_size,
                       log_offset=log_offset, headline="accuracy",
                       max_checkpoints=config.train.max_checkpoints,
                       profile=config.train.profile,
-                      learning_rate_field="classifier.learning_rate")
+                      learning_rate_field="classifier.learning_rate",
+                      select="validation_accuracy" if selects else "",
+                      patience=cc.patience if selects else 0)
 
 
 def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
@@ -176,6 +217,15 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
     return summary, state.params
 
 
+def labeled_and_validation(config: ml_collections.ConfigDict, labels: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the labeled training subset (`labels.num`, `labels.seed`) and of the
+    labeled validation subset outside it (`labels.num_validation`)."""
+    labeled = labeled_subset(labels, config.labels.num, config.labels.seed)
+    return labeled, validation_subset(labels, labeled, configs.validation_size(config.labels),
+                                      config.labels.seed)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        train_autoencoder: Callable[[ml_collections.ConfigDict, str], dict]
                        ) -> dict[str, Any]:
@@ -185,7 +235,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     Raises ConfigError or data.DataError before writing anything when the config, the data
     or the labeled subset is unusable."""
     datasets = load_and_check(config)
-    labeled = labeled_subset(datasets.train.labels, config.labels.num, config.labels.seed)
+    labeled, held_out = labeled_and_validation(config, datasets.train.labels)
     claim(config, workdir)
     cc = config.classifier
     ae_summary, ae_params = pretrain_autoencoder(
@@ -199,28 +249,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         ae_params, cc.encoder_layers, jax.random.fold_in(run_keys.classifier, 0))
     images = flat_images(datasets.train)[labeled]
     labeled_set = parallel.replicate((images, datasets.train.labels[labeled]), mesh)
-    test_x = parallel.replicate(classifier.inputs(
-        jnp.asarray(flat_images(datasets.test)), config.data.binarize), mesh)
+    inputs = lambda split, idx=slice(None): (parallel.replicate(classifier.inputs(
+        jnp.asarray(flat_images(split)[idx]), config.data.binarize), mesh), split.labels[idx])
+    test, validation = inputs(datasets.test), inputs(datasets.train, held_out)
     dirs = {name: os.path.join(workdir, f"classifier_{name}", "checkpoints") for name in NAMES}
     num_rounds = -(-cc.num_steps // cc.eval_every_steps)
     run = loop.Run([workdir])
     run.log(f"classifier on {len(labeled)} labeled examples, {cc.num_steps} steps of "
-            f"{cc.batch_size}; pretrained encoder {cc.encoder}, against the same classifier "
-            "from scratch")
+            f"{cc.batch_size}, selected on {len(held_out)} labeled validation examples; "
+            f"pretrained encoder {cc.encoder}, against the same classifier from scratch")
     summary: dict[str, Any] = {**ae_summary, "experiment": config.experiment,
                                "task": "pretrain", "labels_num": len(labeled),
+                               "labels_num_validation": len(held_out),
                                "classifier_encoder": cc.encoder, "classifier_steps": cc.num_steps}
-    labeled_x = parallel.replicate(classifier.inputs(jnp.asarray(images), config.data.binarize),
-                                   mesh)
+    labeled_x = inputs(datasets.train, labeled)
     runs = {"pretrained": (pretrained, cc.encoder == "frozen"), "scratch": (scratch, False)}
     for i, (name, (params, frozen)) in enumerate(runs.items()):
         result = run.train(classifier_phase(
-            config, model, params, frozen, labeled_set, (test_x, datasets.test.labels),
+            config, model, params, frozen, labeled_set, test,
             jax.random.fold_in(run_keys.classifier, 1), mesh, dirs[name], name,
-            log_offset=i * num_rounds))
-        summary[f"{name}_test_accuracy"] = result.eval[0]["test_accuracy"]
+            log_offset=i * num_rounds, validation=validation))
+        summary.update({f"{name}_{k}": v for k, v in result.eval[0].items()})
         summary[f"{name}_labeled_accuracy"] = classifier.accuracy(
-            model, result.state.params, labeled_x, datasets.train.labels[labeled], mesh=mesh)
+            model, result.params, *labeled_x, mesh=mesh)
+        summary[f"{name}_selected_step"] = min(
+            (result.selected_round or num_rounds) * cc.eval_every_steps, cc.num_steps)
         summary[f"{name}_seconds"] = result.seconds
     summary["accuracy_gain"] = (summary["pretrained_test_accuracy"]
                                 - summary["scratch_test_accuracy"])

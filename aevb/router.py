@@ -1,6 +1,7 @@
 """The router: picks the regime that runs a config, or the way a sweep's trials run.
 
     task=pretrain          -> aevb/pretrain.py (its phase 1 routed back through `run`)
+    task=semisupervised    -> aevb/semisupervised.py (M1's VAE routed back through `run`)
     train.schedule=layerwise -> aevb/layerwise.py
     otherwise              -> aevb/train.py (joint)
     a sweep                -> trials that differ only in vectorizable fields, as plain
@@ -23,7 +24,8 @@ from typing import Any
 
 import ml_collections
 
-from aevb import configs, layerwise, lock, loop, pretrain, sweeps, train, vectorized, workers
+from aevb import (configs, layerwise, lock, loop, pretrain, semisupervised, sweeps, train,
+                  vectorized, workers)
 from aevb import data as data_lib
 from aevb.checks import ConfigError
 from aevb.workdir import finished, lock_workdir
@@ -36,6 +38,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     with lock.scope():
         if config.task == "pretrain":
             return pretrain.train_and_evaluate(config, workdir, train_autoencoder=run)
+        if config.task == "semisupervised":
+            return semisupervised.train_and_evaluate(config, workdir, train_autoencoder=run)
         if config.train.schedule == "layerwise":
             return layerwise.train_and_evaluate(config, workdir)
         return train.train_and_evaluate(config, workdir)

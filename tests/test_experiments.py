@@ -23,6 +23,7 @@ PICTURES = {
     "sparse": {"reconstructions.png", "filters.png", "code_activations.png"},
     "layerwise": {"reconstructions.png", "filters.png"},
     "pretrain": {"accuracy.png"},
+    "semisupervised": {"m1"},
 }
 
 
@@ -42,8 +43,12 @@ def test_experiment_runs_through_launch(name, tiny_idx_dir, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "epoch   1/1" in proc.stdout and "summary:" in proc.stdout
     summary = json.loads((workdir / "summary.json").read_text())
-    assert summary["experiment"] == name and summary["epochs"] == 1
+    assert summary["experiment"] == name and summary.get("epochs", summary.get("m1_epochs")) == 1
     assert PICTURES[name] <= set(os.listdir(workdir))
+    if name == "semisupervised":  # M1 + SVM: 100 labels, 100 more to select on
+        assert summary["labels_num"] == summary["labels_num_validation"] == 100
+        assert 0.2 < summary["test_accuracy"] <= 1 and "selected_C" in summary
+        return
     if name in ("vae", "iwae"):
         assert summary["test_neg_elbo"] > 0 and "test_log_likelihood" in summary
         assert summary["test_log_likelihood_examples"] == 20

@@ -137,6 +137,18 @@ BAD = [
     ("layer-wise conv stack", lambda d, t: [f"--config={REPO}/experiments/conv.py:code30",
                                             "--config.train.schedule=layerwise"],
      "train.schedule", "absent"),
+    ("an unbalanced labeled batch", lambda d, t: [
+        f"--config={REPO}/experiments/semisupervised.py:m2", "--config.m2.labeled_batch_size=15"],
+     "m2.labeled_batch_size", "absent"),
+    ("M1 features of an autoencoder", lambda d, t: [
+        f"--config={REPO}/experiments/semisupervised.py", "--config.model.kind=autoencoder"],
+     "model.kind", "absent"),
+    ("a validation split beyond the data", lambda d, t: [
+        f"--config={REPO}/experiments/semisupervised.py", "--config.labels.num_validation=950"],
+     "labels.num_validation", "absent"),
+    ("a semi-supervised classifier", lambda d, t: [
+        f"--config={REPO}/experiments/semisupervised.py",
+        "--config.semisupervised.classifier=tsvm"], "semisupervised.classifier", "absent"),
 ]
 
 

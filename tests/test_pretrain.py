@@ -83,6 +83,27 @@ def test_labeled_subset_is_balanced_seeded_and_nested():
         pretrain.labeled_subset(labels, 510, 0)
 
 
+def test_validation_subset_is_balanced_outside_the_labeled_and_leaves_them_as_they_were():
+    labels = np.repeat(np.arange(10, dtype=np.int32), 50)[np.random.default_rng(0).permutation(500)]
+    for num, num_validation in ((100, 100), (10, 30), (200, 300)):
+        labeled = pretrain.labeled_subset(labels, num, seed=3)
+        held_out = pretrain.validation_subset(labels, labeled, num_validation, seed=3)
+        counts = np.bincount(labels[held_out], minlength=10)
+        assert len(held_out) == len(set(held_out)) == num_validation
+        assert counts.max() - counts.min() <= 1 and not set(held_out) & set(labeled)
+        np.testing.assert_array_equal(held_out, pretrain.validation_subset(labels, labeled,
+                                                                           num_validation, 3))
+    # The labeled subset does not depend on the validation split (README figures stay valid).
+    config = small_pretrain_config("unused")
+    for num_validation in (-1, 0, 250):
+        config.labels.num_validation = num_validation
+        labeled, held_out = pretrain.labeled_and_validation(config, labels)
+        np.testing.assert_array_equal(labeled, pretrain.labeled_subset(labels, 100, 0))
+        assert len(held_out) == {-1: 100, 0: 0, 250: 250}[num_validation]
+    with pytest.raises(checks.ConfigError, match="labels.num_validation"):
+        pretrain.validation_subset(labels, pretrain.labeled_subset(labels, 100, 3), 401, 3)
+
+
 @pytest.mark.parametrize("kind", ["autoencoder", "vae"])
 def test_classifier_encoder_is_the_pretrained_encoder(kind):
     """With an identity head the classifier's logits are the autoencoder's code (the VAE:
@@ -159,6 +180,8 @@ def test_cross_entropy_against_numpy():
     ({"classifier.num_steps": 0}, "classifier.num_steps"),
     ({"classifier.learning_rate": 0.0}, "classifier.learning_rate"),
     ({"labels.num": -5}, "labels.num"),
+    ({"labels.num_validation": -2}, "labels.num_validation"),
+    ({"classifier.patience": -1}, "classifier.patience"),
     ({"task": "classify"}, "task"),
 ])
 def test_pretrain_config_errors_name_the_field(change, field):
@@ -193,6 +216,17 @@ def test_run_compares_with_scratch_and_resumes(tiny_idx_dir, tmp_path, monkeypat
         straight["pretrained_test_accuracy"] - straight["scratch_test_accuracy"])
     assert {"accuracy.png", "summary.json", "autoencoder"} <= {
         p.name for p in (tmp_path / "straight").iterdir()}
+    # Each classifier is the one of its best validation accuracy (the earliest of equals);
+    # the test accuracy reported is that round's, whatever the test accuracies of the others.
+    lines = [json.loads(line)
+             for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert straight["labels_num_validation"] == 100
+    for name in ("pretrained", "scratch"):
+        rounds = [r for r in lines if r.get("phase") == name]
+        best = max(rounds, key=lambda r: (r[f"{name}/validation_accuracy"], -r["step"]))
+        assert straight[f"{name}_selected_step"] == best["step"]
+        assert straight[f"{name}_validation_accuracy"] == best[f"{name}/validation_accuracy"]
+        assert straight[f"{name}_test_accuracy"] == best[f"{name}/test_accuracy"]
 
     workdir = tmp_path / "interrupted"
     resumed = interrupt_and_resume(monkeypatch, router.run, config, str(workdir), "scratch", 1)

@@ -1,0 +1,80 @@
+"""Classification with 100 labels: M1, M2 and M1 + M2 of Kingma, Rezende, Mohamed & Welling
+(2014), "Semi-supervised learning with deep generative models" (aevb/semisupervised.py).
+
+100 labeled training images (10 per class, `labels.seed`), 100 more labeled ones outside
+them for model selection and early stopping (`labels.num_validation`), every training image
+unlabeled; test error reported, never used for a choice. Next to each command, the paper's
+MNIST test error with 100 labels (its Table 1):
+
+    python launch.py --config=experiments/semisupervised.py            # M1 + SVM: TSVM 11.82%
+    python launch.py --config=experiments/semisupervised.py:m1 \\
+        --config.semisupervised.classifier=logistic                    # also mlp | knn
+    python launch.py --config=experiments/semisupervised.py:m2         # M2:        11.97%
+    python launch.py --config=experiments/semisupervised.py:m1m2       # M1 + M2:    3.33%
+    python launch.py --config=experiments/semisupervised.py:nn         # NN alone:  25.8%
+    python launch.py --config=experiments/semisupervised.py --config.labels.num=1000
+    python launch.py --config=experiments/semisupervised.py:m2 --config.data.dir=MNIST_DIR
+
+Variants: `m1` (the default: the paper's M1 VAE, 784-600-600-50 softplus, then a classifier on
+its posterior means, `semisupervised.classifier` = svm | logistic | mlp | knn), `m2` (the
+semi-supervised VAE on the pixels: one hidden layer of 500 softplus units, 50 latents),
+`m1m2` (M2 on the M1 codes), `nn` (a small MLP on the labeled pixels alone), `runlocal`
+(a quick check: 2 epochs of each model).
+
+As the paper states them (Section 4 and Appendix): dynamically binarized images; Adam-style
+RMSProp with bias correction, learning rate 3e-4, moment decays 0.1 and 0.001 (Adam's
+beta1 = 0.9, beta2 = 0.999); alpha = 0.1 N (`m2.alpha` = 0.1 per example); balanced
+labeled batches beside the unlabeled ones. The budgets are this CPU's, far below the
+paper's (which trained to convergence on a GPU): `train.num_epochs` for M1, `m2.num_epochs`
+for M2. Measured figures are in the README ("Semi-supervised learning").
+"""
+
+import ml_collections
+
+from aevb import configs
+
+
+def _m1(config: ml_collections.ConfigDict) -> None:
+    config.semisupervised.features = "m1"
+
+
+def _m2(config: ml_collections.ConfigDict) -> None:
+    config.semisupervised.features = "pixels"
+    config.semisupervised.classifier = "m2"
+
+
+def _m1m2(config: ml_collections.ConfigDict) -> None:
+    config.semisupervised.features = "m1"
+    config.semisupervised.classifier = "m2"
+
+
+def _nn(config: ml_collections.ConfigDict) -> None:
+    config.semisupervised.features = "pixels"
+    config.semisupervised.classifier = "mlp"
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = configs.base_config()
+    config.experiment = "semisupervised"
+    config.task = "semisupervised"
+    config.data.num_validation = 0        # every training image is unlabeled data
+    config.data.binarize = "dynamic"
+    # M1: the paper's VAE, 2 hidden layers of 600 softplus units, 50 latent units.
+    config.model.kind = "vae"
+    config.model.hidden_sizes = (600, 600)
+    config.model.latent_dim = 50
+    config.model.activation = "softplus"
+    config.train.optimizer = "adam"
+    config.train.learning_rate = 3e-4
+    config.train.num_epochs = 30
+    config.eval.every_epochs = 10
+    config.eval.iwae_k = 100
+    config.eval.iwae_num_examples = 1000
+    config.labels.num = 100
+    config.labels.num_validation = -1     # as many as labels.num
+    config.semisupervised.features = "m1"
+    config.semisupervised.classifier = "svm"
+    config.m2.num_epochs = 10
+    config.m2.patience = 0
+    return configs.apply_variants(config, variant, "experiments/semisupervised.py",
+                                  {"m1": _m1, "m2": _m2, "m1m2": _m1m2, "nn": _nn})

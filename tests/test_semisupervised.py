@@ -1,0 +1,94 @@
+"""The semi-supervised regime (aevb/semisupervised.py): balanced labeled batches, M1 with a
+host classifier selected on the validation split, M2 and M1 + M2 through the loop, and
+kill-and-resume equality of the label-scarce runs."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import comparable, interrupt_and_resume
+
+from aevb import epoch, pretrain, router
+
+
+def small_config(data_dir: str, variant: str = ""):
+    """M1 784-32-4 (1 epoch) and M2 with 16 hidden units and 3 latents (2 epochs), on the
+    tiny data: 100 labels, 100 validation labels, batches of 50 + 20 (2 per class)."""
+    from experiments import semisupervised as experiment
+
+    config = experiment.get_config(variant)
+    config.data.dir = data_dir
+    config.model.hidden_sizes = (32,)
+    config.model.latent_dim = 4
+    config.train.num_epochs = 1
+    config.train.batch_size = 50
+    config.eval.iwae_k = 5
+    config.eval.iwae_num_examples = 10
+    config.eval.num_images = 4
+    config.m2.hidden_sizes = (16,)
+    config.m2.latent_dim = 3
+    config.m2.num_epochs = 2
+    config.m2.batch_size = 50
+    config.m2.labeled_batch_size = 20
+    return config
+
+
+def test_balanced_batches_hold_each_class_equally_without_repeats():
+    labels = jnp.asarray(np.random.default_rng(0).permutation(np.repeat(np.arange(4), 7)))
+    idx = np.asarray(epoch.balanced_batches(jax.random.key(0), labels, 4, 3, num_steps=50))
+    assert idx.shape == (50, 12)
+    for batch in idx:
+        assert len(set(batch)) == 12
+        np.testing.assert_array_equal(np.asarray(labels)[batch], np.repeat(np.arange(4), 3))
+    # Over the steps every labeled example is drawn, about equally often.
+    counts = np.bincount(idx.ravel(), minlength=28)
+    assert counts.min() > 0 and counts.max() < 2 * counts.mean()
+
+
+def test_m1_host_classifier_selects_on_validation_only(tiny_idx_dir, tmp_path):
+    config = small_config(tiny_idx_dir)
+    config.semisupervised.classifier = "logistic"
+    summary = router.run(config, str(tmp_path / "run"))
+    assert summary["labels_num"] == summary["labels_num_validation"] == 100
+    assert 0 < summary["m1_active_units"] <= 4 and summary["features"] == "m1"
+    assert 0.3 < summary["test_accuracy"] <= 1 and 0.3 < summary["validation_accuracy"] <= 1
+    assert summary["selected_C"] in (1e-3, 1e-2, 1e-1, 1, 10, 100, 1000)
+    assert summary["test_error"] == pytest.approx(1 - summary["test_accuracy"])
+
+
+@pytest.mark.parametrize("variant", ["m2", "m1m2"])
+def test_m2_trains_selects_and_resumes_after_a_kill(tiny_idx_dir, tmp_path, monkeypatch,
+                                                    variant):
+    config = small_config(tiny_idx_dir, variant)
+    straight = router.run(config.copy_and_resolve_references(), str(tmp_path / "straight"))
+    assert straight["classifier"] == "m2" and 0 < straight["test_accuracy"] <= 1
+    assert straight["train_loss"] > 0 and 0 < straight["train_entropy"] <= np.log(10)
+    lines = [json.loads(line)
+             for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in lines if r.get("phase") == "m2"]
+    assert epochs[1]["m2/train_loss"] < epochs[0]["m2/train_loss"]  # it learns
+    best = max(epochs, key=lambda r: (r["m2/validation_accuracy"], -r["epoch"]))
+    assert straight["selected_epoch"] == best["epoch"]
+    assert straight["test_accuracy"] == best["m2/test_accuracy"]
+    assert {"class_samples.png", "analogies.png"} <= {p.name for p in
+                                                      (tmp_path / "straight").iterdir()}
+
+    resumed = interrupt_and_resume(monkeypatch, router.run, config,
+                                   str(tmp_path / "interrupted"), "m2", 1)
+    assert comparable(resumed) == comparable(straight)
+
+
+def test_m2_never_trains_on_the_validation_labels(tiny_idx_dir):
+    """The labeled set M2 reads is the labeled subset; the validation examples lie outside
+    it (their images are unlabeled data, as every training image is)."""
+    config = small_config(tiny_idx_dir, "m2")
+    from aevb import data as data_lib
+
+    labels = data_lib.load(config.data).train.labels
+    labeled, held_out = pretrain.labeled_and_validation(config, labels)
+    assert len(labeled) == len(held_out) == 100 and not set(labeled) & set(held_out)
