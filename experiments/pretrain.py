@@ -63,6 +63,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.classifier.num_steps = 1000
     config.classifier.batch_size = 100
     config.classifier.learning_rate = 1e-3
-    config.classifier.eval_every_steps = 250
+    config.classifier.eval_every_steps = 50   # 20 evaluations on the validation split
+    config.classifier.patience = 10           # early stopping after 500 steps without a gain
     return configs.apply_variants(config, variant, "experiments/pretrain.py",
                                   {"frozen": _frozen, "vae": _vae, "layerwise": _layerwise})
