@@ -22,7 +22,6 @@ over the seeds, with the paired gains over scratch, and the wall times.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import sys
@@ -37,6 +36,7 @@ from ml_collections import config_flags
 
 from aevb import configs, families, keys, loop, pretrain, router
 from aevb import data as data_lib
+from benchmarks.report import mean_std, quiet
 from aevb.families import classifier as classifier_family
 
 # Experiment files import their siblings (`from experiments import stacked`).
@@ -86,22 +86,6 @@ def classifier_accuracies(config, datasets: data_lib.Datasets, ae_params, labele
     return out
 
 
-@contextlib.contextmanager
-def quiet():
-    """Silences the runs' progress lines."""
-    with open(os.devnull, "w") as devnull:
-        stdout, sys.stdout = sys.stdout, devnull
-        try:
-            yield
-        finally:
-            sys.stdout = stdout
-
-
-def mean_std(values: np.ndarray) -> str:
-    """Fractions [S] as 'mean ± sample std' in percent."""
-    values = np.asarray(values) * 100
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.2f} ± {std:.2f}"
 
 
 def main(argv) -> None:

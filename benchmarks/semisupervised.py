@@ -22,7 +22,6 @@ the wall time of each kind of run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from ml_collections import config_flags
 
 from aevb import configs, loop, pretrain, router, semisupervised
 from aevb import data as data_lib
+from benchmarks.report import mean_std, quiet
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,16 +46,6 @@ _WORKDIR = flags.DEFINE_string("workdir", "", "Where the runs go (default: a fre
                                "temporary directory).")
 HOST = ("logistic", "mlp", "knn", "svm")
 
-
-@contextlib.contextmanager
-def quiet():
-    """Silences the runs' per-epoch lines."""
-    with open(os.devnull, "w") as devnull:
-        stdout, sys.stdout = sys.stdout, devnull
-        try:
-            yield
-        finally:
-            sys.stdout = stdout
 
 
 def runs_of_one_count(config, root: str, datasets, m1: semisupervised.Features,
@@ -85,11 +75,6 @@ def runs_of_one_count(config, root: str, datasets, m1: semisupervised.Features,
                      f"epoch {result['selected_epoch']}/{config.m2.num_epochs}")
     return out
 
-
-def mean_std(values) -> str:
-    values = np.asarray(values) * 100
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.2f} ± {std:.2f}"
 
 
 def main(argv) -> None:

@@ -109,6 +109,28 @@ def small_pretrain_config(data_dir: str, variant: str = ""):
     return config
 
 
+def small_semisupervised_config(data_dir: str, variant: str = ""):
+    """M1 784-32-4 (1 epoch) and M2 with 16 hidden units and 3 latents (2 epochs), on the
+    tiny data: 100 labels, 100 validation labels, batches of 50 + 20 (2 per class)."""
+    from experiments import semisupervised as experiment
+
+    config = experiment.get_config(variant)
+    config.data.dir = data_dir
+    config.model.hidden_sizes = (32,)
+    config.model.latent_dim = 4
+    config.train.num_epochs = 1
+    config.train.batch_size = 50
+    config.eval.iwae_k = 5
+    config.eval.iwae_num_examples = 10
+    config.eval.num_images = 4
+    config.m2.hidden_sizes = (16,)
+    config.m2.latent_dim = 3
+    config.m2.num_epochs = 2
+    config.m2.batch_size = 50
+    config.m2.labeled_batch_size = 20
+    return config
+
+
 @pytest.fixture
 def tiny_config(tiny_idx_dir):
     return small_vae_config(tiny_idx_dir)

@@ -10,7 +10,7 @@ import sys
 from absl import app, flags
 
 _KIND = flags.DEFINE_enum("kind", "vae", ["vae", "iwae", "stacked", "layerwise",
-                                          "pretrain", "convvae"],
+                                          "pretrain", "convvae", "m1m2"],
                           "Which experiment.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "IDX directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
@@ -32,9 +32,9 @@ def main(argv):
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
     kind = _KIND.value
-    name = {"convvae": "vae"}.get(kind, kind)
+    name = {"convvae": "vae", "m1m2": "semisupervised"}.get(kind, kind)
     experiment = __import__(f"experiments.{name}", fromlist=["get_config"])
-    config = experiment.get_config("conv" if kind == "convvae" else "")
+    config = experiment.get_config({"convvae": "conv", "m1m2": "m1m2"}.get(kind, ""))
     config.data.dir = _DATA_DIR.value
     config.data.num_validation = 0
     config.model.hidden_sizes = (64, 16) if _KIND.value == "stacked" else (64,)
@@ -57,6 +57,9 @@ def main(argv):
         config.model.conv.channels, config.model.conv.kernels = (4, 8), (3, 3)
         config.model.conv.strides, config.model.conv.pools = (2, 1), (1, 2)
         config.model.conv.paddings = ("same", "same")
+    if kind == "m1m2":  # M2 on the M1 codes: 16 hidden units, 3 latents, 4 labels per class
+        config.m2.hidden_sizes, config.m2.latent_dim, config.m2.num_epochs = (16,), 3, 2
+        config.m2.batch_size = config.m2.labeled_batch_size = _BATCH.value
     if _KIND.value == "iwae":  # k = 3 samples, the bound L_3, a cosine rate and a KL warm-up
         config.train.num_samples, config.train.objective = 3, "iwae"
         config.train.lr_schedule, config.train.kl_warmup_epochs = "cosine", 2

@@ -11,31 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import comparable, interrupt_and_resume
+from conftest import comparable, interrupt_and_resume, small_semisupervised_config
 
 from aevb import epoch, pretrain, router
-
-
-def small_config(data_dir: str, variant: str = ""):
-    """M1 784-32-4 (1 epoch) and M2 with 16 hidden units and 3 latents (2 epochs), on the
-    tiny data: 100 labels, 100 validation labels, batches of 50 + 20 (2 per class)."""
-    from experiments import semisupervised as experiment
-
-    config = experiment.get_config(variant)
-    config.data.dir = data_dir
-    config.model.hidden_sizes = (32,)
-    config.model.latent_dim = 4
-    config.train.num_epochs = 1
-    config.train.batch_size = 50
-    config.eval.iwae_k = 5
-    config.eval.iwae_num_examples = 10
-    config.eval.num_images = 4
-    config.m2.hidden_sizes = (16,)
-    config.m2.latent_dim = 3
-    config.m2.num_epochs = 2
-    config.m2.batch_size = 50
-    config.m2.labeled_batch_size = 20
-    return config
 
 
 def test_balanced_batches_hold_each_class_equally_without_repeats():
@@ -51,7 +29,7 @@ def test_balanced_batches_hold_each_class_equally_without_repeats():
 
 
 def test_m1_host_classifier_selects_on_validation_only(tiny_idx_dir, tmp_path):
-    config = small_config(tiny_idx_dir)
+    config = small_semisupervised_config(tiny_idx_dir)
     config.semisupervised.classifier = "logistic"
     summary = router.run(config, str(tmp_path / "run"))
     assert summary["labels_num"] == summary["labels_num_validation"] == 100
@@ -64,7 +42,7 @@ def test_m1_host_classifier_selects_on_validation_only(tiny_idx_dir, tmp_path):
 @pytest.mark.parametrize("variant", ["m2", "m1m2"])
 def test_m2_trains_selects_and_resumes_after_a_kill(tiny_idx_dir, tmp_path, monkeypatch,
                                                     variant):
-    config = small_config(tiny_idx_dir, variant)
+    config = small_semisupervised_config(tiny_idx_dir, variant)
     straight = router.run(config.copy_and_resolve_references(), str(tmp_path / "straight"))
     assert straight["classifier"] == "m2" and 0 < straight["test_accuracy"] <= 1
     assert straight["train_loss"] > 0 and 0 < straight["train_entropy"] <= np.log(10)
@@ -86,7 +64,7 @@ def test_m2_trains_selects_and_resumes_after_a_kill(tiny_idx_dir, tmp_path, monk
 def test_m2_never_trains_on_the_validation_labels(tiny_idx_dir):
     """The labeled set M2 reads is the labeled subset; the validation examples lie outside
     it (their images are unlabeled data, as every training image is)."""
-    config = small_config(tiny_idx_dir, "m2")
+    config = small_semisupervised_config(tiny_idx_dir, "m2")
     from aevb import data as data_lib
 
     labels = data_lib.load(config.data).train.labels
