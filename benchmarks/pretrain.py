@@ -34,13 +34,14 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+# The repository root: benchmarks.report, and experiment files that import their siblings.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 from aevb import configs, families, keys, loop, pretrain, router
 from aevb import data as data_lib
-from benchmarks.report import mean_std, quiet
 from aevb.families import classifier as classifier_family
+from benchmarks.report import mean_std, quiet
 
-# Experiment files import their siblings (`from experiments import stacked`).
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/pretrain.py",
                                           lock_config=True)

@@ -22,7 +22,8 @@ def quiet() -> Iterator[None]:
 
 
 def mean_std(values: np.ndarray) -> str:
-    """Fractions [S] as 'mean ± sample std' in percent."""
+    """Fractions [S] as 'mean ± sample std' in percent ('value (1 seed)' for one)."""
     values = np.asarray(values) * 100
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.2f} ± {std:.2f}"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (1 seed)"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"

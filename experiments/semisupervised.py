@@ -26,7 +26,10 @@ RMSProp with bias correction, learning rate 3e-4, moment decays 0.1 and 0.001 (A
 beta1 = 0.9, beta2 = 0.999); alpha = 0.1 N (`m2.alpha` = 0.1 per example); balanced
 labeled batches beside the unlabeled ones. The budgets are this CPU's, far below the
 paper's (which trained to convergence on a GPU): `train.num_epochs` for M1, `m2.num_epochs`
-for M2. Measured figures are in the README ("Semi-supervised learning").
+for M2. Measured on Fashion-MNIST by `benchmarks/semisupervised.py` (test error at 100
+labels, mean of 3 seeds; README "Semi-supervised learning"): M1 + SVM 40.1%, M2 38.3% (one
+seed), M1 + M2 36.0%, NN on the labels alone 32.7%: at this CPU budget no generative
+method beats the labels alone.
 """
 
 import ml_collections
