@@ -87,8 +87,6 @@ def classifier_accuracies(config, datasets: data_lib.Datasets, ae_params, labele
     return out
 
 
-
-
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)

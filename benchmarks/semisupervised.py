@@ -49,7 +49,6 @@ _WORKDIR = flags.DEFINE_string("workdir", "", "Where the runs go (default: a fre
 HOST = ("logistic", "mlp", "knn", "svm")
 
 
-
 def runs_of_one_count(config, root: str, datasets, m1: semisupervised.Features,
                       pixels: semisupervised.Features, with_m2: bool
                       ) -> dict[str, tuple[float, float, str]]:
@@ -76,7 +75,6 @@ def runs_of_one_count(config, root: str, datasets, m1: semisupervised.Features,
         out[name] = (1 - result["test_accuracy"], time.perf_counter() - t0,
                      f"epoch {result['selected_epoch']}/{config.m2.num_epochs}")
     return out
-
 
 
 def main(argv) -> None:
