@@ -46,7 +46,9 @@ from aevb import families, host_classifiers, keys, loop, parallel, plots, pretra
 from aevb.checks import ConfigError
 from aevb.epoch import TrainState, make_optimizer, make_train_epoch, num_parameters
 from aevb.evaluate import map_in_chunks
+from aevb.distributions import Gaussian
 from aevb.families import classifier, m2 as m2_lib
+from aevb.families import vae as vae_family
 from aevb.workdir import claim, flat_images, load_and_check
 
 NUM_PICTURE_COLUMNS = 10
@@ -96,7 +98,8 @@ def m1_features(config: ml_collections.ConfigDict, workdir: str, datasets,
                                        config.eval.batch_size))
     test = parallel.fetch(_posteriors(model, params, grey(datasets.test),
                                       config.eval.batch_size))
-    active = np.var(train["mean"], axis=0) > 0.01
+    _, variance = vae_family.active_units(train["mean"])
+    active = variance > vae_family.ACTIVE_THRESHOLD
     if not active.any():
         raise ConfigError("config field model.latent_dim: the M1 VAE has no active latent "
                           "unit, so its features carry nothing; train it longer")
@@ -106,9 +109,8 @@ def m1_features(config: ml_collections.ConfigDict, workdir: str, datasets,
         full = jnp.zeros((*codes.shape[:-1], latent)).at[..., np.flatnonzero(active)].set(codes)
         return model.apply(params, full, method=model.generate)
 
-    def sample(batch: jax.Array, key: jax.Array) -> jax.Array:
-        mean, log_var = jnp.split(batch, 2, axis=-1)
-        return mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
+    def sample(batch: jax.Array, key: jax.Array) -> jax.Array:  # z1 ~ q(z1|x), [B, F]
+        return Gaussian(*jnp.split(batch, 2, axis=-1)).sample(key)
 
     keep = lambda part: part[:, active]
     return Features(

@@ -141,7 +141,11 @@ def posterior_means(model: models.VAE, params: Params, x: jax.Array, chunk_size:
     return map_in_chunks(fn, x, jax.random.key(0), chunk_size, mesh)["mean"]
 
 
-def active_units(means: np.ndarray, threshold: float = 0.01) -> tuple[int, np.ndarray]:
+ACTIVE_THRESHOLD = 0.01  # Cov_x(E_q[z_u]) above which a latent unit counts as active
+
+
+def active_units(means: np.ndarray, threshold: float = ACTIVE_THRESHOLD
+                 ) -> tuple[int, np.ndarray]:
     """Latent units whose posterior mean varies with x: Cov_x(E_q[z_u]) > threshold.
 
     means [N, L] -> (count, per-unit variance [L]). The criterion of Burda et al. (2015):
