@@ -1,4 +1,4 @@
-"""Runs one experiment, or a sweep of them: flags -> config -> aevb.router.
+"""Runs one experiment, or a sweep of them: flags -> config -> aevb.sweeps.
 
     python launch.py --config=experiments/vae.py
     python launch.py --config=experiments/vae.py:paper --config.train.num_epochs=50
@@ -67,7 +67,7 @@ def _user_error(message: str) -> None:
 
 def _flag_error_message(error: BaseException, argv: list[str]) -> str | None:
     """The one-line message of a user's mistake on the command line, None for a bug."""
-    from aevb.checks import UserError
+    from aevb.config.checks import UserError
 
     chain, e = [], error
     while e is not None and len(chain) < 10:
@@ -127,7 +127,10 @@ def cli(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> None:
     del argv  # parse_flags refused any stray argument
-    from aevb import checks, compile_cache, parallel, router, sweeps, workers  # fast --help
+    from aevb import regimes, sweeps
+    from aevb.config import checks
+    from aevb.run import compile_cache, parallel
+    from aevb.sweeps import workers
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -146,10 +149,10 @@ def main(argv: list[str]) -> None:
             print("\n".join(sweeps.commands(config_arg, workdir, _get_sweep(), config)))
         elif _SWEEP.value:
             num_workers = _WORKERS.value if _WORKERS.value >= 0 else workers.auto_workers()
-            router.run_sweep(config, _get_sweep(), workdir, vectorize=_VECTORIZE.value,
+            sweeps.run_sweep(config, _get_sweep(), workdir, vectorize=_VECTORIZE.value,
                              num_workers=num_workers)
         else:
-            router.run(config, workdir)
+            regimes.run(config, workdir)
     except checks.UserError as e:
         _user_error(str(e))
     except checks.NonFiniteLossError as e:

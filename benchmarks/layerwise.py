@@ -28,10 +28,15 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import configs, families, keys, layerwise
 from aevb import data as data_lib
-from aevb.epoch import TrainState, make_optimizer, make_train_epoch, preprocess
+from aevb import families
+from aevb.data.pixels import preprocess
 from aevb.families import autoencoder as ae
+from aevb.regimes import layerwise
+from aevb.regimes.validation import validate
+from aevb.training import keys
+from aevb.training.epoch import make_train_epoch
+from aevb.training.train_state import TrainState, make_optimizer
 
 # Experiment files import their siblings (`from experiments import stacked`).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -112,7 +117,7 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
     config = _CONFIG.value
     config.data.num_validation = 0          # both schedules train on every training image
-    configs.validate(config)
+    validate(config)
     datasets = data_lib.load(config.data)
     num_pixels = datasets.num_pixels
     images = jnp.asarray(datasets.train.images.reshape(-1, num_pixels))

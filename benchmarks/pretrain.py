@@ -37,11 +37,14 @@ from ml_collections import config_flags
 # The repository root: benchmarks.report, and experiment files that import their siblings.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aevb import configs, families, keys, loop, pretrain, router
 from aevb import data as data_lib
-from aevb.families import classifier as classifier_family
+from aevb import families
+from aevb import regimes as router
+from aevb.regimes import classifier as classifier_family
+from aevb.regimes import pretrain
+from aevb.regimes.validation import validate
+from aevb.training import keys, loop
 from benchmarks.report import mean_std, quiet
-
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/pretrain.py",
                                           lock_config=True)
@@ -92,7 +95,7 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
     start = time.perf_counter()
     base = _CONFIG.value
-    configs.validate(base)
+    validate(base)
     datasets = data_lib.load(base.data)
     num_pixels = datasets.num_pixels
     test_x = classifier_family.inputs(

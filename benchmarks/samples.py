@@ -23,9 +23,11 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import architectures, families, keys
-from aevb.epoch import TrainState, make_optimizer, make_train_epoch
-from aevb.workdir import load_and_check
+from aevb import architectures, families
+from aevb.regimes.prepare import load_and_check
+from aevb.training import keys
+from aevb.training.epoch import make_train_epoch
+from aevb.training.train_state import TrainState, make_optimizer
 from benchmarks.flops import train_flops
 from benchmarks.timing import epoch_seconds
 

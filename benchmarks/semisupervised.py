@@ -34,10 +34,12 @@ from ml_collections import config_flags
 # The repository root: benchmarks.report, and experiment files that import their siblings.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aevb import configs, loop, pretrain, router, semisupervised
 from aevb import data as data_lib
+from aevb import regimes
+from aevb.regimes import pretrain, semisupervised
+from aevb.regimes.validation import validate
+from aevb.training import loop
 from benchmarks.report import mean_std, quiet
-
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/semisupervised.py",
                                           lock_config=True)
@@ -82,7 +84,7 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
     start = time.perf_counter()
     base = _CONFIG.value
-    configs.validate(base)
+    validate(base)
     datasets = data_lib.load(base.data)
     workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="aevb-semisupervised-")
     counts, seeds = [int(n) for n in _LABELS.value], [int(s) for s in _SEEDS.value]
@@ -100,7 +102,7 @@ def main(argv) -> None:
         t0 = time.perf_counter()
         with quiet():
             m1 = semisupervised.m1_features(config, os.path.join(workdir, f"seed_{seed}"),
-                                            datasets, router.run)
+                                            datasets, regimes.run)
         seconds.setdefault("M1 VAE", []).append(time.perf_counter() - t0)
         pixels = semisupervised.pixel_features(config, datasets)
         print(f"seed {seed}: M1 in {seconds['M1 VAE'][-1]:.0f} s, test -ELBO "

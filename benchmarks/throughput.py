@@ -45,11 +45,14 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import architectures, families, keys, models, noise
+from aevb import architectures, families, models
 from aevb.architectures import mlp
-from aevb.conv_models import ConvStack
-from aevb.epoch import TrainState, make_optimizer, make_train_epoch
-from aevb.workdir import load_and_check
+from aevb.data import noise
+from aevb.models.conv import ConvStack
+from aevb.regimes.prepare import load_and_check
+from aevb.training import keys
+from aevb.training.epoch import make_train_epoch
+from aevb.training.train_state import TrainState, make_optimizer
 from benchmarks.flops import train_flops, train_flops_per_example
 from benchmarks.timing import epoch_seconds
 

@@ -15,7 +15,7 @@ Measured on a 2-core CPU, 10 s wall: test MSE 0.01291 per pixel (PCA-30: 0.01562
 
 import ml_collections
 
-from aevb import configs
+from aevb.config import defaults
 
 
 def autoencoder_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -39,9 +39,9 @@ def _linear(config: ml_collections.ConfigDict) -> None:
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = autoencoder_defaults(configs.base_config())
+    config = autoencoder_defaults(defaults.base_config())
     config.experiment = "autoencoder"
     config.model.hidden_sizes = ()
     config.model.latent_dim = 30
-    return configs.apply_variants(config, variant, "experiments/autoencoder.py",
+    return defaults.apply_variants(config, variant, "experiments/autoencoder.py",
                                   {"linear": _linear})

@@ -24,7 +24,7 @@ parameters: 0.01107).
 
 import ml_collections
 
-from aevb import configs
+from aevb.config import defaults
 from experiments.autoencoder import autoencoder_defaults
 
 
@@ -45,10 +45,10 @@ def _code30(config: ml_collections.ConfigDict) -> None:
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = conv_layers(autoencoder_defaults(configs.base_config()))
+    config = conv_layers(autoencoder_defaults(defaults.base_config()))
     config.experiment = "conv"
     config.model.hidden_sizes = ()
     config.model.conv.code = "feature_map"
     config.model.latent_dim = 3 * 3 * 64
     config.model.code_activation = "relu"
-    return configs.apply_variants(config, variant, "experiments/conv.py", {"code30": _code30})
+    return defaults.apply_variants(config, variant, "experiments/conv.py", {"code30": _code30})

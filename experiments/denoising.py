@@ -20,7 +20,7 @@ about 0.0166); corrupted test images restored to 0.01572 (the corrupted ones: 0.
 
 import ml_collections
 
-from aevb import configs
+from aevb.config import defaults
 from experiments import stacked
 
 
@@ -44,6 +44,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.experiment = "denoising"
     config.noise.kind = "dropout"
     config.noise.rate = 0.5
-    return configs.apply_variants(config, variant, "experiments/denoising.py",
+    return defaults.apply_variants(config, variant, "experiments/denoising.py",
                                   {"masking": _masking, "gaussian": _gaussian,
                                    "salt_and_pepper": _salt_and_pepper})

@@ -43,7 +43,8 @@ import functools
 
 import ml_collections
 
-from aevb import configs, sweeps
+from aevb import sweeps
+from aevb.config import defaults
 
 
 def _objective(config: ml_collections.ConfigDict, objective: str, k: int) -> None:
@@ -68,7 +69,7 @@ VARIANTS = {f"{objective}_k{k}": functools.partial(_objective, objective=name, k
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = configs.base_config()
+    config = defaults.base_config()
     config.experiment = "iwae"
     config.data.binarize = "dynamic"
     config.model.kind = "vae"
@@ -87,7 +88,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.eval.every_epochs = 40
     config.eval.iwae_k = 5000
     config.eval.iwae_num_examples = -1
-    return configs.apply_variants(config, variant, "experiments/iwae.py",
+    return defaults.apply_variants(config, variant, "experiments/iwae.py",
                                   {**VARIANTS, "budget": _budget, "constant": _constant,
                                    "warmup": _warmup})
 

@@ -22,7 +22,7 @@ end-to-end: `benchmarks/layerwise.py`, table in the README.
 
 import ml_collections
 
-from aevb import configs
+from aevb.config import defaults
 from experiments import stacked
 
 
@@ -51,5 +51,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train.schedule = "layerwise"
     config.train.num_epochs = 5          # per phase
     config.train.finetune_epochs = 10
-    return configs.apply_variants(config, variant, "experiments/layerwise.py",
+    return defaults.apply_variants(config, variant, "experiments/layerwise.py",
                                   {"tied": _tied, "denoising": _denoising, "sparse": _sparse})

@@ -29,7 +29,7 @@ kept at step 400) against 81.33% from scratch (step 800), at 1,000 labels.
 
 import ml_collections
 
-from aevb import configs
+from aevb.config import defaults
 from experiments import stacked
 
 
@@ -38,7 +38,7 @@ def _frozen(config: ml_collections.ConfigDict) -> None:
 
 
 def _vae(config: ml_collections.ConfigDict) -> None:
-    base = configs.base_config()
+    base = defaults.base_config()
     config.model = base.model
     config.data.binarize = base.data.binarize
     config.noise.kind = "none"
@@ -70,5 +70,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.classifier.learning_rate = 1e-3
     config.classifier.eval_every_steps = 50   # 20 evaluations on the validation split
     config.classifier.patience = 10           # early stopping after 500 steps without a gain
-    return configs.apply_variants(config, variant, "experiments/pretrain.py",
+    return defaults.apply_variants(config, variant, "experiments/pretrain.py",
                                   {"frozen": _frozen, "vae": _vae, "layerwise": _layerwise})

@@ -34,7 +34,7 @@ method beats the labels alone.
 
 import ml_collections
 
-from aevb import configs
+from aevb.config import defaults
 
 
 def _m1(config: ml_collections.ConfigDict) -> None:
@@ -57,7 +57,7 @@ def _nn(config: ml_collections.ConfigDict) -> None:
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = configs.base_config()
+    config = defaults.base_config()
     config.experiment = "semisupervised"
     config.task = "semisupervised"
     config.data.num_validation = 0        # every training image is unlabeled data
@@ -79,5 +79,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.semisupervised.classifier = "svm"
     config.m2.num_epochs = 10
     config.m2.patience = 0
-    return configs.apply_variants(config, variant, "experiments/semisupervised.py",
+    return defaults.apply_variants(config, variant, "experiments/semisupervised.py",
                                   {"m1": _m1, "m2": _m2, "m1m2": _m1m2, "nn": _nn})

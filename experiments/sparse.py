@@ -18,7 +18,8 @@ mean code activation 0.094 (target 0.1), spread across units 0.003.
 
 import ml_collections
 
-from aevb import configs, sweeps
+from aevb import sweeps
+from aevb.config import defaults
 from experiments import stacked
 
 
@@ -40,7 +41,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.sparsity.kind = "kl"
     config.sparsity.target = 0.1
     config.sparsity.weight = 5e-3
-    return configs.apply_variants(config, variant, "experiments/sparse.py",
+    return defaults.apply_variants(config, variant, "experiments/sparse.py",
                                   {"l1": _l1, "denoising": _denoising})
 
 

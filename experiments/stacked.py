@@ -16,7 +16,7 @@ Measured on a 2-core CPU: default, 14 s wall, test MSE 0.01107 (Géron's chapter
 
 import ml_collections
 
-from aevb import configs
+from aevb.config import defaults
 from experiments.autoencoder import autoencoder_defaults
 
 
@@ -31,10 +31,10 @@ def _deep(config: ml_collections.ConfigDict) -> None:
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = autoencoder_defaults(configs.base_config())
+    config = autoencoder_defaults(defaults.base_config())
     config.experiment = "stacked"
     config.model.hidden_sizes = (100,)
     config.model.latent_dim = 30
     config.model.code_activation = "relu"
-    return configs.apply_variants(config, variant, "experiments/stacked.py",
+    return defaults.apply_variants(config, variant, "experiments/stacked.py",
                                   {"tied": _tied, "deep": _deep})

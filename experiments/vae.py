@@ -26,7 +26,8 @@ L_1000 = -234.2 on 2,000 test examples, 20 active units.
 
 import ml_collections
 
-from aevb import configs, sweeps
+from aevb import sweeps
+from aevb.config import defaults
 
 
 def _paper(config: ml_collections.ConfigDict) -> None:
@@ -55,9 +56,9 @@ def _conv(config: ml_collections.ConfigDict) -> None:
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = configs.base_config()
+    config = defaults.base_config()
     config.experiment = "vae"
-    return configs.apply_variants(config, variant, "experiments/vae.py",
+    return defaults.apply_variants(config, variant, "experiments/vae.py",
                                   {"paper": _paper, "gaussian": _gaussian,
                                    "conv": _conv})
 

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from aevb import data as data_lib
-from aevb import families, lock, loop
-from aevb.epoch import TrainState, make_optimizer
+from aevb import families
+from aevb.run import lock
+from aevb.training import loop
+from aevb.training.train_state import TrainState, make_optimizer
 
 FASHION_DIR = data_lib.FASHION_MNIST_DEBIAN_DIR
 TIMING = ("_seconds", "examples_per_s")

@@ -26,7 +26,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 def main(argv):
     del argv
     sys.path.insert(0, ".")
-    from aevb import checks, parallel, router, sweeps
+    from aevb import regimes, sweeps
+    from aevb.config import checks
+    from aevb.run import parallel
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -65,10 +67,10 @@ def main(argv):
         config.train.lr_schedule, config.train.kl_warmup_epochs = "cosine", 2
     try:
         if _SEEDS.value:
-            router.run_sweep(config, sweeps.product({"train.seed": list(range(_SEEDS.value))}),
+            sweeps.run_sweep(config, sweeps.product({"train.seed": list(range(_SEEDS.value))}),
                              _WORKDIR.value)
         else:
-            router.run(config, _WORKDIR.value)
+            regimes.run(config, _WORKDIR.value)
     except checks.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -7,13 +7,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import model_and_state
 
-from aevb import checks, configs, evaluate, train
 from aevb import data as data_lib
-from aevb.epoch import make_train_epoch
+from aevb.config import checks
+from aevb.evaluation import measures
 from aevb.families import autoencoder as ae
+from aevb.regimes import joint as train
+from aevb.regimes.validation import validate
+from aevb.training.epoch import make_train_epoch
 
 
 def _model_and_params(config, d=784):
@@ -76,7 +78,7 @@ def test_sparse_config_errors_name_the_field(change, field):
         section, name = key.split(".")
         config[section][name] = value
     with pytest.raises(checks.ConfigError, match=field):
-        configs.validate(config)
+        validate(config)
 
 
 def test_linear_autoencoder_reaches_pca_error(tiny_idx_dir):
@@ -88,7 +90,7 @@ def test_linear_autoencoder_reaches_pca_error(tiny_idx_dir):
     images = jnp.asarray(train_split.images.reshape(-1, 784))
     x = np.asarray(data_lib.to_unit_interval(images))
     k = 10
-    pca = evaluate.pca_reconstruction_mse(x, x, k)
+    pca = measures.pca_reconstruction_mse(x, x, k)
 
     config = autoencoder.get_config("linear")
     config.model.latent_dim = k
@@ -108,18 +110,18 @@ def test_pca_error_is_cached_per_dataset_and_code_size(tmp_path, monkeypatch):
     monkeypatch.setenv("AEVB_CACHE_DIR", str(tmp_path))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 12))
-    first = evaluate.cached_pca_mse("toy", lambda: x, x, 3)
-    assert first == pytest.approx(evaluate.pca_reconstruction_mse(x, x, 3))
+    first = measures.cached_pca_mse("toy", lambda: x, x, 3)
+    assert first == pytest.approx(measures.pca_reconstruction_mse(x, x, 3))
     calls = []
-    monkeypatch.setattr(evaluate, "pca_reconstruction_mse", lambda *a: calls.append(a) or 0.0)
-    assert evaluate.cached_pca_mse("toy", lambda: x, x, 3) == first and not calls
-    evaluate.cached_pca_mse("toy", lambda: x, x, 4)
+    monkeypatch.setattr(measures, "pca_reconstruction_mse", lambda *a: calls.append(a) or 0.0)
+    assert measures.cached_pca_mse("toy", lambda: x, x, 3) == first and not calls
+    measures.cached_pca_mse("toy", lambda: x, x, 4)
     assert len(calls) == 1
 
 
 def test_code_statistics():
     codes = np.array([[0.0, 0.5], [0.2, 0.5], [0.01, 0.5], [0.0, 0.5]])
-    stats = evaluate.code_statistics(codes)
+    stats = measures.code_statistics(codes)
     assert stats["code_mean_activation"] == pytest.approx((0.0525 + 0.5) / 2)
     assert stats["code_activation_spread"] == pytest.approx((0.5 - 0.0525) / 2)
     assert stats["code_fraction_near_zero"] == pytest.approx(3 / 8)
@@ -146,18 +148,18 @@ def test_pca_baseline_is_fitted_and_scored_on_the_inputs_the_model_sees(
     if binarize == "static":
         train_x, test_x = (grey(s) > 0.5 for s in (train_split, test_split))
     else:  # the draws are Bernoulli(grey): check them, then use them
-        from aevb import keys
-        from aevb.epoch import preprocess
+        from aevb.data.pixels import preprocess
+        from aevb.training import keys
         draws = keys.data_keys(config.data.seed)
         train_x, test_x = (np.asarray(preprocess(jnp.asarray(s.images.reshape(-1, 784)),
                                                  "dynamic", k))
                            for s, k in ((train_split, draws.train), (test_split, draws.test)))
         assert set(np.unique(train_x)) == {0.0, 1.0}
         assert abs(train_x.mean() - grey(train_split).mean()) < 0.01
-    expected = evaluate.pca_reconstruction_mse(train_x, test_x, 5)
+    expected = measures.pca_reconstruction_mse(train_x, test_x, 5)
     assert summary["pca_mse"] == pytest.approx(expected, rel=1e-6)
     assert summary["pca_mse"] != pytest.approx(
-        evaluate.pca_reconstruction_mse(grey(train_split), test_x, 5), rel=1e-3)
+        measures.pca_reconstruction_mse(grey(train_split), test_x, 5), rel=1e-3)
 
 
 def test_kl_sparse_training_moves_mean_activations_to_the_target(tiny_idx_dir):

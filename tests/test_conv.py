@@ -9,12 +9,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import comparable, interrupt_and_resume, model_and_state, small_vae_config
 from jax import lax
 
-from aevb import conv_models, conv_ops, noise, pretrain, router, sweeps, train
-from aevb.conv_models import ConvStack
+from aevb import regimes, sweeps
+from aevb.data import noise
 from aevb.families import vae as vae_family
-from conftest import comparable, interrupt_and_resume, model_and_state, small_vae_config
+from aevb.models import conv as conv_models
+from aevb.models import conv_ops
+from aevb.models.conv import ConvStack
+from aevb.regimes import joint as train
+from aevb.regimes import pretrain
 
 DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -264,7 +269,7 @@ def test_a_conv_encoder_is_pretrained_and_reused_by_the_classifier(tiny_idx_dir,
         return model, pretrained, scratch
 
     monkeypatch.setattr(pretrain.classifier, "build", build)
-    summary = router.run(config, str(tmp_path / kind))
+    summary = regimes.run(config, str(tmp_path / kind))
     assert 0 < summary["pretrained_test_accuracy"] <= 1
     encoder = seen["pretrained"]["params"]["encoder"]
     ae_encoder = seen["ae_params"]["params"]["encoder"]
@@ -290,7 +295,7 @@ def test_an_interrupted_conv_run_resumes_to_the_same_result(tiny_idx_dir, tmp_pa
 def test_vectorized_conv_trials_equal_the_same_trials_run_alone(tiny_idx_dir, tmp_path):
     config = conv_vae_config(tiny_idx_dir)
     sweep = sweeps.zip_({"train.seed": [0, 1], "train.learning_rate": [1e-3, 3e-3]})
-    rows = router.run_sweep(config, sweep, str(tmp_path / "sweep"))
+    rows = sweeps.run_sweep(config, sweep, str(tmp_path / "sweep"))
     assert all(row["vectorized_trials"] == 2 for row in rows)
     for row, (name, _, trial) in zip(rows, sweeps.make_trials(config, sweep), strict=True):
         alone = train.train_and_evaluate(trial, str(tmp_path / "alone" / name))

@@ -26,7 +26,9 @@ import numpy as np
 import pytest
 from conftest import write_idx
 
-from aevb import data, tfds_data
+from aevb import data
+from aevb.data import tfds as tfds_data
+from aevb.data import sources
 
 IDX_FILES = {
     "train-images-idx3-ubyte.gz": "train_images",
@@ -294,8 +296,8 @@ def test_load_names_missing_field():
 
 
 def test_resolve_auto_falls_back_to_tfds():
-    assert data._resolve_source("mnist", "auto", "") == ("tfds", "")
-    assert data._resolve_source("mnist", "auto", "/x") == ("idx", "/x")
+    assert sources._resolve_source("mnist", "auto", "") == ("tfds", "")
+    assert sources._resolve_source("mnist", "auto", "/x") == ("idx", "/x")
 
 
 # ---------------------------------------------------------------------------
@@ -421,12 +423,14 @@ def _modules_loaded_by(module: str) -> list[str]:
 
 def test_import_does_not_load_tfds_or_tensorflow():
     # aevb.data does not even import the optional TFDS module until load() needs it.
-    assert _modules_loaded_by("aevb.data") == ["aevb", "aevb.checks", "aevb.data", "aevb.datasets"]
+    assert _modules_loaded_by("aevb.data") == [
+        "aevb", "aevb.config", "aevb.config.checks", "aevb.data", "aevb.data.datasets",
+        "aevb.data.idx", "aevb.data.pixels", "aevb.data.sources"]
 
 
 def test_tfds_module_imports_tfds_only_when_used():
-    assert _modules_loaded_by("aevb.tfds_data") == ["aevb", "aevb.checks", "aevb.datasets",
-                                                     "aevb.tfds_data"]
+    assert "aevb.data.tfds" in _modules_loaded_by("aevb.data.tfds")
+    assert not [m for m in _modules_loaded_by("aevb.data.tfds") if not m.startswith("aevb")]
 
 
 def test_sources_are_the_config_values():

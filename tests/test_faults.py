@@ -19,10 +19,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import comparable
 
 import launch
-from conftest import comparable
-from aevb import lock, tfds_data
+from aevb.data import tfds as tfds_data
+from aevb.run import lock
 
 REPO = Path(__file__).resolve().parent.parent
 VAE = str(REPO / "experiments" / "vae.py")

@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from aevb import host_classifiers as hc
+from aevb.evaluation import host_classifiers as hc
 
 SEED = 3
 DIM = 16

@@ -8,10 +8,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import comparable, interrupt_and_resume, small_vae_config
 
 from aevb import data as data_lib
-from aevb import train
-from conftest import comparable, interrupt_and_resume, small_vae_config
+from aevb.regimes import joint as train
 from experiments import iwae
 
 

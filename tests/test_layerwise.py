@@ -9,13 +9,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import comparable, interrupt_and_resume, small_layerwise_config
 
-from aevb import checks, configs, families, keys, layerwise
 from aevb import data as data_lib
-from aevb.epoch import make_optimizer
+from aevb import families
+from aevb.config import checks
 from aevb.families.autoencoder import layer_model, layer_params, with_layer
+from aevb.regimes import layerwise
+from aevb.regimes.validation import validate
+from aevb.training import keys
+from aevb.training.train_state import make_optimizer
 
 
 def _images(data_dir: str) -> jax.Array:
@@ -71,7 +74,7 @@ def test_regimes_apply_to_every_phase():
     from experiments import layerwise as experiment
 
     config = experiment.get_config("sparse,denoising")
-    configs.validate(config)
+    validate(config)
     model = layer_model(config.model, 784, 1)                  # 200 -> 200 -> 200, sigmoid
     assert (model.code_activation, model.output_activation) == ("sigmoid", "sigmoid")
     params = model.init(jax.random.key(0), jnp.zeros((1, 200)))
@@ -105,7 +108,7 @@ def test_layerwise_config_errors_name_the_field(change, field):
         section, name = key.split(".")
         config[section][name] = value
     with pytest.raises(checks.ConfigError, match=field):
-        configs.validate(config)
+        validate(config)
 
 
 def _saved_epochs(phase_dir) -> list[int]:

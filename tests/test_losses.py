@@ -17,7 +17,7 @@ from scipy.special import expit, log_expit
 from scipy.special import logsumexp as np_logsumexp
 from scipy.stats import norm
 
-from aevb import losses
+from aevb.models import iwae, losses, sparsity
 
 RTOL32 = 1e-5
 ATOL32 = 1e-5
@@ -103,14 +103,14 @@ def test_importance_weighted_bound_matches_scipy(rng):
     log_w = log_px_z.astype(np.float64) + log_pz - log_qz
     expected = np_logsumexp(log_w, axis=0) - np.log(10)
 
-    actual = losses.importance_weighted_bound(f32(log_px_z), f32(log_pz), f32(log_qz))
+    actual = iwae.importance_weighted_bound(f32(log_px_z), f32(log_pz), f32(log_qz))
     assert_close32(actual, expected)
 
 
 def test_importance_weighted_bound_single_sample_is_log_weight(rng):
     terms = [rng.normal(size=(1, 3)) for _ in range(3)]
     expected = (terms[0] + terms[1] - terms[2])[0]
-    assert_close32(losses.importance_weighted_bound(*map(f32, terms)), expected)
+    assert_close32(iwae.importance_weighted_bound(*map(f32, terms)), expected)
 
 
 def test_mean_squared_error_matches_numpy(rng):
@@ -128,7 +128,7 @@ def test_mean_squared_error_is_per_pixel(rng):
 
 def test_l1_activity_penalty_matches_numpy(rng):
     codes = np.float32(rng.normal(size=(4, 9)))
-    assert_close32(losses.l1_activity_penalty(f32(codes)), np.abs(codes.astype(float)).sum(-1))
+    assert_close32(sparsity.l1_activity_penalty(f32(codes)), np.abs(codes.astype(float)).sum(-1))
 
 
 # --------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def _mean_bound(log_px_z, log_pz, log_qz, k: int) -> np.ndarray:
     groups = _K_MAX // k
     # Samples are iid, so any split into groups is valid; put the group's k on axis 0.
     split = [t[: groups * k].reshape(k, groups, -1) for t in (log_px_z, log_pz, log_qz)]
-    return np.asarray(losses.importance_weighted_bound(*split)).mean(axis=0)
+    return np.asarray(iwae.importance_weighted_bound(*split)).mean(axis=0)
 
 
 def test_importance_weighted_bound_tightens_towards_log_px():
@@ -191,7 +191,7 @@ def test_importance_weighted_bound_is_exact_under_true_posterior():
         for k in (1, 7, 100):
             # log w = log p(x, z) - log p(z | x) = log p(x) for EVERY z, so L_k = log p(x).
             sliced = [t[:k] for t in terms]
-            bound = np.asarray(losses.importance_weighted_bound(*sliced))
+            bound = np.asarray(iwae.importance_weighted_bound(*sliced))
             np.testing.assert_allclose(bound, log_px, rtol=0, atol=1e-10)
 
 
@@ -238,7 +238,7 @@ def test_check_grads_float64(rng):
         check_grads(losses.bernoulli_log_likelihood, (logits, x), **kw)
         check_grads(losses.gaussian_log_likelihood, (z, mean, log_var), **kw)
         check_grads(losses.kl_standard_normal, (mean, log_var), **kw)
-        check_grads(lambda a: losses.kl_sparsity_penalty(a, 0.1), (code_logits,), **kw)
+        check_grads(lambda a: sparsity.kl_sparsity_penalty(a, 0.1), (code_logits,), **kw)
 
 
 # --------------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ EVENT_FNS = {
     "standard_normal_log_density": (losses.standard_normal_log_density, (_normal,)),
     "kl_standard_normal": (losses.kl_standard_normal, (_normal, _normal)),
     "mean_squared_error": (losses.mean_squared_error, (_normal, _normal)),
-    "l1_activity_penalty": (losses.l1_activity_penalty, (_normal,)),
+    "l1_activity_penalty": (sparsity.l1_activity_penalty, (_normal,)),
 }
 
 
@@ -286,18 +286,18 @@ def test_batched_equals_stacked_single_examples(rng, name):
 
 def test_importance_weighted_bound_shapes_jit_and_batching(rng):
     terms = [_normal(rng, (8, 4, 3)) for _ in range(3)]  # [K, B, C]
-    out = losses.importance_weighted_bound(*terms)
+    out = iwae.importance_weighted_bound(*terms)
     assert out.shape == (4, 3)
-    np.testing.assert_allclose(jax.jit(losses.importance_weighted_bound)(*terms), out, rtol=1e-6)
-    singles = [losses.importance_weighted_bound(*(t[:, i, 0] for t in terms)) for i in range(4)]
+    np.testing.assert_allclose(jax.jit(iwae.importance_weighted_bound)(*terms), out, rtol=1e-6)
+    singles = [iwae.importance_weighted_bound(*(t[:, i, 0] for t in terms)) for i in range(4)]
     assert singles[0].shape == ()
     np.testing.assert_allclose(out[:, 0], jnp.stack(singles), rtol=1e-6)
 
 
 def test_sparsity_penalty_jit_matches_eager(rng):
     logits = _normal(rng, (16, 5))
-    jitted = jax.jit(losses.kl_sparsity_penalty, static_argnums=1)
-    np.testing.assert_allclose(jitted(logits, 0.1), losses.kl_sparsity_penalty(logits, 0.1),
+    jitted = jax.jit(sparsity.kl_sparsity_penalty, static_argnums=1)
+    np.testing.assert_allclose(jitted(logits, 0.1), sparsity.kl_sparsity_penalty(logits, 0.1),
                                rtol=1e-6)
 
 
@@ -315,8 +315,8 @@ _A, _B = (4, 5), (4, 1)  # _B broadcasts against _A: it must still be refused.
         (losses.bernoulli_cross_entropy, (_A, (5,))),
         (losses.gaussian_log_likelihood, (_A, _B, _A)),
         (losses.kl_standard_normal, (_A, _B)),
-        (losses.importance_weighted_bound, (_A, _A, _B)),
-        (losses.importance_weighted_bound, (_A, (3, 5), _A)),
+        (iwae.importance_weighted_bound, (_A, _A, _B)),
+        (iwae.importance_weighted_bound, (_A, (3, 5), _A)),
         (losses.mean_squared_error, (_A, (4, 6))),
     ],
 )
@@ -343,10 +343,10 @@ def test_gaussian_log_var_must_broadcast_to_mean(log_var_shape):
     ("call", "match"),
     [
         (lambda: losses.standard_normal_log_density(jnp.zeros(())), r"\[\.\.\., D\]"),
-        (lambda: losses.kl_sparsity_penalty(jnp.zeros((2, 3, 4)), 0.1), r"\[B, J\]"),
-        (lambda: losses.kl_sparsity_penalty(jnp.zeros((2, 3)), 0.0), r"\(0, 1\)"),
-        (lambda: losses.kl_sparsity_penalty(jnp.zeros((2, 3)), 1.0), r"\(0, 1\)"),
-        (lambda: losses.kl_sparsity_penalty(jnp.zeros((2, 3)), jnp.full(2, 0.1)), "scalar"),
+        (lambda: sparsity.kl_sparsity_penalty(jnp.zeros((2, 3, 4)), 0.1), r"\[B, J\]"),
+        (lambda: sparsity.kl_sparsity_penalty(jnp.zeros((2, 3)), 0.0), r"\(0, 1\)"),
+        (lambda: sparsity.kl_sparsity_penalty(jnp.zeros((2, 3)), 1.0), r"\(0, 1\)"),
+        (lambda: sparsity.kl_sparsity_penalty(jnp.zeros((2, 3)), jnp.full(2, 0.1)), "scalar"),
     ],
     ids=["scalar_input", "codes_not_2d", "target_0", "target_1", "target_not_scalar"],
 )
@@ -373,9 +373,9 @@ def test_kl_sparsity_worked_example_and_gradient_sign():
     expected = 0.1 * math.log(0.1 / 0.3) + 0.9 * math.log(0.9 / 0.7)
     assert expected == pytest.approx(0.1163, abs=1e-4)
     logits = jnp.array([[_logit(0.3), _logit(0.05)]] * 4, jnp.float32)  # B = 4, J = 2
-    value = losses.kl_sparsity_penalty(logits, 0.1)
+    value = sparsity.kl_sparsity_penalty(logits, 0.1)
     assert float(value) == pytest.approx(expected + _np_bernoulli_kl(0.1, 0.05), rel=1e-5)
-    grad = np.asarray(jax.grad(losses.kl_sparsity_penalty)(logits, 0.1))
+    grad = np.asarray(jax.grad(sparsity.kl_sparsity_penalty)(logits, 0.1))
     # d/da_bj = (-rho / rho_hat + (1 - rho) / (1 - rho_hat)) * rho_hat (1 - rho_hat) / B
     for j, q in enumerate((0.3, 0.05)):
         np.testing.assert_allclose(grad[:, j], (-0.1 / q + 0.9 / (1 - q)) * q * (1 - q) / 4,
@@ -386,7 +386,7 @@ def test_kl_sparsity_worked_example_and_gradient_sign():
 def test_kl_sparsity_penalty_equals_sum_of_unit_divergences(rng):
     logits = np.float32(rng.normal(scale=2.0, size=(32, 6)))
     rho_hat = expit(logits.astype(np.float64)).mean(axis=0)
-    penalty = losses.kl_sparsity_penalty(f32(logits), 0.05)
+    penalty = sparsity.kl_sparsity_penalty(f32(logits), 0.05)
     assert penalty.shape == ()  # a batch statistic, not per-example
     assert float(penalty) == pytest.approx(_np_bernoulli_kl(0.05, rho_hat).sum(), rel=1e-5)
 
@@ -394,8 +394,8 @@ def test_kl_sparsity_penalty_equals_sum_of_unit_divergences(rng):
 @pytest.mark.parametrize("rho", [0.01, 0.1, 0.5, 0.9])
 def test_kl_sparsity_zero_at_target(rho):
     logits = jnp.full((8, 3), _logit(rho), jnp.float32)
-    np.testing.assert_allclose(losses.kl_sparsity_penalty(logits, rho), 0.0, atol=1e-5)
-    assert np.max(np.abs(jax.grad(losses.kl_sparsity_penalty)(logits, rho))) < 1e-4
+    np.testing.assert_allclose(sparsity.kl_sparsity_penalty(logits, rho), 0.0, atol=1e-5)
+    assert np.max(np.abs(jax.grad(sparsity.kl_sparsity_penalty)(logits, rho))) < 1e-4
 
 
 @pytest.mark.parametrize("a", [-20.0, -40.0, 20.0, 40.0])
@@ -404,7 +404,7 @@ def test_kl_sparsity_gradient_never_vanishes_for_saturated_units(a):
     pulled back towards the target: its gradient is the analytic one, not 0 (a clip of the
     mean activation would give exactly 0 here)."""
     logits = jnp.full((16, 1), a, jnp.float32)
-    value, grad = jax.value_and_grad(losses.kl_sparsity_penalty)(logits, 0.1)
+    value, grad = jax.value_and_grad(sparsity.kl_sparsity_penalty)(logits, 0.1)
     # log rho_hat = log sigmoid(a), log(1 - rho_hat) = log sigmoid(-a), exactly, in float64
     expected = 0.1 * (math.log(0.1) - log_expit(a)) + 0.9 * (math.log(0.9) - log_expit(-a))
     assert float(value) == pytest.approx(expected, rel=1e-4)

@@ -20,7 +20,7 @@ import pytest
 from scipy.special import expit, log_softmax, logsumexp
 from scipy.stats import norm
 
-from aevb.families import m2
+from aevb.models import m2
 
 D, C, L, H, B = 6, 3, 2, 5, 7
 

@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aevb import configs, models
+from aevb import models
 from aevb.architectures import mlp
-from aevb.distributions import Bernoulli, Gaussian
+from aevb.config import defaults
+from aevb.models.distributions import Bernoulli, Gaussian
 
 
 def test_vae_returns_distribution_parameters_with_the_right_shapes():
@@ -74,7 +75,7 @@ def test_autoencoder_shapes_and_code_activation():
 
 
 def test_dense_shapes_list_every_matmul():
-    config = configs.base_config()
+    config = defaults.base_config()
     assert mlp.vae_dense_shapes(config.model, (28, 28, 1)) == [(784, 500), (500, 40),
                                                                 (20, 500), (500, 784)]
     ae = models.Autoencoder(hidden_sizes=(100,), code_dim=30, output_dim=784, tied_weights=True)

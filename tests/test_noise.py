@@ -6,12 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import model_and_state
 
-from aevb import noise
-from aevb.epoch import make_train_epoch
+from aevb.data import noise
 from aevb.families import autoencoder as ae
+from aevb.training.epoch import make_train_epoch
 
 X = jnp.full((200, 784), 0.5, jnp.float32)  # 156,800 units: sampling error ~1e-3
 

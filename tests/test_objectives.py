@@ -12,8 +12,10 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 from aevb import data as data_lib
-from aevb import epoch, models, noise, schedules
+from aevb import models
+from aevb.data import noise
 from aevb.families import vae as vae_family
+from aevb.training import schedules, train_state
 
 D, L = 12, 3
 
@@ -160,7 +162,7 @@ def test_optimizer_applies_and_reports_the_scheduled_rate(name):
     section = type("S", (), {"optimizer": "sgd", "learning_rate": 0.5, "lr_schedule": name,
                              "weight_decay": 0.0, "adam_eps": 1e-8})
     total = 20
-    tx = epoch.make_optimizer(section, total)
+    tx = train_state.make_optimizer(section, total)
     params = jnp.zeros(())
     state = tx.init(params)
     shape = schedules.shape(name, total)
@@ -170,7 +172,7 @@ def test_optimizer_applies_and_reports_the_scheduled_rate(name):
         updates, state = tx.update(jnp.ones(()), state, params)
         expected = 0.5 * float(shape(step))
         assert float(-updates) == pytest.approx(expected, rel=1e-6), step
-        assert float(epoch.current_learning_rate(state)) == pytest.approx(expected, rel=1e-6)
+        assert float(train_state.current_learning_rate(state)) == pytest.approx(expected, rel=1e-6)
 
 
 def test_dequantization_and_bits_per_dim():

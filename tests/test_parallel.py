@@ -112,7 +112,8 @@ def test_every_regime_refuses_an_indivisible_batch_the_same_way(tiny_idx_dir, tm
     """The check lives at the config boundary every regime passes (as if 8 devices)."""
     from conftest import small_layerwise_config, small_pretrain_config, small_vae_config
 
-    from aevb import checks, router
+    from aevb import regimes
+    from aevb.config import checks
 
     config = {"vae": small_vae_config, "layerwise": small_layerwise_config,
               "pretrain": small_pretrain_config}[kind](tiny_idx_dir)
@@ -122,7 +123,7 @@ def test_every_regime_refuses_an_indivisible_batch_the_same_way(tiny_idx_dir, tm
     monkeypatch.setattr(jax, "device_count", lambda: 8)
     with pytest.raises(checks.ConfigError, match=rf"{field}=44 .*divisible by the number of "
                                                  r"devices \(8\)"):
-        router.run(config, str(tmp_path / "never"))
+        regimes.run(config, str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
 
 

@@ -9,13 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import comparable, interrupt_and_resume, model_and_state, small_pretrain_config
 
-from aevb import checks, configs, families, pretrain, router
 from aevb import data as data_lib
-from aevb.families import classifier as classifier_family
+from aevb import regimes as router
+from aevb.config import checks
 from aevb.models import Classifier, DenseEncoder
+from aevb.regimes import classifier as classifier_family
+from aevb.regimes import pretrain
+from aevb.regimes.validation import validate
 
 
 class LabelRead(AssertionError):
@@ -195,7 +197,7 @@ def test_pretrain_config_errors_name_the_field(change, field):
             node = node[parent]
         node[name] = value
     with pytest.raises(checks.ConfigError, match=field):
-        configs.validate(config)
+        validate(config)
 
 
 def test_labels_beyond_the_data_fail_before_writing(tiny_idx_dir, tmp_path):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import pytest
 
-from aevb import loop
-from aevb.epoch import TrainState
+from aevb.training import loop
+from aevb.training.train_state import TrainState
 
 # The validation score after round r (1-based); the test score is its negative, so a
 # selection that read it would pick the worst round.

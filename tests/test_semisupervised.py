@@ -10,10 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import comparable, interrupt_and_resume, small_semisupervised_config
 
-from aevb import epoch, pretrain, router
+from aevb import regimes
+from aevb.regimes import pretrain
+from aevb.training import epoch
 
 
 def test_balanced_batches_hold_each_class_equally_without_repeats():
@@ -31,7 +32,7 @@ def test_balanced_batches_hold_each_class_equally_without_repeats():
 def test_m1_host_classifier_selects_on_validation_only(tiny_idx_dir, tmp_path):
     config = small_semisupervised_config(tiny_idx_dir)
     config.semisupervised.classifier = "logistic"
-    summary = router.run(config, str(tmp_path / "run"))
+    summary = regimes.run(config, str(tmp_path / "run"))
     assert summary["labels_num"] == summary["labels_num_validation"] == 100
     assert 0 < summary["m1_active_units"] <= 4 and summary["features"] == "m1"
     assert 0.3 < summary["test_accuracy"] <= 1 and 0.3 < summary["validation_accuracy"] <= 1
@@ -43,7 +44,7 @@ def test_m1_host_classifier_selects_on_validation_only(tiny_idx_dir, tmp_path):
 def test_m2_trains_selects_and_resumes_after_a_kill(tiny_idx_dir, tmp_path, monkeypatch,
                                                     variant):
     config = small_semisupervised_config(tiny_idx_dir, variant)
-    straight = router.run(config.copy_and_resolve_references(), str(tmp_path / "straight"))
+    straight = regimes.run(config.copy_and_resolve_references(), str(tmp_path / "straight"))
     assert straight["classifier"] == "m2" and 0 < straight["test_accuracy"] <= 1
     assert straight["train_loss"] > 0 and 0 < straight["train_entropy"] <= np.log(10)
     lines = [json.loads(line)
@@ -56,7 +57,7 @@ def test_m2_trains_selects_and_resumes_after_a_kill(tiny_idx_dir, tmp_path, monk
     assert {"class_samples.png", "analogies.png"} <= {p.name for p in
                                                       (tmp_path / "straight").iterdir()}
 
-    resumed = interrupt_and_resume(monkeypatch, router.run, config,
+    resumed = interrupt_and_resume(monkeypatch, regimes.run, config,
                                    str(tmp_path / "interrupted"), "m2", 1)
     assert comparable(resumed) == comparable(straight)
 

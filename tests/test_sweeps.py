@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from aevb import checks, router, sweeps, train
+from aevb import sweeps
+from aevb.config import checks
+from aevb.regimes import joint as train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +38,7 @@ def test_product_and_zip_and_names():
 ])
 def test_bad_sweeps_fail_before_anything_runs(tiny_config, tmp_path, sweep, message):
     with pytest.raises(sweeps.SweepError, match=message):
-        router.run_sweep(tiny_config, sweep, str(tmp_path / "never"))
+        sweeps.run_sweep(tiny_config, sweep, str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
 
 
@@ -57,7 +59,7 @@ def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path
         tiny_config.train.lr_schedule, tiny_config.train.kl_warmup_epochs = "cosine", 1
     sweep = sweeps.zip_({"train.seed": [0, 1, 2], "model.kl_weight": [1.0, 0.5, 1.0],
                          "train.learning_rate": [1e-3, 1e-3, 3e-3]})
-    rows = router.run_sweep(tiny_config, sweep, str(tmp_path / "sweep"))
+    rows = sweeps.run_sweep(tiny_config, sweep, str(tmp_path / "sweep"))
     assert all(row["vectorized_trials"] == 3 for row in rows)
     assert (tmp_path / "sweep" / "sweep.csv").exists()
     assert (tmp_path / "sweep" / "sweep.md").exists()
@@ -73,13 +75,13 @@ def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path
 def test_rerun_skips_finished_trials(tiny_config, tmp_path, monkeypatch):
     sweep = sweeps.product({"model.latent_dim": [2, 3]})  # not vectorizable: one by one
     workdir = tmp_path / "sweep"
-    router.run_sweep(tiny_config, sweep, str(workdir))
+    sweeps.run_sweep(tiny_config, sweep, str(workdir))
     (workdir / "latent_dim=3" / "summary.json").unlink()  # as if killed before the end
     calls = []
     original = train.train_and_evaluate
     monkeypatch.setattr(train, "train_and_evaluate",
                         lambda config, wd: calls.append(wd) or original(config, wd))
-    rows = router.run_sweep(tiny_config, sweep, str(workdir))
+    rows = sweeps.run_sweep(tiny_config, sweep, str(workdir))
     assert calls == [str(workdir / "latent_dim=3")]
     assert [r["trial"] for r in rows] == ["latent_dim=2", "latent_dim=3"]
     table = (workdir / "sweep.md").read_text()
@@ -88,7 +90,7 @@ def test_rerun_skips_finished_trials(tiny_config, tmp_path, monkeypatch):
     # A finished trial is finished for its own config only: more epochs extend every trial.
     calls.clear()
     tiny_config.train.num_epochs += 1
-    rows = router.run_sweep(tiny_config, sweep, str(workdir))
+    rows = sweeps.run_sweep(tiny_config, sweep, str(workdir))
     assert calls == [str(workdir / "latent_dim=2"), str(workdir / "latent_dim=3")]
     assert all(r["epochs"] == tiny_config.train.num_epochs for r in rows)
 
@@ -108,13 +110,13 @@ def test_a_sweep_says_why_trials_with_other_schedules_run_apart(tiny_config):
     sweep = sweeps.product({"train.lr_schedule": ["constant", "cosine"],
                             "train.learning_rate": [1e-3, 3e-3]})
     trials = sweeps.make_trials(tiny_config, sweep)
-    groups = router.group_for_vectorizing(trials)
+    groups = sweeps.group_for_vectorizing(trials)
     assert [len(g) for g in groups] == [2, 2]
     assert {t[2].train.lr_schedule for t in groups[0]} == {"constant"}
-    note = router.grouping_note(trials, groups)
+    note = sweeps.grouping_note(trials, groups)
     assert "train.lr_schedule" in note and "train.learning_rate," not in note.split("apart")[0]
     seeds = sweeps.make_trials(tiny_config, sweeps.product({"train.seed": [0, 1]}))
-    assert router.grouping_note(seeds, router.group_for_vectorizing(seeds)) == ""
+    assert sweeps.grouping_note(seeds, sweeps.group_for_vectorizing(seeds)) == ""
 
 
 def test_rbg_trials_are_not_vectorized(tiny_config):
@@ -123,7 +125,7 @@ def test_rbg_trials_are_not_vectorized(tiny_config):
     sweep = sweeps.product({"train.seed": [0, 1]})
     for impl, sizes in [("threefry2x32", [2]), ("rbg", [1, 1]), ("unsafe_rbg", [1, 1])]:
         tiny_config.train.prng_impl = impl
-        groups = router.group_for_vectorizing(sweeps.make_trials(tiny_config, sweep))
+        groups = sweeps.group_for_vectorizing(sweeps.make_trials(tiny_config, sweep))
         assert [len(g) for g in groups] == sizes, impl
 
 
@@ -138,10 +140,10 @@ def test_worker_processes_give_the_trials_run_alone(tiny_config, tmp_path):
     (root / "seed=2").mkdir(parents=True)
     (root / "seed=2" / "config.json").write_text('{"train": {"seed": 7}}')
     with pytest.raises(checks.ConfigError, match="different config"):
-        router.run_sweep(tiny_config, sweep, str(root), num_workers=2)
+        sweeps.run_sweep(tiny_config, sweep, str(root), num_workers=2)
     assert sorted(p.name for p in (root / "logs").iterdir()) == ["seed=0+1.log", "seed=2.log"]
     (root / "seed=2" / "config.json").unlink()
-    rows = router.run_sweep(tiny_config, sweep, str(root), num_workers=2)
+    rows = sweeps.run_sweep(tiny_config, sweep, str(root), num_workers=2)
     assert [row.get("vectorized_trials") for row in rows] == [2, 2, None]
     for row, (name, _, config) in zip(rows, sweeps.make_trials(tiny_config, sweep), strict=True):
         alone = train.train_and_evaluate(config, str(tmp_path / "alone" / name))

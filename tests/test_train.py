@@ -15,14 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import comparable as _comparable
 from conftest import model_and_state
 
-from aevb import checks, epoch, train
-from aevb import workdir as workdir_lib
-from aevb.epoch import make_train_epoch
+from aevb.config import checks
 from aevb.families import vae as vae_family
+from aevb.regimes import joint as train
+from aevb.run import workdir as workdir_lib
+from aevb.training import train_state
+from aevb.training.epoch import make_train_epoch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -169,7 +170,7 @@ def test_epoch_is_compiled_once(tiny_config):
     assert int(state.step) == 30 and np.isfinite(float(metrics["loss"]))
 
 
-@pytest.mark.parametrize("optimizer", epoch.OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", train_state.OPTIMIZERS)
 def test_every_optimizer_lowers_the_loss(tiny_config, optimizer):
     tiny_config.train.optimizer = optimizer
     tiny_config.train.learning_rate = {"adagrad": 0.05, "sgd": 1e-4}.get(optimizer, 1e-3)

@@ -11,7 +11,9 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from aevb import evaluate, models, noise
+from aevb import models
+from aevb.data import noise
+from aevb.evaluation import measures
 from aevb.families import vae as vae_family
 
 D, L = 12, 3
@@ -116,7 +118,7 @@ def test_map_in_chunks_pads_and_drops_the_padding():
     x = jnp.arange(23 * 2, dtype=jnp.float32).reshape(23, 2)
     key = jax.random.key(4)
     fn = lambda xc, k: {"sum": xc.sum(-1), "u": jax.random.uniform(k, (xc.shape[0],))}
-    out = jax.jit(lambda x, k: evaluate.map_in_chunks(fn, x, k, 5))(x, key)
+    out = jax.jit(lambda x, k: measures.map_in_chunks(fn, x, k, 5))(x, key)
     assert out["sum"].shape == out["u"].shape == (23,)
     np.testing.assert_array_equal(out["sum"], np.asarray(x).sum(-1))
     for i in range(5):

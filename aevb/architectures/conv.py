@@ -29,11 +29,17 @@ import math
 import ml_collections
 import numpy as np
 
-from aevb import checks
 from aevb.architectures.base import Architecture, ImageShape
-from aevb.conv_models import (ConvAutoencoder, ConvFeatures, ConvGaussianEncoder,
-                              ConvPosteriorMean, ConvStack, ConvVAEDecoder,
-                              autoencoder_encoder_layers)
+from aevb.config import checks
+from aevb.models.conv import (
+    ConvAutoencoder,
+    ConvFeatures,
+    ConvGaussianEncoder,
+    ConvPosteriorMean,
+    ConvStack,
+    ConvVAEDecoder,
+    autoencoder_encoder_layers,
+)
 
 PADDINGS = ("same", "valid")
 CODES = ("dense", "feature_map")

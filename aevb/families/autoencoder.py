@@ -20,9 +20,14 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from aevb import architectures, checks, evaluate, losses, models, noise, parallel, plots
-from aevb.evaluate import EvalData, map_in_chunks
+from aevb import architectures, models
+from aevb.config import checks
+from aevb.data import noise
+from aevb.evaluation import measures, plots
+from aevb.evaluation.measures import EvalData, map_in_chunks
 from aevb.families.base import Family, Objective, Params
+from aevb.models import losses, sparsity
+from aevb.run import parallel
 
 RECONSTRUCTION_LOSSES = ("mse", "cross_entropy")
 SPARSITY_KINDS = ("none", "kl", "l1")
@@ -45,9 +50,9 @@ def autoencoder_terms(model: models.Autoencoder, params: Params, x: jax.Array, k
         recon = losses.bernoulli_cross_entropy(out.logits, x) / x.shape[-1]
     if sparsity_kind == "kl":
         penalty = jnp.broadcast_to(
-            losses.kl_sparsity_penalty(out.code_preactivation, sparsity_target), recon.shape)
+            sparsity.kl_sparsity_penalty(out.code_preactivation, sparsity_target), recon.shape)
     elif sparsity_kind == "l1":
-        penalty = losses.l1_activity_penalty(out.code)
+        penalty = sparsity.l1_activity_penalty(out.code)
     else:
         penalty = jnp.zeros_like(recon)
     return {"loss": recon + sparsity_weight * penalty, "recon": recon, "sparsity": penalty}
@@ -203,7 +208,7 @@ class AutoencoderFamily(Family):
         sees); with noise `test_denoising_mse` (corrupted test inputs restored, against the
         clean ones) and `test_corrupted_mse`; with a sigmoid code the `code_statistics`."""
         test_x = data.splits["test"]
-        out: dict[str, float | int] = {"pca_mse": evaluate.cached_pca_mse(
+        out: dict[str, float | int] = {"pca_mse": measures.cached_pca_mse(
             data.identity, data.train_inputs, parallel.fetch(test_x), config.model.latent_dim)}
         if config.noise.kind != "none":
             terms = reconstruction_terms(model, params, test_x, key, config.eval.batch_size,
@@ -215,7 +220,7 @@ class AutoencoderFamily(Family):
         if config.model.code_activation == "sigmoid":
             codes = reconstruction_terms(model, params, test_x, key, config.eval.batch_size,
                                          mesh=mesh)["code"]
-            out.update(evaluate.code_statistics(parallel.fetch(codes)))
+            out.update(measures.code_statistics(parallel.fetch(codes)))
         return out
 
     def pictures(self, config, model, params, test_x, image_shape, key, workdir):

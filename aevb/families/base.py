@@ -19,7 +19,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from aevb.architectures.base import ImageShape
-from aevb.evaluate import EvalData
+from aevb.evaluation.measures import EvalData
 
 Params = Any
 # fn(params, x [B, D], key, step=None) -> per-example terms {name: [B]}; the training loss

@@ -31,11 +31,17 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from aevb import architectures, checks, losses, models, noise, parallel, plots, schedules
+from aevb import architectures, models
 from aevb import data as data_lib
-from aevb.distributions import Gaussian
-from aevb.evaluate import EvalData, map_in_chunks
+from aevb.config import checks
+from aevb.data import noise
+from aevb.evaluation import plots
+from aevb.evaluation.measures import EvalData, map_in_chunks
 from aevb.families.base import Family, Objective, Params
+from aevb.models import iwae, losses
+from aevb.models.distributions import Gaussian
+from aevb.run import parallel
+from aevb.training import schedules
 
 OBJECTIVES = ("elbo", "iwae")
 
@@ -78,7 +84,7 @@ def vae_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
         if objective == "elbo":
             loss = weight * kl - log_lik
         else:
-            loss = -losses.importance_weighted_bound(log_p_x_given_z, weight * log_p_z,
+            loss = -iwae.importance_weighted_bound(log_p_x_given_z, weight * log_p_z,
                                                      weight * log_q_z)
     return {"loss": loss, "recon": -log_lik, "kl": kl, "neg_elbo": kl - log_lik,
             "kl_weight": jnp.broadcast_to(jnp.asarray(weight, loss.dtype), loss.shape)}
@@ -111,7 +117,7 @@ def _iwae_chunk(model: models.VAE, params: Params, num_samples: int, x: jax.Arra
     """L_k for a chunk x [C, D] with k = num_samples: encode once, decode [k, C] codes."""
     posterior = model.apply(params, x, method=model.encode)                 # [C, L]
     z = posterior.sample(key, num_samples)                                  # [k, C, L]
-    return {"log_likelihood": losses.importance_weighted_bound(
+    return {"log_likelihood": iwae.importance_weighted_bound(
         *log_weights(model, params, x, posterior, z))}
 
 

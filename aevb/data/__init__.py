@@ -1,0 +1,14 @@
+"""Data: IDX files, TensorFlow Datasets, splits, binarization and the denoising noise.
+
+Importing this package never loads TFDS or TensorFlow (`tfds.py` is imported only when that
+source is chosen). Re-exports what regimes and tests use as `data.<name>`.
+"""
+
+from aevb.data.datasets import FASHION_MNIST_DEBIAN_DIR, DataError, Datasets, Split
+from aevb.data.idx import load_idx_dir, read_idx
+from aevb.data.pixels import BINARIZATIONS, binarize, bits_per_dim, preprocess, to_unit_interval
+from aevb.data.sources import SOURCES, load, split_validation
+
+__all__ = ["BINARIZATIONS", "FASHION_MNIST_DEBIAN_DIR", "SOURCES", "DataError", "Datasets",
+           "Split", "binarize", "bits_per_dim", "load", "load_idx_dir", "preprocess",
+           "read_idx", "split_validation", "to_unit_interval"]

@@ -1,0 +1,287 @@
+"""Unsupervised pretraining for a classifier with few labels.
+
+Phase 1 trains an autoencoder of the family, or the VAE, on every training image without
+reading a label: an ordinary run of the configured model (joint or layer-wise, with its
+noise and sparsity regimes) in `<workdir>/autoencoder`, by the function the router passes
+in. Phase 2 puts a softmax head on the lower `classifier.encoder_layers` layers of its
+encoder, as its family exports them (`aevb/families/classifier.py`), and trains it with
+cross-entropy on `labels.num` labeled training examples, class-balanced and chosen by
+`labels.seed`, the encoder `frozen` (only the head learns) or `trainable`. The baseline,
+in the same run, trains the identical classifier from its random initialisation, every
+layer trainable, on the same examples, in the same batches, for the same
+`classifier.num_steps` steps. Both classifiers train through the one loop
+(`aevb/loop.py`), in rounds of `classifier.eval_every_steps` steps, on the device mesh.
+Model selection reads a labeled validation split only (`labels.num_validation` examples,
+class-balanced, outside the labeled ones; default as many): each classifier is the one of
+its round with the best validation accuracy, training stops after `classifier.patience`
+rounds without a better one, and the test set is only reported.
+
+Run files, in `workdir`: `config.json`; `autoencoder/` (the phase-1 run's own files);
+`classifier_pretrained/checkpoints` and `classifier_scratch/checkpoints` (one per round);
+`metrics.jsonl` (`phase`: `pretrained` or `scratch`, metric names prefixed by it; `epoch`
+counts rounds over both classifiers); `accuracy.png` (test accuracy against steps);
+`summary.json`: the autoencoder's summary, then, per classifier, `<name>_test_accuracy`
+and `<name>_validation_accuracy` of the selected round and `<name>_selected_step`, the
+difference `accuracy_gain`, and the sizes of the labeled and validation sets.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from aevb import families
+from aevb.config.checks import CheckpointError, ConfigError
+from aevb.regimes import classifier
+from aevb.regimes.prepare import flat_images, load_and_check
+from aevb.regimes.validation import validation_size
+from aevb.run import checkpoints, parallel
+from aevb.run.workdir import claim, finished
+from aevb.training import keys, loop
+from aevb.training.train_state import TrainState, apply_gradients, make_optimizer
+
+Params = dict[str, Any]
+NAMES = ("pretrained", "scratch")
+
+
+def _balanced(labels: np.ndarray, num: int, rng: np.random.Generator, field: str
+              ) -> np.ndarray:
+    """Positions of `num` examples of `labels`, class-balanced: every class gets num // C
+    examples and num % C classes, drawn by `rng`, one more; each class's examples in the
+    order of one permutation. Raises ConfigError (`field`) when a class has too few."""
+    classes = np.unique(labels)
+    orders = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    per_class = np.full(len(classes), num // len(classes))
+    per_class[rng.permutation(len(classes))[:num % len(classes)]] += 1
+    for c, order, k in zip(classes, orders, per_class):
+        if k > len(order):
+            raise ConfigError(
+                f"config field {field}={num} is not allowed: class {c} has only "
+                f"{len(order)} training examples left, {k} needed for a balanced subset")
+    return np.sort(np.concatenate([order[:k] for order, k in zip(orders, per_class)]))
+
+
+def labeled_subset(labels: np.ndarray, num: int, seed: int) -> np.ndarray:
+    """Sorted indices of `num` labeled examples, class-balanced (0 = all examples).
+
+    Every class gets num // C examples and num % C classes, drawn by the seed, one more.
+    Each class's examples are taken in the order of one permutation drawn from the seed,
+    so with one seed a smaller balanced subset is part of a larger one. Raises ConfigError
+    (labels.num) when a class has too few examples.
+    """
+    labels = np.asarray(labels)
+    if num == 0:
+        return np.arange(len(labels))
+    return _balanced(labels, num, np.random.default_rng(seed), "labels.num")
+
+
+def validation_subset(labels: np.ndarray, labeled: np.ndarray, num: int, seed: int
+                      ) -> np.ndarray:
+    """Sorted indices of `num` labeled validation examples, class-balanced, drawn by the
+    seed from the training examples outside `labeled` (so they never train a classifier,
+    and the labeled subset is the one `labeled_subset` draws without a validation split).
+    Model selection and early stopping read them; the test set is never read for that."""
+    labels = np.asarray(labels)
+    rest = np.setdiff1d(np.arange(len(labels)), labeled)
+    if num == 0:
+        return rest[:0]
+    return rest[_balanced(labels[rest], num, np.random.default_rng([seed, 1]),
+                          "labels.num_validation")]
+
+
+def classifier_optimizer(section: ml_collections.ConfigDict,
+                         frozen: bool) -> optax.GradientTransformation:
+    """`classifier.optimizer` over `classifier.num_steps`; with a frozen encoder, only the
+    head's parameters move."""
+    tx = make_optimizer(section, section.num_steps)
+    if not frozen:
+        return tx
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                                 classifier.frozen_labels)
+
+
+@functools.lru_cache(maxsize=64)
+def make_round(model, section_json: str, frozen: bool, binarize: str, num_steps: int,
+               mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, dict]]:
+    """`round(state, images u8 [N, D], labels [N], key) -> (state, metrics)`, jitted once.
+
+    `num_steps` steps of `classifier.batch_size` examples in one `lax.scan`: the batches are
+    cut from consecutive permutations of the N labeled examples (each example once per
+    pass), drawn from the key, and split over the mesh. With a frozen encoder its parameters
+    are behind `stop_gradient` and the optimizer leaves them as they are. Metrics: mean
+    cross-entropy and accuracy over the round's batches. Cached per configuration (the
+    `classifier` section as JSON), so classifiers of one shape share one compilation.
+    """
+    section = ml_collections.ConfigDict(json.loads(section_json))
+    tx = classifier_optimizer(section, frozen)
+    batch_size = section.batch_size
+
+    def step(state: TrainState, idx: jax.Array, images: jax.Array, labels: jax.Array):
+        x = classifier.inputs(parallel.shard_batch(images[idx], mesh), binarize)
+        y = parallel.shard_batch(labels[idx], mesh)
+
+        def loss_fn(params):
+            params = classifier.stop_encoder_gradient(params) if frozen else params
+            terms = classifier.cross_entropy_terms(model, params, x, y)
+            return jnp.mean(terms["loss"]), terms
+
+        return apply_gradients(state, tx, loss_fn)
+
+    def run(state: TrainState, images: jax.Array, labels: jax.Array, key: jax.Array):
+        n = images.shape[0]
+        num_passes = -(-num_steps * batch_size // n)
+        perms = jax.vmap(lambda k: jax.random.permutation(k, n))(
+            jax.random.split(key, num_passes))
+        idx = perms.reshape(-1)[:num_steps * batch_size].reshape(num_steps, batch_size)
+        state, metrics = jax.lax.scan(lambda s, i: step(s, i, images, labels), state, idx)
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    if mesh is None:
+        return jax.jit(run, donate_argnums=0)
+    return jax.jit(run, donate_argnums=0, out_shardings=parallel.replicated(mesh))
+
+
+def classifier_phase(config: ml_collections.ConfigDict, model, params: Params, frozen: bool,
+                     labeled: tuple[jax.Array, jax.Array], test: tuple[jax.Array, np.ndarray],
+                     key: jax.Array, mesh: Mesh | None, checkpoint_dir: str, name: str = "",
+                     log_offset: int = 0,
+                     validation: tuple[jax.Array, np.ndarray] | None = None) -> loop.Phase:
+    """One classifier's training as a loop phase: rounds of `classifier.eval_every_steps`
+    steps (the last may be shorter); the round ending at step s draws from fold_in(key, s);
+    each round ends with the validation and test accuracies. labeled: (uint8 images [N, D],
+    labels [N]); test and validation: (classifier inputs [M, D], labels [M]).
+
+    With a validation split (M > 0) the phase selects the round of the best validation
+    accuracy and stops early after `classifier.patience` rounds without a better one (the
+    loop's `Phase.select`); without one it reports the last round.
+    """
+    cc = config.classifier
+    every, total = cc.eval_every_steps, cc.num_steps
+    section_json = cc.to_json()
+    state = TrainState.create(jax.tree.map(jnp.copy, params), classifier_optimizer(cc, frozen))
+    if mesh is not None:
+        state = parallel.replicate(state, mesh)
+
+    def run(state: TrainState, r: int):
+        num_steps = min(every, total - (r - 1) * every)
+        round_fn = make_round(model, section_json, frozen, config.data.binarize, num_steps, mesh)
+        return round_fn(state, *labeled, jax.random.fold_in(key, (r - 1) * every + num_steps))
+
+    selects = validation is not None and len(validation[1]) > 0
+    splits = {"test": test, **({"validation": validation} if selects else {})}
+
+    def evaluate(p, _):
+        return {f"{split}_accuracy": classifier.accuracy(model, p, x, y, mesh=mesh)
+                for split, (x, y) in splits.items()}
+
+    return loop.Phase(state=state, run=run, num_rounds=-(-total // every), evaluate=evaluate,
+                      checkpoint_dir=checkpoint_dir, name=name, steps_per_round=every,
+                      total_steps=total, examples_per_round=every * cc.batch_size,
+                      log_offset=log_offset, headline="accuracy",
+                      max_checkpoints=config.train.max_checkpoints,
+                      profile=config.train.profile,
+                      learning_rate_field="classifier.learning_rate",
+                      select="validation_accuracy" if selects else "",
+                      patience=cc.patience if selects else 0)
+
+
+def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
+                         image_shape: tuple[int, int, int],
+                         train_autoencoder: Callable[[ml_collections.ConfigDict, str], dict]
+                         ) -> tuple[dict[str, Any], Params]:
+    """Phase 1: the configured autoencoder (or VAE) trained on the images in `workdir`
+    (resuming there) by `train_autoencoder(config, workdir)`, with `task` = reconstruct;
+    returns its summary and its trained parameters. It reads images only, never a label.
+    A finished run (`workdir.finished`, with this config) is not run again."""
+    ae_config = config.copy_and_resolve_references()
+    ae_config.task = "reconstruct"
+    family = families.get(config.model.kind)
+    model = family.make_model(config.model, image_shape)
+    template = TrainState.create(family.init_params(model, jax.random.key(0), image_shape),
+                                 make_optimizer(config.train))
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    summary = finished(ae_config, workdir)
+    if summary is not None:
+        try:
+            return summary, checkpoints.latest_state(ckpt_dir, template).params
+        except CheckpointError as e:  # the run resumes from the newest good one
+            loop.Run.log(f"{e}; running the autoencoder again")
+    summary = train_autoencoder(ae_config, workdir)
+    state = checkpoints.latest_state(ckpt_dir, template)
+    return summary, state.params
+
+
+def labeled_and_validation(config: ml_collections.ConfigDict, labels: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the labeled training subset (`labels.num`, `labels.seed`) and of the
+    labeled validation subset outside it (`labels.num_validation`)."""
+    labeled = labeled_subset(labels, config.labels.num, config.labels.seed)
+    return labeled, validation_subset(labels, labeled, validation_size(config.labels),
+                                      config.labels.seed)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       train_autoencoder: Callable[[ml_collections.ConfigDict, str], dict]
+                       ) -> dict[str, Any]:
+    """Pretrains the configured autoencoder without labels (by `train_autoencoder`), then
+    trains the classifier on its encoder and the scratch baseline on the labeled subset;
+    evaluates both on the test set. Returns the summary (also in `<workdir>/summary.json`).
+    Raises ConfigError or data.DataError before writing anything when the config, the data
+    or the labeled subset is unusable."""
+    datasets = load_and_check(config)
+    labeled, held_out = labeled_and_validation(config, datasets.train.labels)
+    claim(config, workdir)
+    cc = config.classifier
+    ae_summary, ae_params = pretrain_autoencoder(
+        config, os.path.join(workdir, "autoencoder"), datasets.image_shape, train_autoencoder)
+
+    mesh = parallel.make_mesh()
+    run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
+    num_classes = int(datasets.train.labels.max()) + 1
+    model, pretrained, scratch = classifier.build(
+        families.get(config.model.kind), config.model, datasets.image_shape, num_classes,
+        ae_params, cc.encoder_layers, jax.random.fold_in(run_keys.classifier, 0))
+    images = flat_images(datasets.train)[labeled]
+    labeled_set = parallel.replicate((images, datasets.train.labels[labeled]), mesh)
+    inputs = lambda split, idx=slice(None): (parallel.replicate(classifier.inputs(
+        jnp.asarray(flat_images(split)[idx]), config.data.binarize), mesh), split.labels[idx])
+    test, validation = inputs(datasets.test), inputs(datasets.train, held_out)
+    dirs = {name: os.path.join(workdir, f"classifier_{name}", "checkpoints") for name in NAMES}
+    num_rounds = -(-cc.num_steps // cc.eval_every_steps)
+    run = loop.Run([workdir])
+    run.log(f"classifier on {len(labeled)} labeled examples, {cc.num_steps} steps of "
+            f"{cc.batch_size}, selected on {len(held_out)} labeled validation examples; "
+            f"pretrained encoder {cc.encoder}, against the same classifier from scratch")
+    summary: dict[str, Any] = {**ae_summary, "experiment": config.experiment,
+                               "task": "pretrain", "labels_num": len(labeled),
+                               "labels_num_validation": len(held_out),
+                               "classifier_encoder": cc.encoder, "classifier_steps": cc.num_steps}
+    labeled_x = inputs(datasets.train, labeled)
+    runs = {"pretrained": (pretrained, cc.encoder == "frozen"), "scratch": (scratch, False)}
+    for i, (name, (params, frozen)) in enumerate(runs.items()):
+        result = run.train(classifier_phase(
+            config, model, params, frozen, labeled_set, test,
+            jax.random.fold_in(run_keys.classifier, 1), mesh, dirs[name], name,
+            log_offset=i * num_rounds, validation=validation))
+        summary.update({f"{name}_{k}": v for k, v in result.eval[0].items()})
+        summary[f"{name}_labeled_accuracy"] = classifier.accuracy(
+            model, result.params, *labeled_x, mesh=mesh)
+        summary[f"{name}_selected_step"] = min(
+            (result.selected_round or num_rounds) * cc.eval_every_steps, cc.num_steps)
+        summary[f"{name}_seconds"] = result.seconds
+    summary["accuracy_gain"] = (summary["pretrained_test_accuracy"]
+                                - summary["scratch_test_accuracy"])
+    final = {k: v for k, v in summary.items() if k.endswith("accuracy") or k == "accuracy_gain"}
+    run.finish([summary], [final], 2 * num_rounds, cc.num_steps,
+               pictures=[lambda: classifier.save_accuracy_plot(workdir, NAMES)])
+    return summary

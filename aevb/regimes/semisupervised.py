@@ -1,0 +1,305 @@
+"""Classification with few labels by the protocols of Kingma, Rezende, Mohamed & Welling
+(2014), "Semi-supervised learning with deep generative models" (`task=semisupervised`).
+
+The features a classifier sees (`semisupervised.features`):
+  m1      the posterior means of a VAE of `model.*` (the paper's M1: 2 x 600 softplus, 50
+          latents), trained first on every training image without a label, in
+          `<workdir>/m1` (an ordinary run, resumed like one). Only its active units are
+          kept (Cov_x E[z_u|x] > 0.01, as the paper's code does): an inactive unit is noise
+          around the prior that a standardised classifier would amplify.
+  pixels  the images themselves (grey levels), e.g. the paper's "NN on the labels alone".
+The classifier (`semisupervised.classifier`):
+  logistic | mlp | knn | svm   fitted on the host to the labeled examples' features, its
+          hyperparameters selected on the labeled validation split (`aevb/host_classifiers.py`);
+  m2      the semi-supervised VAE (`aevb/families/m2.py`) trained on every training example,
+          labeled or not, through the one loop (`aevb/loop.py`): each step one batch of
+          `m2.batch_size` unlabeled examples and one class-balanced batch of
+          `m2.labeled_batch_size` labeled ones (`aevb/epoch.py`); the epoch of the best
+          validation accuracy is kept, early stopping after `m2.patience` epochs. On M1
+          features (M1 + M2) its inputs are fresh samples of q(z1|x) every step, and its
+          p(z1|y, z2) is a Gaussian.
+The labeled subset (`labels.num`, class-balanced) and the labeled validation split outside it
+(`labels.num_validation`, default as many) are those of `aevb/pretrain.py`; the test set is
+only reported, never read for a choice.
+
+Run files: `config.json`; `m1/` (the VAE's run); `m2/checkpoints` (per epoch: the state and
+the selection); `metrics.jsonl`; pictures of M2, decoded to pixels through M1's decoder on M1
+features: `class_samples.png` (a row per class, one style z per column) and `analogies.png`
+(the first row test images, then their style in every class); `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from aevb import families
+from aevb.config.checks import ConfigError
+from aevb.evaluation import host_classifiers, plots
+from aevb.evaluation.measures import map_in_chunks
+from aevb.families import vae as vae_family
+from aevb.models import m2 as m2_lib
+from aevb.models.distributions import Gaussian
+from aevb.regimes import classifier, pretrain
+from aevb.regimes.prepare import flat_images, load_and_check
+from aevb.run import parallel
+from aevb.run.workdir import claim
+from aevb.training import keys, loop
+from aevb.training.epoch import make_train_epoch
+from aevb.training.train_state import TrainState, make_optimizer, num_parameters
+
+NUM_PICTURE_COLUMNS = 10
+
+
+@dataclasses.dataclass
+class Features:
+    """What the classifiers see, for every training example and the test set.
+
+    train: M2's training inputs [N, ...]: uint8 pixels, or M1's posterior means and
+      log-variances side by side [N, 2F]; `prepare(batch, key)` makes model inputs of a
+      batch of them (binarization, or a sample of q(z1|x)).
+    train_eval, test: fixed inputs [N, F] / [M, F] for classification (grey levels, or
+      posterior means). likelihood: M2's p(x|y, z) on them. to_pixels: features [..., F] ->
+      images [..., D] for the pictures.
+    """
+
+    train: np.ndarray
+    prepare: str | Callable[[jax.Array, jax.Array], jax.Array]
+    train_eval: np.ndarray
+    test: np.ndarray
+    likelihood: str
+    to_pixels: Callable[[jax.Array], jax.Array]
+    summary: dict[str, Any]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+def _posteriors(model, params, x: jax.Array, chunk_size: int) -> dict[str, jax.Array]:
+    """q(z|x) of a VAE for every example x [N, D]: {'mean', 'log_var'}, each [N, L]."""
+    def fn(xc, _):
+        q = model.apply(params, xc, method=model.encode)
+        return {"mean": q.loc, "log_var": q.log_var}
+    return map_in_chunks(fn, x, jax.random.key(0), chunk_size)
+
+
+def m1_features(config: ml_collections.ConfigDict, workdir: str, datasets,
+                train_autoencoder: Callable[[ml_collections.ConfigDict, str], dict]
+                ) -> Features:
+    """M1: the VAE of `model.*` trained (or resumed) in `<workdir>/m1` on the training
+    images only; its posterior's active units as features."""
+    summary, params = pretrain.pretrain_autoencoder(
+        config, os.path.join(workdir, "m1"), datasets.image_shape, train_autoencoder)
+    model = families.get(config.model.kind).make_model(config.model, datasets.image_shape)
+    grey = lambda split: classifier.inputs(jnp.asarray(flat_images(split)),
+                                           config.data.binarize)
+    train = parallel.fetch(_posteriors(model, params, grey(datasets.train),
+                                       config.eval.batch_size))
+    test = parallel.fetch(_posteriors(model, params, grey(datasets.test),
+                                      config.eval.batch_size))
+    _, variance = vae_family.active_units(train["mean"])
+    active = variance > vae_family.ACTIVE_THRESHOLD
+    if not active.any():
+        raise ConfigError("config field model.latent_dim: the M1 VAE has no active latent "
+                          "unit, so its features carry nothing; train it longer")
+    latent = config.model.latent_dim
+
+    def to_pixels(codes: jax.Array) -> jax.Array:
+        full = jnp.zeros((*codes.shape[:-1], latent)).at[..., np.flatnonzero(active)].set(codes)
+        return model.apply(params, full, method=model.generate)
+
+    def sample(batch: jax.Array, key: jax.Array) -> jax.Array:  # z1 ~ q(z1|x), [B, F]
+        return Gaussian(*jnp.split(batch, 2, axis=-1)).sample(key)
+
+    keep = lambda part: part[:, active]
+    return Features(
+        train=np.concatenate([keep(train["mean"]), keep(train["log_var"])], axis=1),
+        prepare=sample, train_eval=keep(train["mean"]), test=keep(test["mean"]),
+        likelihood="gaussian", to_pixels=to_pixels,
+        summary={**{f"m1_{k}": v for k, v in summary.items()},
+                 "m1_active_units": int(active.sum())})
+
+
+def pixel_features(config: ml_collections.ConfigDict, datasets) -> Features:
+    """The images: uint8 for M2 (binarized per batch under `data.binarize`, dynamically
+    in the paper), grey levels for classification."""
+    grey = lambda split: np.asarray(classifier.inputs(jnp.asarray(flat_images(split)),
+                                                      config.data.binarize))
+    return Features(train=flat_images(datasets.train), prepare=config.data.binarize,
+                    train_eval=grey(datasets.train), test=grey(datasets.test),
+                    likelihood="bernoulli", to_pixels=lambda x: x, summary={})
+
+
+def host_classifier(config: ml_collections.ConfigDict, features: Features, labels: np.ndarray,
+                    test_labels: np.ndarray, labeled: np.ndarray, held_out: np.ndarray
+                    ) -> dict[str, Any]:
+    """A classical classifier on the labeled features, selected on the validation split."""
+    t0 = time.perf_counter()
+    x = features.train_eval
+    selection = host_classifiers.fit_and_select(
+        config.semisupervised.classifier, x[labeled], labels[labeled], x[held_out],
+        labels[held_out], config.train.seed)
+    out = {"test_accuracy": host_classifiers.accuracy(selection, features.test, test_labels),
+           **{f"selected_{k}": v for k, v in selection.hparams.items()},
+           "classifier_seconds": time.perf_counter() - t0}
+    if selection.validation_accuracy is not None:
+        out["validation_accuracy"] = selection.validation_accuracy
+    if selection.epochs is not None:
+        out["selected_epoch"] = selection.epochs
+    return out
+
+
+def _check_balanced(config: ml_collections.ConfigDict, labels: np.ndarray,
+                    num_classes: int) -> None:
+    """M2's labeled batch: an equal number of each class, each class having that many."""
+    size = config.m2.labeled_batch_size
+    if size % num_classes:
+        raise ConfigError(f"config field m2.labeled_batch_size={size} is not allowed: a "
+                          f"balanced batch holds the same number of each of the {num_classes} "
+                          f"classes, so it must be a multiple of {num_classes}")
+    fewest = int(np.bincount(labels, minlength=num_classes).min())
+    if size // num_classes > fewest:
+        raise ConfigError(f"config field m2.labeled_batch_size={size} is not allowed: a "
+                          f"class has only {fewest} labeled examples, fewer than "
+                          f"{size // num_classes} per batch; at most {fewest * num_classes}")
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size", "mesh"))
+def _m2_predict(model, params, x: jax.Array, chunk_size: int, mesh=None) -> jax.Array:
+    """argmax_y q(y|x) [N] of inputs x [N, F], in chunks."""
+    fn = lambda xc, _: {"class": jnp.argmax(m2_lib.class_probabilities(model, params, xc), -1)}
+    return map_in_chunks(fn, x, jax.random.key(0), chunk_size, mesh)["class"]
+
+
+def train_m2(config: ml_collections.ConfigDict, workdir: str, features: Features, datasets,
+             labeled: np.ndarray, held_out: np.ndarray, run: loop.Run
+             ) -> tuple[dict[str, Any], Callable[[], Any]]:
+    """M2 on the features through the loop; returns its summary and its pictures' drawer."""
+    labels, test_labels = datasets.train.labels, datasets.test.labels
+    image_shape = datasets.image_shape
+    test_images = np.asarray(classifier.inputs(
+        jnp.asarray(flat_images(datasets.test)[:NUM_PICTURE_COLUMNS]), "none"))
+    mc, num_classes = config.m2, int(labels.max()) + 1
+    mesh = parallel.make_mesh()
+    run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
+    key = lambda i: jax.random.fold_in(run_keys.classifier, i)
+    model = m2_lib.M2(num_classes, tuple(mc.hidden_sizes), mc.latent_dim,
+                      features.train_eval.shape[1], features.likelihood, mc.activation)
+    params = m2_lib.init_params(model, key(0))
+    unlabeled = np.setdiff1d(np.arange(len(labels)), labeled)
+    steps = len(unlabeled) // mc.batch_size
+    tx = make_optimizer(mc, mc.num_epochs * steps)
+    state = parallel.replicate(TrainState.create(params, tx), mesh)
+    objective = functools.partial(_m2_objective, model, mc.alpha, len(labeled) / len(labels))
+    train_epoch = make_train_epoch(objective, tx, mc.batch_size, features.prepare, mesh,
+                                   (num_classes, mc.labeled_batch_size // num_classes))
+    inputs = parallel.replicate(features.train[unlabeled], mesh)
+    labeled_set = parallel.replicate((features.train[labeled], labels[labeled]), mesh)
+    splits = {"validation": (features.train_eval[held_out], labels[held_out]),
+              "test": (features.test, test_labels)}
+    splits = {k: (parallel.replicate(jnp.asarray(x), mesh), y) for k, (x, y) in splits.items()
+              if len(y)}
+
+    def evaluate(p, _):
+        return {f"{k}_accuracy": float(np.mean(parallel.fetch(
+            _m2_predict(model, p, x, config.eval.batch_size, mesh)) == y))
+            for k, (x, y) in splits.items()}
+
+    selects = "validation" in splits
+    run.log(f"M2: {num_parameters(params):,} parameters, {len(labeled)} labeled and "
+            f"{len(unlabeled)} unlabeled examples, {mc.num_epochs} epochs of {steps} steps "
+            f"({mc.batch_size} unlabeled + {mc.labeled_batch_size} labeled, balanced), "
+            f"selected on {len(held_out)} labeled validation examples"
+            f"{parallel.describe_devices()}")
+    result = run.train(loop.Phase(
+        state=state, num_rounds=mc.num_epochs,
+        run=lambda s, e: train_epoch(s, inputs, jax.random.fold_in(key(2), e), labeled_set),
+        evaluate=evaluate, checkpoint_dir=os.path.join(workdir, "m2", "checkpoints"), name="m2",
+        checkpoint_every=config.train.checkpoint_every_epochs,
+        max_checkpoints=config.train.max_checkpoints, profile=config.train.profile,
+        examples_per_round=steps * mc.batch_size, headline="accuracy",
+        learning_rate_field="m2.learning_rate", select="validation_accuracy" if selects else "",
+        patience=mc.patience if selects else 0))
+    summary = {"num_params": num_parameters(params), **result.train[0], **result.eval[0],
+               "selected_epoch": result.selected_round or mc.num_epochs,
+               "train_seconds": result.seconds, "examples_per_s": result.examples_per_s}
+    best = parallel.fetch(result.params)
+    s = NUM_PICTURE_COLUMNS
+    draw = lambda: m2_pictures(model, best, features, features.test[:s], test_images[:s],
+                               image_shape, key(3), workdir)
+    return summary, draw
+
+
+def _m2_objective(model, alpha: float, labeled_fraction: float, params, x, key, step,
+                  x_labeled, y_labeled) -> dict[str, jax.Array]:
+    """The epoch's objective: M2's loss (`m2_lib.m2_loss`) and its terms, as scalars."""
+    del step
+    loss, terms = m2_lib.m2_loss(model, params, x, x_labeled, y_labeled, key, alpha=alpha,
+                                 labeled_fraction=labeled_fraction)
+    return {**terms, "loss": loss}
+
+
+def m2_pictures(model, params, features: Features, test_x: np.ndarray,
+                test_images: np.ndarray, image_shape: tuple[int, int, int], key: jax.Array,
+                workdir: str) -> list[str]:
+    """`class_samples.png` (row y, column s: the decoder's mean for class y and style
+    z_s ~ N(0, I)) and `analogies.png` (the first row the test images, then row y: the style
+    of each inferred from q(z|x, y_hat), in class y) of a trained M2, as pixels.
+    test_x: the test images' features [S, F]; test_images: their pixels [S, D]."""
+    s = len(test_x)
+    z = jax.random.normal(key, (s, model.latent_dim))
+    samples = features.to_pixels(m2_lib.class_conditional_samples(model, params, z))
+    rows = m2_lib.analogies(model, params, jnp.asarray(test_x))[s:]
+    analogies = np.concatenate([test_images, np.asarray(features.to_pixels(rows))])
+    return [plots.save_grid(np.asarray(samples), image_shape, workdir, "class_samples.png",
+                            columns=s),
+            plots.save_grid(analogies, image_shape, workdir, "analogies.png", columns=s)]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       train_autoencoder: Callable[[ml_collections.ConfigDict, str], dict]
+                       ) -> dict[str, Any]:
+    """Trains the configured features (M1: by `train_autoencoder`) and classifier on the
+    labeled subset (with every training image, for M2), selects on the validation split,
+    reports test accuracy. Returns the summary (also in `<workdir>/summary.json`). Raises
+    ConfigError or data.DataError before writing anything when the config, the data or the
+    labeled subsets are unusable."""
+    datasets = load_and_check(config)
+    labels = datasets.train.labels
+    labeled, held_out = pretrain.labeled_and_validation(config, labels)
+    sc = config.semisupervised
+    if sc.classifier == "m2":
+        _check_balanced(config, labels[labeled], int(labels.max()) + 1)
+    claim(config, workdir)
+    run = loop.Run([workdir])
+    t0 = time.perf_counter()
+    features = (m1_features(config, workdir, datasets, train_autoencoder)
+                if sc.features == "m1" else pixel_features(config, datasets))
+    run.log(f"{sc.features} features ({features.train_eval.shape[1]} per example), "
+            f"classifier {sc.classifier}: {len(labeled)} labeled examples, "
+            f"{len(held_out)} labeled validation examples")
+    summary: dict[str, Any] = {
+        "experiment": config.experiment, "dataset": datasets.name, "task": "semisupervised",
+        "features": sc.features, "classifier": sc.classifier, "labels_num": len(labeled),
+        "labels_num_validation": len(held_out), **features.summary,
+        "features_seconds": time.perf_counter() - t0}
+    pictures = []
+    if sc.classifier == "m2":
+        result, draw = train_m2(config, workdir, features, datasets, labeled, held_out, run)
+        pictures.append(draw)
+    else:
+        result = host_classifier(config, features, labels, datasets.test.labels, labeled,
+                                 held_out)
+    summary.update(result)
+    summary["test_error"] = 1.0 - summary["test_accuracy"]
+    final = {k: v for k, v in summary.items()
+             if k.endswith(("accuracy", "error")) and not k.startswith("m1_")}
+    run.finish([summary], [final], summary.get("selected_epoch", 0), 0, pictures=pictures)
+    return summary

@@ -1,0 +1,95 @@
+"""Claiming a workdir: the lock, `config.json` and the resume check (`claim`), and the one
+test of "this run is done" (`finished`).
+
+A regime claims its workdir only after the config and the data have been checked, so a
+mistake writes nothing, not even the lock file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+from flax import traverse_util
+
+from aevb.config.checks import ConfigError, WorkdirError
+from aevb.run import lock, parallel
+from aevb.training import loop
+
+# Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
+RESUMABLE_CHANGES = ("train.num_epochs", "train.checkpoint_every_epochs",
+                     "train.max_checkpoints", "train.profile")
+
+
+def _flat(config: dict) -> dict:
+    flat = traverse_util.flatten_dict(config, sep=".")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
+
+
+def _check_resumable(config: ml_collections.ConfigDict, workdir: str
+                     ) -> tuple[dict, dict | None]:
+    """(the config as JSON, the workdir's config.json or None); ConfigError if `workdir`
+    holds a run of a different history."""
+    path = os.path.join(workdir, "config.json")
+    current, saved_json = json.loads(config.to_json()), None
+    if os.path.exists(path):
+        with open(path) as f:
+            saved_json = json.load(f)
+        saved, new = _flat(saved_json), _flat(current)
+        # Fields newer than the saved run (absent from its config.json) are not compared.
+        changed = sorted(k for k in saved
+                         if saved[k] != new.get(k) and k not in RESUMABLE_CHANGES
+                         and not k.startswith("eval."))
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {new.get(k)!r}" for k in changed)
+            raise ConfigError(
+                f"workdir {workdir} holds a run with a different config ({diffs}); "
+                "resume with the same config, or pass a new --workdir")
+    return current, saved_json
+
+
+def lock_workdir(workdir: str) -> None:
+    """Refuses a `workdir` that is not a directory, then takes its lock (process 0 only: the
+    processes of one run share the workdir; every process learns process 0's answer)."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"--workdir {workdir} is a file, not a directory: pass a new "
+                           "directory, or the workdir of the run to resume")
+    error = ""
+    if jax.process_index() == 0:
+        try:
+            lock.acquire(workdir)
+        except WorkdirError as e:
+            error = str(e)
+    if not parallel.process_0_says(not error):
+        raise WorkdirError(error or f"workdir {workdir} is in use (see process 0's message)")
+
+
+def claim(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Makes `workdir` this run's, after the config and the data have been checked: checks
+    that it may resume there, locks it, and writes `config.json`. A changed config (a run
+    extended) moves the earlier `summary.json` to `summary.stale.json` at once; the loop
+    does the same for any run that restores a checkpoint with rounds left to run."""
+    _check_resumable(config, workdir)  # a refusal writes nothing, not even the lock
+    lock_workdir(workdir)
+    current, saved = _check_resumable(config, workdir)  # again, now no one else writes it
+    parallel.barrier("aevb: config.json read")  # every process read it before it changes
+    if jax.process_index() == 0:
+        if saved is not None and saved != current:
+            loop.set_summary_aside(workdir)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(current, f, indent=2)
+
+
+def finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+    """The summary of the run of `config` in `workdir` if it has ended, else None: its
+    summary.json, written at the end of a run whose config.json is this config."""
+    try:
+        with open(os.path.join(workdir, loop.SUMMARY)) as f:
+            summary = json.load(f)
+        with open(os.path.join(workdir, "config.json")) as f:
+            saved = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return summary if saved == json.loads(config.to_json()) else None

@@ -1,0 +1,359 @@
+"""The one training loop: every regime's training runs through `Run.train`.
+
+A regime (a joint run, each layer-wise phase and the fine-tuning, each classifier of
+pretraining, a vectorized group of trials) describes a stretch of training as a `Phase`:
+its initial state, its compiled round (an epoch, or N steps), its evaluation. The loop
+owns, once for all of them:
+
+  * checkpoint restore (resume) and save, every `checkpoint_every` rounds and the last;
+  * the evaluation cadence: every `eval_every` rounds and the last (`due`);
+  * the non-finite-loss stop (`checks.NonFiniteLossError`; the last good checkpoint stays);
+  * model selection and early stopping (`Phase.select`, `Phase.patience`): the parameters
+    of the evaluation with the best validation metric are kept (in the checkpoint too, so
+    a resumed run selects as an uninterrupted one), training stops after `patience`
+    evaluations without improvement, and the phase reports the selected parameters;
+  * metrics lines (metrics.jsonl and TensorBoard, process 0) and progress lines (process 0);
+  * the end of a run: pictures, `summary.json`, the final metrics line (`Run.finish`).
+
+A `Run` writes to one workdir, or to the T workdirs of a vectorized group, whose metrics
+then carry a leading trial axis [T] that the loop splits per trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from aevb.config.checks import NonFiniteLossError
+from aevb.run import parallel
+from aevb.run.checkpoints import checkpoint_manager, restore_or_keep
+from aevb.run.metrics import MetricWriter
+from aevb.training.selection import Selection, copy_tree, restorable, unpack
+
+Metrics = dict[str, Any]
+SUMMARY, STALE_SUMMARY = "summary.json", "summary.stale.json"
+# Where a run's wall time goes, printed by `Run.finish` as its `time:` line. compilation:
+# the first round's time beyond the mean of the others (JIT of the round, on first use).
+TIME_PARTS = ("compilation", "training", "evaluation", "checkpoints", "pictures")
+
+
+def due(r: int, every: int, last: int) -> bool:
+    """Whether round r gets the periodic action: every `every` rounds, and the last one."""
+    return r % every == 0 or r == last
+
+
+@dataclasses.dataclass
+class Phase:
+    """One stretch of training with its own state and checkpoints.
+
+    run: the compiled `run(state, r) -> (state, metrics)` of round r = 1 .. num_rounds;
+      metrics are means over the round (scalars, or [T] for vectorized trials), `loss` among
+      them. evaluate: `evaluate(params, r) -> metrics` of the same form.
+    name: '' for a plain run; else it prefixes the metric names (`phase_1/train_loss`)
+      and fills the `phase` field of each metrics line.
+    log_offset, step_offset: round r is logged as epoch log_offset + r, at step
+      step_offset + the state's step (phases of one run follow each other in one file).
+    steps_per_round, total_steps: rounds of steps (a classifier), shown as steps.
+    initial: (name, metrics of the initial parameters) to log as round 0 and checkpoint,
+      when the phase starts fresh (the assembled stack before fine-tuning).
+    profile: trace one round, the first after compilation (`train.profile`), with
+      `jax.profiler` into `profile/` beside `checkpoint_dir`.
+    select: an evaluation metric to maximise (e.g. `validation_accuracy`, never a test
+      metric): the phase's result is the parameters of its best evaluation (the earliest
+      among equals), not the last. '' = the last parameters. One trial only.
+    patience: with `select`, stop after this many evaluations without a strict
+      improvement (0 = run every round).
+    """
+
+    state: Any
+    run: Callable[[Any, int], tuple[Any, Metrics]]
+    num_rounds: int
+    evaluate: Callable[[Any, int], Metrics]
+    checkpoint_dir: str
+    name: str = ""
+    eval_every: int = 1
+    checkpoint_every: int = 1
+    max_checkpoints: int = 2
+    examples_per_round: int = 0
+    log_offset: int = 0
+    step_offset: int = 0
+    headline: str = ""
+    learning_rate_field: str = "train.learning_rate"
+    steps_per_round: int = 0
+    total_steps: int = 0
+    initial: tuple[str, Callable[[Any], Metrics]] | None = None
+    profile: bool = False
+    select: str = ""
+    patience: int = 0
+
+    @property
+    def unit(self) -> str:
+        """What a round is called: checkpoints are numbered by it."""
+        return "round" if self.steps_per_round else "epoch"
+
+    def label(self, r: int, width: bool = True) -> str:
+        """'epoch   3/30', or 'step   250/1000' for rounds of steps; `width=False`: 'epoch 3'."""
+        if self.steps_per_round:
+            step = min(r * self.steps_per_round, self.total_steps)
+            return f"step {step:5d}/{self.total_steps}" if width else f"step {step}"
+        return f"epoch {r:3d}/{self.num_rounds}" if width else f"epoch {r}"
+
+
+def epoch_cadence(config: Any) -> dict[str, Any]:
+    """The Phase fields every epoch-counted phase takes from the config: evaluation every
+    `eval.every_epochs`, checkpoints every `train.checkpoint_every_epochs`, keeping
+    `train.max_checkpoints`, and `train.profile`."""
+    return {"eval_every": config.eval.every_epochs,
+            "checkpoint_every": config.train.checkpoint_every_epochs,
+            "max_checkpoints": config.train.max_checkpoints,
+            "profile": config.train.profile}
+
+
+@dataclasses.dataclass
+class PhaseResult:
+    """What a phase ended with: the state, the last round's training metrics and the
+    evaluation (one dict per trial) of the result's parameters, and its timings. With
+    `Phase.select`: `params` are the selected parameters, of round `selected_round`, and
+    `eval` is theirs; else `params` are the final state's."""
+
+    state: Any
+    train: list[Metrics]
+    eval: list[Metrics]
+    rounds_run: int
+    seconds: float
+    examples_per_s: float | None
+    params: Any = None
+    selected_round: int | None = None
+
+
+# ----------------------------------------------------------------------------- the run
+
+@contextlib.contextmanager
+def _trace(phase: Phase, on: bool) -> Iterator[None]:
+    """A jax.profiler trace of the block into `profile/` beside the phase's checkpoints
+    (TensorBoard's profile plugin or Perfetto open it), when `on`."""
+    if not on:
+        yield
+        return
+    directory = os.path.join(os.path.dirname(os.path.abspath(phase.checkpoint_dir)), "profile")
+    with jax.profiler.trace(directory):
+        yield
+    Run.log(f"profile of one {phase.unit} written to {directory}")
+
+
+def set_summary_aside(workdir: str) -> None:
+    """Moves `workdir`'s summary.json to summary.stale.json (process 0): the run it
+    describes is being changed, and `finish` will write the new one."""
+    path = os.path.join(workdir, SUMMARY)
+    if jax.process_index() == 0 and os.path.exists(path):
+        os.replace(path, os.path.join(workdir, STALE_SUMMARY))
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _format(summary: Metrics) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in summary.items())
+
+
+class Run:
+    """The files and console lines of one run, or of the trials of a vectorized group.
+
+    `workdirs`: one per trial (a single run: one), claimed already (`workdir.claim`). When
+    a phase restores its checkpoint and has rounds left to run, each workdir's metrics.jsonl
+    loses the lines logged after that round (so it reads as one uninterrupted run) and its
+    summary.json becomes summary.stale.json (it no longer describes the checkpoints) until
+    `finish` writes the new one. Nothing changes before a checkpoint has been restored.
+    """
+
+    def __init__(self, workdirs: Sequence[str], trial_names: Sequence[str] | None = None):
+        self.workdirs = list(workdirs)
+        self.trial_names = None if trial_names is None else list(trial_names)
+        self.writers = [MetricWriter(w) for w in workdirs]
+        self.seconds: dict[str, float] = dict.fromkeys(TIME_PARTS, 0.0)
+
+    @contextlib.contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        """Adds the block's wall time to `part` of the run's time line (TIME_PARTS)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] += time.perf_counter() - t0
+
+    @staticmethod
+    def log(message: str) -> None:
+        """Prints on process 0 only: one line per epoch, not one per host."""
+        if jax.process_index() == 0:
+            print(message, flush=True)
+
+    def _split(self, metrics: Metrics) -> list[Metrics]:
+        """Per-trial dicts of plain numbers from metrics of scalars or [T] arrays."""
+        metrics = parallel.fetch(metrics)
+        if self.trial_names is None:
+            return [{k: float(v) for k, v in metrics.items()}]
+        return [{k: float(v[t]) for k, v in metrics.items()}
+                for t in range(len(self.trial_names))]
+
+    def _write(self, phase: Phase, r: int, step: int, per_trial: list[Metrics],
+               name: str | None = None) -> None:
+        name = phase.name if name is None else name
+        for writer, metrics in zip(self.writers, per_trial, strict=True):
+            if name:
+                metrics = {"phase": name, **{f"{name}/{k}": v for k, v in metrics.items()}}
+            writer.write(phase.log_offset + r, step, metrics)
+
+    def _stop_if_not_finite(self, phase: Phase, r: int, step: int, train: list[Metrics],
+                            manager: ocp.CheckpointManager) -> None:
+        losses = [m["train_loss"] for m in train]
+        if all(np.isfinite(losses)):
+            return
+        self._write(phase, r, step, train)
+        manager.wait_until_finished()  # the last good checkpoint is on disk before the stop
+        bad = ("" if self.trial_names is None else " in trials " + str(
+            [n for n, loss in zip(self.trial_names, losses) if not np.isfinite(loss)]))
+        where = f"{phase.name} " if phase.name else ""
+        raise NonFiniteLossError(
+            f"{where}{phase.label(r, width=False)}: the training loss is "
+            f"{losses[0] if len(losses) == 1 else losses}{bad}; stopped. The last good "
+            f"checkpoint ({phase.unit} {manager.latest_step()}) is kept in "
+            f"{phase.checkpoint_dir}. "
+            f"Try a smaller {phase.learning_rate_field}.")
+
+    def _progress(self, phase: Phase, r: int, train: list[Metrics], evals: list[Metrics],
+                  rate: float) -> None:
+        join = lambda values: " ".join(f"{v:.4g}" for v in values)
+        line = f"{phase.name + ' ' if phase.name else ''}{phase.label(r)}  loss " + join(
+            m["train_loss"] for m in train)
+        key = f"test_{phase.headline}"
+        if phase.headline and all(key in m for m in evals):
+            line += f"  {key.replace('_', ' ')} " + join(m[key] for m in evals)
+        eta = (phase.num_rounds - r) * phase.examples_per_round / rate if rate else 0.0
+        self.log(f"{line}  {rate:,.0f} ex/s  ETA {_format_eta(eta)}")
+
+    def train(self, phase: Phase) -> PhaseResult:
+        """Restores the phase's latest checkpoint (if any) and runs its remaining rounds."""
+        manager = checkpoint_manager(phase.checkpoint_dir, phase.max_checkpoints)
+        selection = Selection(copy_tree(phase.state.params)) if phase.select else None
+        try:
+            with self.timed("checkpoints"):
+                saved, start = restore_or_keep(manager, restorable(phase.state, selection),
+                                               phase.unit)
+            state, selection = unpack(saved, selection)
+            done = start >= phase.num_rounds or (
+                selection is not None and selection.exhausted(phase.patience))
+            fresh_initial = start == 0 and phase.initial is not None
+            if not done or fresh_initial:
+                for workdir, writer in zip(self.workdirs, self.writers, strict=True):
+                    writer.drop_from(phase.log_offset + (0 if fresh_initial else start + 1))
+                    set_summary_aside(workdir)
+            if start:
+                self.log(f"resuming {phase.checkpoint_dir} from the checkpoint of "
+                         f"{phase.unit} {start}")
+            elif phase.initial is not None:
+                name, initial_metrics = phase.initial
+                step = phase.step_offset + int(np.max(parallel.fetch(state.step)))
+                self._write(phase, 0, step, self._split(initial_metrics(state.params)), name)
+                manager.save(0, args=ocp.args.StandardSave(restorable(state, selection)))
+            return self._rounds(phase, state, start, manager, selection, done)
+        finally:
+            manager.close()
+
+    def _rounds(self, phase: Phase, state: Any, start: int, manager: ocp.CheckpointManager,
+                selection: Selection | None, done: bool) -> PhaseResult:
+        blank = [{} for _ in self.writers]
+        train, evals = blank, blank
+        t_start, timed_examples, timed_seconds, rate = time.perf_counter(), 0, 0.0, 0.0
+        traced = min(start + 2, phase.num_rounds) if phase.profile else None
+        round_seconds, last = [], start
+        for r in range(start + 1, phase.num_rounds + 1):
+            if done:
+                break
+            t0 = time.perf_counter()
+            with _trace(phase, r == traced):
+                state, metrics = phase.run(state, r)
+                train = self._split({f"train_{k}": v for k, v in metrics.items()})
+            seconds = time.perf_counter() - t0
+            round_seconds.append(seconds)
+            if r > start + 1 or r == phase.num_rounds:  # the first round of a process compiles
+                timed_examples += phase.examples_per_round
+                timed_seconds += seconds
+            rate = (timed_examples / timed_seconds if timed_seconds
+                    else phase.examples_per_round / seconds)
+            step = phase.step_offset + int(np.max(parallel.fetch(state.step)))
+            self._stop_if_not_finite(phase, r, step, train, manager)
+            with self.timed("evaluation"):
+                evals = (self._split(phase.evaluate(state.params, r))
+                         if due(r, phase.eval_every, phase.num_rounds) else blank)
+            if selection is not None and phase.select in evals[0]:
+                selection.update(state.params, evals[0][phase.select], r)
+                done = selection.exhausted(phase.patience)
+            rate_metric = {"examples_per_s": rate} if phase.examples_per_round else {}
+            self._write(phase, r, step, [{**t, **e, **rate_metric}
+                                         for t, e in zip(train, evals, strict=True)])
+            if due(r, phase.checkpoint_every, phase.num_rounds) or done:
+                with self.timed("checkpoints"):  # waits for the previous save, if running
+                    manager.save(r, args=ocp.args.StandardSave(restorable(state, selection)))
+            self._progress(phase, r, train, evals, rate)
+            last = r
+            if done:
+                self.log(f"{phase.name + ' ' if phase.name else ''}early stop at "
+                         f"{phase.label(r, width=False)}: {phase.select} has not improved "
+                         f"on {selection.score:.4g} ({phase.label(selection.round, False)}) "
+                         f"in {phase.patience} evaluations")
+        with self.timed("checkpoints"):
+            manager.wait_until_finished()
+        self._count_rounds(round_seconds)
+        params = state.params if selection is None else selection.params
+        if last == start or selection is not None:  # evaluate what the phase reports
+            with self.timed("evaluation"):
+                evals = self._split(phase.evaluate(params, selection.round if selection
+                                                   else phase.num_rounds))
+        return PhaseResult(state=state, train=train, eval=evals, rounds_run=last - start,
+                           seconds=time.perf_counter() - t_start,
+                           examples_per_s=timed_examples / timed_seconds if timed_seconds
+                           else None, params=params,
+                           selected_round=None if selection is None else selection.round)
+
+    def _count_rounds(self, round_seconds: list[float]) -> None:
+        """Training time, less the compilation: the first round's excess over the others."""
+        compile_seconds = 0.0
+        if len(round_seconds) > 1:
+            compile_seconds = max(0.0, round_seconds[0] - float(np.mean(round_seconds[1:])))
+        self.seconds["compilation"] += compile_seconds
+        self.seconds["training"] += sum(round_seconds) - compile_seconds
+
+    def finish(self, summaries: Sequence[Metrics], finals: Sequence[Metrics], epoch: int,
+               step: int, pictures: Sequence[Callable[[], Any]] = ()) -> None:
+        """Ends the run's files: the pictures, `summary.json` (a stale one removed), the
+        numbers of each `final` as the last, `"final": true` line of metrics.jsonl, and a
+        summary line. Process 0 draws and writes; the others do nothing."""
+        with self.timed("pictures"):
+            if jax.process_index() == 0:
+                for draw in pictures:
+                    draw()
+        for workdir, writer, summary, final in zip(self.workdirs, self.writers, summaries,
+                                                   finals, strict=True):
+            if jax.process_index() == 0:
+                with open(os.path.join(workdir, SUMMARY), "w") as f:
+                    json.dump(summary, f, indent=2)
+                if os.path.exists(os.path.join(workdir, STALE_SUMMARY)):  # superseded now
+                    os.remove(os.path.join(workdir, STALE_SUMMARY))
+                writer.write(epoch, step, {k: v for k, v in final.items()
+                                           if isinstance(v, (int, float))}, final=True)
+            writer.close()
+            # Grouped metrics (`test_kl_units/07`) stay in summary.json, off the console.
+            self.log("summary: " + _format({k: v for k, v in summary.items() if "/" not in k}))
+        self.log("time: " + ", ".join(f"{part} {s:.2f} s" for part, s in self.seconds.items()))
