@@ -4,20 +4,26 @@
     python launch.py --config=experiments/vae.py:paper --config.train.num_epochs=50
     python launch.py --config=experiments/vae.py --workdir=runs/my-vae   # resumes if present
     python launch.py --config=experiments/vae.py --sweep --workdir=runs/vae-sweep
+    python launch.py --config=experiments/iwae.py --sweep=figures  # get_sweep("figures")
     python launch.py --config=experiments/vae.py --sweep --workers=-1  # a process per core
     python launch.py --config=experiments/vae.py --config.train.profile=True  # a trace
     python launch.py --config=experiments/vae.py --sweep_print           # one command a trial
+    python -m aevb.sweeps.report runs/vae-sweep --group_by=model.latent_dim  # mean ± std
     python launch.py --config=experiments/vae.py --distributed            # on every TPU host
 
-Every config field can be overridden as --config.a.b=value. A user's mistake (an unknown
-flag, field or variant, a missing config file, a wrong type or an impossible value, unusable
-data, a busy or unusable workdir, no restorable checkpoint) is one line on stderr and exit
-status 2, and nothing is written; a non-finite training loss is exit status 3; a traceback
-is a bug. Compiled programs are cached in ~/.cache/aevb/jax (--compilation_cache).
+Every config field can be overridden as --config.a.b=value. Sweeps: an experiment file's
+`get_sweep(name="")` returns the trials' overrides; `--sweep` runs its default sweep and
+`--sweep=NAME` the one called NAME (`--sweep_print[=NAME]` likewise), every trial in
+`<workdir>/<trial name>`. A user's mistake (an unknown flag, field, variant or sweep name, a
+missing config file, a wrong type or an impossible value, unusable data, a busy or unusable
+workdir, no restorable checkpoint) is one line on stderr and exit status 2, and nothing is
+written; a non-finite training loss is exit status 3; a traceback is a bug. Compiled
+programs are cached in ~/.cache/aevb/jax (--compilation_cache).
 """
 
 import datetime
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -28,13 +34,37 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "", "Run directory; default: a fresh runs/<name>-<time>.")
-_SWEEP = flags.DEFINE_bool("sweep", False, "Run every trial of the file's get_sweep().")
-_SWEEP_PRINT = flags.DEFINE_bool("sweep_print", False, "Print one command per trial; run none.")
+
+
+class _SweepNameParser(flags.ArgumentParser):
+    """A sweep flag's value: given alone (absl passes 'true'), the file's default sweep '';
+    given as --flag=NAME, NAME; absent or --noflag, None."""
+
+    def parse(self, argument: str) -> str | None:
+        text = str(argument).strip()
+        return {"true": "", "false": None}.get(text.lower(), text)
+
+    def flag_type(self) -> str:
+        return "sweep name"
+
+
+def _define_sweep_flag(name: str, help_text: str) -> flags.FlagHolder:
+    """A flag that takes an optional value: --name, --name=VALUE (absl's boolean kind)."""
+    return flags.DEFINE_flag(flags.Flag(_SweepNameParser(), flags.ArgumentSerializer(), name,
+                                        None, help_text, boolean=True))
+
+
+_SWEEP = _define_sweep_flag(
+    "sweep", "Run the trials of the config file's get_sweep(): --sweep its default sweep, "
+    "--sweep=NAME the sweep get_sweep(NAME) names (e.g. --sweep=figures).")
+_SWEEP_PRINT = _define_sweep_flag(
+    "sweep_print", "Print one launch.py command per trial of the sweep (--sweep_print or "
+    "--sweep_print=NAME, as --sweep); run none.")
 _VECTORIZE = flags.DEFINE_bool("vectorize", True, "Sweeps: train trials that differ only in "
                                "seed or float hyperparameters together, as one program.")
 _WORKERS = flags.DEFINE_integer(
     "workers", 0, "Sweeps: run the trials in this many processes, one per core, each "
-    "vectorizable group split over them (a CPU option; benchmarks/sweep.py measures it). "
+    "vectorizable group split over them (a CPU option; python -m benchmarks.sweep measures it). "
     "-1: one per core on a CPU backend, none on accelerators. 0: one process.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process run (jax.distributed.initialize). On a TPU pod "
@@ -47,8 +77,9 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     "rerun or resume does not compile again; default ~/.cache/aevb/jax, empty: off.")
 
 
-def _get_sweep() -> list[dict]:
-    """The list of override dicts from the config file's get_sweep()."""
+def _get_sweep(name: str) -> list[dict]:
+    """The list of override dicts from the config file's get_sweep(name) ('': its default
+    sweep; a file whose get_sweep() takes no name has only that one)."""
     from aevb import sweeps
 
     path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
@@ -57,7 +88,12 @@ def _get_sweep() -> list[dict]:
     spec.loader.exec_module(module)
     if not hasattr(module, "get_sweep"):
         raise sweeps.SweepError(f"{path} defines no get_sweep()")
-    return module.get_sweep()
+    if not name:
+        return module.get_sweep()
+    if not inspect.signature(module.get_sweep).parameters:
+        raise sweeps.SweepError(f"--sweep={name}: {path} has one sweep and no named ones (its "
+                                "get_sweep() takes no name); use --sweep alone")
+    return module.get_sweep(name)
 
 
 def _user_error(message: str) -> None:
@@ -144,13 +180,14 @@ def main(argv: list[str]) -> None:
     workdir = _WORKDIR.value or os.path.join(
         "runs", f"{config.experiment}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     try:
-        if _SWEEP_PRINT.value:
+        if _SWEEP_PRINT.value is not None:
             config_arg = config_flags.get_config_filename(flags.FLAGS["config"])
-            print("\n".join(sweeps.commands(config_arg, workdir, _get_sweep(), config)))
-        elif _SWEEP.value:
+            print("\n".join(sweeps.commands(config_arg, workdir,
+                                            _get_sweep(_SWEEP_PRINT.value), config)))
+        elif _SWEEP.value is not None:
             num_workers = _WORKERS.value if _WORKERS.value >= 0 else workers.auto_workers()
-            sweeps.run_sweep(config, _get_sweep(), workdir, vectorize=_VECTORIZE.value,
-                             num_workers=num_workers)
+            sweeps.run_sweep(config, _get_sweep(_SWEEP.value), workdir,
+                             vectorize=_VECTORIZE.value, num_workers=num_workers)
         else:
             regimes.run(config, workdir)
     except checks.UserError as e:

@@ -1,8 +1,9 @@
 """FLOP counts of a training step, shared by the benchmarks (one counter, one convention).
 
-Every count is 2 FLOPs per multiply-add. A layer's forward FLOPs come from its architecture
-(`Architecture.vae_forward_flops`: dense layers 2 x fan_in x fan_out, convolutions 2 x
-pixels x k^2 x C_in x C_out); the backward pass is counted from them here.
+Every count is 2 FLOPs per multiply-add. A layer's forward FLOPs come from its model's family
+(`Family.forward_flops`, from its architecture's `encoder_flops` and `decoder_flops`: dense
+layers 2 x fan_in x fan_out, convolutions 2 x pixels x k^2 x C_in x C_out); the backward
+pass is counted from them here.
 """
 
 from __future__ import annotations

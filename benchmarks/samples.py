@@ -1,7 +1,7 @@
 """The cost of k: training examples per second with k = 1, 5 and 50 samples per example
 (a benchmark, not a test).
 
-    python benchmarks/samples.py --config=experiments/iwae.py [--config.a.b=value ...]
+    python -m benchmarks.samples --config=experiments/iwae.py [--config.a.b=value ...]
 
 For each k and each objective (`elbo`, `iwae`), trains the experiment's model in the
 compiled epoch that `launch.py` uses, on the first --examples training images, and times
@@ -13,21 +13,16 @@ encoder + k x decoder; `flops_ratio` is what that predicts for the rate against 
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/
-
 import jax
-import jax.numpy as jnp
 from absl import app, flags, logging
+from jax.sharding import Mesh
 from ml_collections import config_flags
 
-from aevb import architectures, families
+from aevb import families
+from aevb import data as data_lib
+from aevb.regimes import joint
 from aevb.regimes.prepare import load_and_check
-from aevb.training import keys
-from aevb.training.epoch import make_train_epoch
-from aevb.training.train_state import TrainState, make_optimizer
+from aevb.run import parallel
 from benchmarks.flops import train_flops
 from benchmarks.timing import epoch_seconds
 
@@ -41,22 +36,16 @@ def predicted_flops(config, image_shape: tuple[int, int, int], k: int) -> float:
     """Matmul and convolution FLOPs per example with k samples: the encoder once (its first
     layer needs no input gradient), the decoder k times (every decoder layer's input
     gradient is needed: its input z depends on the encoder)."""
-    arch = architectures.get(config.model.architecture)
-    encoder, decoder = arch.vae_forward_flops(config.model, image_shape)
+    encoder, decoder = families.get(config.model.kind).forward_flops(config.model, image_shape)
     return train_flops(encoder) + k * train_flops(decoder, first_is_input=False)
 
 
-def seconds_per_pass(config, images: jax.Array, image_shape: tuple[int, int, int]) -> float:
-    """Best wall time of one pass over `images` after a compilation pass."""
-    family = families.get(config.model.kind)
-    model = family.make_model(config.model, image_shape)
-    steps = images.shape[0] // config.train.batch_size
-    tx = make_optimizer(config.train, steps * (_EPOCHS.value + 1))
-    params = family.init_params(model, keys.run_keys(config.train.seed).init, image_shape)
-    epoch_fn = make_train_epoch(
-        family.objective(config, model, train=True, steps_per_epoch=steps), tx,
-        config.train.batch_size, config.data.binarize)
-    _, _, best = epoch_seconds(epoch_fn, TrainState.create(params, tx), images,
+def seconds_per_pass(config, datasets: data_lib.Datasets, mesh: Mesh, num_examples: int
+                     ) -> float:
+    """Best wall time of one pass over the first `num_examples` training images after a
+    compilation pass, in the compiled epoch of the run `launch.py` would make."""
+    run = joint.setup(config, datasets, mesh)
+    _, _, best = epoch_seconds(run.train_epoch, run.state, run.images[:num_examples],
                                config.train.prng_impl, _EPOCHS.value)
     return best
 
@@ -66,9 +55,9 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
     base = _CONFIG.value
     datasets = load_and_check(base)
-    d = datasets.num_pixels
-    images = jnp.asarray(datasets.train.images.reshape(-1, d)[:_EXAMPLES.value])
-    n = images.shape[0] // base.train.batch_size * base.train.batch_size
+    mesh = parallel.make_mesh()
+    num_examples = min(_EXAMPLES.value, datasets.train.images.shape[0])
+    n = num_examples // base.train.batch_size * base.train.batch_size
     print(f"device={jax.devices()[0].device_kind} batch={base.train.batch_size} "
           f"examples per pass={n} hidden={tuple(base.model.hidden_sizes)} "
           f"latent={base.model.latent_dim}")
@@ -77,7 +66,7 @@ def main(argv) -> None:
         for k in map(int, _SAMPLES.value):
             config = base.copy_and_resolve_references()
             config.train.objective, config.train.num_samples = objective, k
-            seconds = seconds_per_pass(config, images, datasets.image_shape)
+            seconds = seconds_per_pass(config, datasets, mesh, num_examples)
             rates[k] = (n / seconds, predicted_flops(config, datasets.image_shape, k))
             first = next(iter(rates))
             print(f"{objective} k={k}: {rates[k][0]:,.0f} examples/s  "

@@ -1,15 +1,16 @@
 """A sweep three ways, each as the real `launch.py --sweep` command (a benchmark, not a test).
 
-    python benchmarks/sweep.py --config=experiments/vae.py [--trials=8 --over=seed --epochs=2]
+    python -m benchmarks.sweep --config=experiments/vae.py [--trials=8 --over=seed --epochs=2]
 
 Runs the same sweep of --trials trials (over `train.seed`, or `model.kl_weight` for a VAE,
 or `sparsity.weight` for a sparse autoencoder), each way in a fresh process with a fresh
 workdir and a cold compilation cache of its own:
 
   * sequential: `--workers=0 --novectorize`, one trial after another;
-  * vectorized: `--workers=0`, the trials as one vmapped program (aevb/vectorized.py);
+  * vectorized: `--workers=0`, the trials as one vmapped program
+    (aevb/regimes/vectorized.py);
   * workers: `--workers=<cores>`, one process per core taking trials in turn
-    (aevb/workers.py).
+    (aevb/sweeps/workers.py).
 
 Prints each wall time (start-up, data loading, compilation, training, evaluation, all of
 it), the trials' mean final loss each way, and last `vectorized_over_sequential=<float>`
@@ -28,6 +29,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from aevb.run import files
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIG = flags.DEFINE_string("config", "experiments/vae.py", "Experiment file.")
 _TRIALS = flags.DEFINE_integer("trials", 8, "Trials in the sweep.")
@@ -38,9 +41,9 @@ _WORKERS = flags.DEFINE_integer("workers", len(os.sched_getaffinity(0)), "Worker
 
 FIELDS = {"seed": "train.seed", "kl_weight": "model.kl_weight",
           "sparsity_weight": "sparsity.weight"}
+# An experiment file of its own: the experiment's config, this sweep (launch.py's directory,
+# the repository root, is on the path of the process that loads it).
 SWEEP_FILE = """
-import sys
-sys.path.insert(0, {repo!r})
 from aevb import sweeps
 from {module} import get_config
 
@@ -65,9 +68,10 @@ def _sweep(sweep_file: str, workdir: str, cache: str, *flags_: str) -> tuple[flo
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - t0
-    losses = [json.load(open(os.path.join(workdir, name, "summary.json")))["train_loss"]
-              for name in os.listdir(workdir)
-              if os.path.exists(os.path.join(workdir, name, "summary.json"))]
+    summaries = [files.path(os.path.join(workdir, name), files.SUMMARY)
+                 for name in os.listdir(workdir)]
+    losses = [json.load(open(path))["train_loss"] for path in summaries
+              if os.path.exists(path)]
     assert len(losses) == _TRIALS.value, losses
     return seconds, float(np.mean(losses))
 
@@ -79,7 +83,7 @@ def main(argv) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sweep_file = os.path.join(tmp, "sweep_experiment.py")
         with open(sweep_file, "w") as f:
-            f.write(SWEEP_FILE.format(repo=REPO, module=module, field=field,
+            f.write(SWEEP_FILE.format(module=module, field=field,
                                       values=_values(_TRIALS.value)))
         print(f"{_TRIALS.value} trials of {_CONFIG.value} over {field}, {_EPOCHS.value} "
               f"epochs each; {_WORKERS.value} workers", flush=True)

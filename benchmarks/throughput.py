@@ -1,6 +1,6 @@
 """Training throughput, and where a training step's time goes (a benchmark, not a test).
 
-    python benchmarks/throughput.py --config=experiments/vae.py [--config.a.b=value ...]
+    python -m benchmarks.throughput --config=experiments/vae.py [--config.a.b=value ...]
 
 Trains the experiment's model on its real training set for --epochs epochs after one
 compilation epoch, in the compiled on-device epoch loop that `launch.py` uses, and measures
@@ -32,11 +32,6 @@ the other `model.conv.gradients` (`gradients_speedup`: its time over the configu
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # experiments/
-
 import time
 
 import jax
@@ -45,14 +40,15 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aevb import architectures, families, models
+from aevb import architectures, models
 from aevb.architectures import mlp
 from aevb.data import noise
+from aevb.families import vae as vae_family
 from aevb.models.conv import ConvStack
+from aevb.regimes import joint
 from aevb.regimes.prepare import load_and_check
+from aevb.run import parallel
 from aevb.training import keys
-from aevb.training.epoch import make_train_epoch
-from aevb.training.train_state import TrainState, make_optimizer
 from benchmarks.flops import train_flops, train_flops_per_example
 from benchmarks.timing import epoch_seconds
 
@@ -103,7 +99,9 @@ def best_seconds(fn, *args, repeats: int = 5) -> float:
 def loop_seconds_per_step(steps: int = 300) -> float:
     """A scan of `steps` trivial steps: the per-step cost of the loop itself, which every
     ablated measurement below also pays and from which it is subtracted."""
-    body = lambda acc, x: (acc * 0.5 + x, None)  # a dependence XLA cannot fold away
+    def body(acc, x):
+        return acc * 0.5 + x, None  # a dependence XLA cannot fold away
+
     run = jax.jit(lambda xs: jax.lax.scan(body, jnp.zeros(8), xs)[0])
     return best_seconds(run, jnp.ones((steps, 8), jnp.float32)) / steps
 
@@ -190,22 +188,18 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
     config = _CONFIG.value
     datasets = load_and_check(config)
-    d, shape = datasets.num_pixels, datasets.image_shape
-    family = families.get(config.model.kind)
-    model = family.make_model(config.model, shape)
-    tx = make_optimizer(config.train)
-    params = family.init_params(model, keys.run_keys(config.train.seed).init, shape)
-    epoch_fn = make_train_epoch(family.objective(config, model, train=True), tx,
-                                config.train.batch_size, config.data.binarize)
-    images = jnp.asarray(datasets.train.images.reshape(-1, d))
+    shape = datasets.image_shape
+    mesh = parallel.make_mesh()
+    run = joint.setup(config, datasets, mesh)  # what launch.py trains
+    model, tx, params, images = run.model, run.tx, run.state.params, run.images
     batch = config.train.batch_size
-    steps = images.shape[0] // batch
+    steps = run.steps_per_epoch
     impl = config.train.prng_impl
 
     epochs = {}
     for name in (impl, *(i for i in keys.PRNG_IMPLS if i != impl)):
-        fresh = TrainState.create(jax.tree.map(jnp.copy, params), tx)  # the epoch donates it
-        _, loss, epochs[name] = epoch_seconds(epoch_fn, fresh, images,
+        fresh = jax.tree.map(jnp.copy, run.state)  # the epoch donates its state
+        _, loss, epochs[name] = epoch_seconds(run.train_epoch, fresh, images,
                                               name, _EPOCHS.value)
         print(f"epoch ({name} keys): {epochs[name]:.3f} s, {steps * batch / epochs[name]:,.0f} "
               f"examples/s, loss {loss:.2f}")
@@ -213,9 +207,9 @@ def main(argv) -> None:
     arch = architectures.get(config.model.architecture)
     if isinstance(arch, mlp.MLPArchitecture):
         breakdown(config, model, tx, params, images, step,
-                  mlp.vae_dense_shapes(config.model, shape))
+                  vae_family.dense_shapes(config.model, shape))
         return
-    flops = train_flops([f for part in arch.vae_forward_flops(config.model, shape)
+    flops = train_flops([f for part in run.family.forward_flops(config.model, shape)
                          for f in part])
     print(f"model_flops_per_example={flops:.4g}")
     print(f"examples_per_s={batch / step:.1f}")
@@ -231,10 +225,8 @@ def main(argv) -> None:
     print(f"conv_fraction={batch / step * flops / conv_rate:.3f}")
     other = config.copy_and_resolve_references()
     other.model.conv.gradients = "xla" if config.model.conv.gradients == "explicit" else "explicit"
-    other_model = family.make_model(other.model, shape)
-    other_fn = make_train_epoch(family.objective(other, other_model, train=True), tx, batch,
-                                config.data.binarize)
-    _, _, other_epoch = epoch_seconds(other_fn, TrainState.create(params, tx), images, impl, 1)
+    other_run = joint.setup(other, datasets, mesh)  # the same initial parameters
+    _, _, other_epoch = epoch_seconds(other_run.train_epoch, other_run.state, images, impl, 1)
     print(f"epoch with model.conv.gradients={other.model.conv.gradients}: {other_epoch:.3f} s, "
           f"{steps * batch / other_epoch:,.0f} examples/s")
     print(f"gradients_speedup={other_epoch / epochs[impl]:.2f}  (model.conv.gradients="
@@ -253,7 +245,10 @@ def breakdown(config, model, tx, params, images: jax.Array, step: float,
                   for name in keys.PRNG_IMPLS}
     uint8_draws = randomness_seconds_per_step(config, model, images, impl, True) - loop
     rest = step - matmul - optimizer - randomness[impl] - loop
-    ms = lambda t: f"{t * 1e3:.3f} ms"
+
+    def ms(t: float) -> str:
+        return f"{t * 1e3:.3f} ms"
+
     print(f"device={jax.devices()[0].device_kind} batch={batch} "
           f"matmuls: {' '.join(f'{i}x{o}' for i, o in layers)}")
     print(f"step {ms(step)} = matmuls {ms(matmul)} ({matmul / step:.0%}) + optimizer "

@@ -1,11 +1,11 @@
 """Where the default command's wall time goes, with a cold and a warm compilation cache
 (a benchmark, not a test).
 
-    python benchmarks/wall.py [-- launch.py flags, default: --config=experiments/vae.py]
+    python -m benchmarks.wall [launch.py flags, default: --config=experiments/vae.py]
 
 Runs `launch.py` twice in fresh processes and fresh workdirs, sharing one new compilation
 cache: first cold (empty), then warm (filled by the first run). Reads each run's `time:`
-line (`aevb/loop.py`: compilation, training, evaluation, checkpoints, pictures) and
+line (`aevb/training/loop.py`: compilation, training, evaluation, checkpoints, pictures) and
 counts the rest of the wall time as start-up (interpreter, imports, data, model building).
 Prints both splits and, last, `warm_overhead_fraction=<float>`: the part of the warm
 run's wall time that is neither training steps nor evaluation.

@@ -9,9 +9,8 @@ The stack of Géron's chapter: ReLU layers symmetric around a 30-unit code, MSE 
 Variants: `tied` (decoder kernels are the transposed encoder kernels; 10 epochs as in the
 chapter), `deep` (784-1000-500-250-30), `runlocal`.
 
-Measured on a 2-core CPU: default, 14 s wall, test MSE 0.01107 (Géron's chapter: about
-0.0132); `tied`, 12 s, 0.01142 with 82,414 parameters (chapter: 0.0133); `deep`, 119 s,
-0.00953 (PCA-30: 0.01562).
+The model: docs/autoencoders.md. Measured: the README's experiments table (headline) and
+docs/results.md (`tied`, `deep`).
 """
 
 import ml_collections

@@ -6,7 +6,8 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -29,6 +30,34 @@ def write_idx(path: str, array: np.ndarray) -> None:
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "wb") as f:
         f.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _caches_in_a_temporary_directory(tmp_path_factory) -> Iterator[Path]:
+    """Every cache the suite would write under ~/.cache goes to one temporary directory,
+    shared by the whole session (both xdist workers and every process they start):
+    XDG_CACHE_HOME (launch.py's JAX compilation cache `<it>/aevb/jax`, matplotlib's font
+    cache), AEVB_CACHE_DIR (the PCA baselines) and JAX's persistent compilation cache of
+    this process and of every JAX process it starts, so a program compiled once, by any
+    test or subprocess, is loaded by the next that needs it."""
+    from jax._src import compilation_cache as jax_cache
+
+    from aevb.run import compile_cache
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "caches"
+    jax_dir = root / "xdg" / "aevb" / "jax"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "xdg"))
+        patch.setenv("AEVB_CACHE_DIR", str(root / "aevb"))
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(jax_dir))
+        patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        patch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+        assert compile_cache.default_directory() == str(jax_dir)
+        compile_cache.enable(str(jax_dir))
+        yield root
+        jax.config.update("jax_compilation_cache_dir", None)
+        jax_cache.reset_cache()
 
 
 @pytest.fixture(autouse=True)

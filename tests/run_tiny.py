@@ -1,6 +1,8 @@
 """Trains a tiny config in a fresh process (for device-count and multi-process tests).
 
-    python tests/run_tiny.py --kind=vae --data_dir=DIR --workdir=DIR [--distributed ...]
+    python -m tests.run_tiny --kind=vae --data_dir=DIR --workdir=DIR [--distributed ...]
+
+Run from the repository root, as a module, so that `experiments` imports.
 
 Device count comes from XLA_FLAGS=--xla_force_host_platform_device_count=N, set by the test.
 """
@@ -25,7 +27,6 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 
 def main(argv):
     del argv
-    sys.path.insert(0, ".")
     from aevb import regimes, sweeps
     from aevb.config import checks
     from aevb.run import parallel

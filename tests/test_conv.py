@@ -12,7 +12,7 @@ import pytest
 from conftest import comparable, interrupt_and_resume, model_and_state, small_vae_config
 from jax import lax
 
-from aevb import regimes, sweeps
+from aevb import models, regimes, sweeps
 from aevb.data import noise
 from aevb.families import vae as vae_family
 from aevb.models import conv as conv_models
@@ -32,6 +32,17 @@ def _grads(f, x, w, cotangent):
     return jax.grad(lambda x, w: jnp.sum(f(x, w) * cotangent), (0, 1))(x, w)
 
 
+def _conv_autoencoder(stack: ConvStack, code_dim: int, dense_code: bool = True):
+    """The autoencoder family's conv model on `stack`: the conv trunk with a dense code of
+    `code_dim` (or the last feature map as the code), its mirror, relu, linear code."""
+    dense = (code_dim,) if dense_code else ()
+    depth = len(stack.channels) + len(dense)
+    encoder = conv_models.ConvEncoder(stack, dense, ("relu",) * (depth - 1) + ("linear",),
+                                      preactivation=True)
+    return models.TrunkAutoencoder(encoder, conv_models.ConvDecoder(stack, (), dense_code,
+                                                                    "relu"))
+
+
 # ----------------------------------------------------------------------------- operations
 
 @pytest.mark.parametrize("side, kernel, stride, padding", [
@@ -39,9 +50,14 @@ def _grads(f, x, w, cotangent):
     (8, 4, 2, "same")])
 def test_conv2d_and_its_gradients_equal_xlas(side, kernel, stride, padding):
     x, w = _random((2, side, side + 1, 3), 0), _random((kernel, kernel, 3, 4), 1)
-    xla = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), padding.upper(),
-                                                dimension_numbers=DIMS)
-    ours = lambda x, w: conv_ops.conv2d(x, w, stride, padding)
+
+    def xla(x, w):
+        return lax.conv_general_dilated(x, w, (stride, stride), padding.upper(),
+                                        dimension_numbers=DIMS)
+
+    def ours(x, w):
+        return conv_ops.conv2d(x, w, stride, padding)
+
     np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-5)
     cotangent = _random(xla(x, w).shape, 2)
     for a, b in zip(_grads(ours, x, w, cotangent), _grads(xla, x, w, cotangent)):
@@ -54,8 +70,12 @@ def test_conv2d_and_its_gradients_equal_xlas(side, kernel, stride, padding):
 def test_conv_transpose2d_and_its_gradients_equal_flaxs(side, kernel, stride, padding):
     x, w = _random((2, side, side, 3), 0), _random((kernel, kernel, 3, 4), 1)
     layer = nn.ConvTranspose(4, (kernel, kernel), strides=(stride, stride), padding=padding)
-    flax_ = lambda x, w: layer.apply({"params": {"kernel": w, "bias": jnp.zeros(4)}}, x)
-    ours = lambda x, w: conv_ops.conv_transpose2d(x, w, stride, padding)
+
+    def flax_(x, w):
+        return layer.apply({"params": {"kernel": w, "bias": jnp.zeros(4)}}, x)
+
+    def ours(x, w):
+        return conv_ops.conv_transpose2d(x, w, stride, padding)
     np.testing.assert_allclose(ours(x, w), flax_(x, w), rtol=1e-5, atol=1e-5)
     cotangent = _random(flax_(x, w).shape, 2)
     for a, b in zip(_grads(ours, x, w, cotangent), _grads(flax_, x, w, cotangent)):
@@ -107,7 +127,7 @@ def test_decoder_mirrors_the_encoder_exactly(name):
             x, jnp.zeros((stack.kernels[i],) * 2 + (1, 1)), stack.strides[i] * stack.pools[i],
             stack.transpose_padding(i)), jnp.zeros((1, *sides[i + 1], 1)))
         assert out.shape[1:3] == sides[i]
-    model = conv_models.ConvAutoencoder(stack, (), 5)
+    model = _conv_autoencoder(stack, 5)
     x = jnp.zeros((3, int(np.prod(stack.image_shape))))
     params = model.init(jax.random.key(0), x)["params"]
     channels = (stack.image_shape[2], *stack.channels)
@@ -127,7 +147,7 @@ def test_gerons_autoencoder_is_28_14_7_3_and_back():
     stack = ConvStack(*STACKS["geron"])
     assert stack.sides() == [(28, 28), (14, 14), (7, 7), (3, 3)]
     assert stack.transpose_padding(2) == [(2, 2), (2, 2)]
-    model = conv_models.ConvAutoencoder(stack, (), 576, dense_code=False)
+    model = _conv_autoencoder(stack, 576, dense_code=False)
     params = model.init(jax.random.key(0), jnp.zeros((1, 784)))
     assert sum(p.size for p in jax.tree.leaves(params)) == 46_529
 
@@ -139,13 +159,19 @@ def test_flops_are_xlas_cost_analysis(name):
     sides, channels, n = stack.sides(), (stack.image_shape[2], *stack.channels), len(enc)
     for i in range(n):
         k, cin, cout = stack.kernels[i], channels[i], channels[i + 1]
-        conv = lambda x, i=i, k=k, cin=cin, cout=cout: lax.conv_general_dilated(
-            x, jnp.ones((k, k, cin, cout)), (stack.strides[i],) * 2, stack.conv_padding(i),
-            dimension_numbers=DIMS)
-        tconv = lambda x, i=i, k=k, cin=cin, cout=cout: lax.conv_transpose(
-            x, jnp.ones((k, k, cout, cin)), (stack.strides[i] * stack.pools[i],) * 2,
-            stack.transpose_padding(i), dimension_numbers=DIMS)
-        cost = lambda f, shape: jax.jit(f).lower(jnp.ones(shape)).compile().cost_analysis()
+
+        def conv(x, i=i, k=k, cin=cin, cout=cout):
+            return lax.conv_general_dilated(
+                x, jnp.ones((k, k, cin, cout)), (stack.strides[i],) * 2, stack.conv_padding(i),
+                dimension_numbers=DIMS)
+
+        def tconv(x, i=i, k=k, cin=cin, cout=cout):
+            return lax.conv_transpose(
+                x, jnp.ones((k, k, cout, cin)), (stack.strides[i] * stack.pools[i],) * 2,
+                stack.transpose_padding(i), dimension_numbers=DIMS)
+
+        def cost(f, shape):
+            return jax.jit(f).lower(jnp.ones(shape)).compile().cost_analysis()
         assert enc[i] == cost(conv, (1, *sides[i], cin))["flops"]
         assert dec[n - 1 - i] == cost(tconv, (1, *sides[i + 1], cout))["flops"]
 
@@ -202,7 +228,9 @@ def test_conv_vae_lk_is_at_least_the_elbo_and_does_not_decrease_with_k():
     jitted = jax.jit(lambda key, k, objective: vae_family.vae_terms(
         model, state.params, x, key, num_samples=k, objective=objective),
         static_argnums=(1, 2))
-    terms = lambda k, objective: jitted(jax.random.key(k), k, objective)
+
+    def terms(k, objective):
+        return jitted(jax.random.key(k), k, objective)
     elbo = -float(np.mean(terms(1, "elbo")["loss"]))
     bound = {k: -float(np.mean(terms(k, "iwae")["loss"])) for k in (1, 5, 50)}
     assert abs(bound[1] - elbo) < 0.05 * abs(elbo), (bound, elbo)   # equal in expectation

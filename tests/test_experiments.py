@@ -1,4 +1,10 @@
-"""Every experiment file runs end to end through launch.py, on a small slice of real data."""
+"""Every experiment file runs end to end through launch.py on a small slice of real data,
+and reproduces its pinned summary: each experiment's runlocal variant, one epoch on the tiny
+Fashion-MNIST (tests/data/pinned_summaries.json, the values before the package was
+regrouped). The default experiment runs as a real process (the README's command shape),
+twice: the rerun loads every program from the persistent compilation cache. The others run
+in this process through `launch.cli`, the same parser and entry point.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from conftest import TIMING
+
+import launch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PINNED = os.path.join(REPO, "tests", "data", "pinned_summaries.json")
 EXPERIMENTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(f"{REPO}/experiments/*.py")
                      if not os.path.basename(p).startswith("_"))
 PICTURES = {
@@ -27,29 +38,62 @@ PICTURES = {
 }
 
 
-def test_every_experiment_file_is_covered():
-    assert set(EXPERIMENTS) == set(PICTURES)
+def _differences(pinned: dict, summary: dict) -> list[str]:
+    """Every field where `summary` differs from `pinned`, timings aside: ints, strings and
+    booleans exactly, floats to 1e-5 relative (another CPU's rounding, not a change)."""
+    summary = {k: v for k, v in summary.items() if not k.endswith(TIMING)}
+    out = [f"{k}: missing" for k in pinned if k not in summary]
+    out += [f"{k}: not pinned (= {summary[k]!r})" for k in summary if k not in pinned]
+    for k in sorted(set(pinned) & set(summary)):
+        want, got = pinned[k], summary[k]
+        same = (got == pytest.approx(want, rel=1e-5) and type(got) is type(want)
+                if isinstance(want, float) else got == want and type(got) is type(want))
+        if not same:
+            out.append(f"{k}: pinned {want!r}, now {got!r}")
+    return out
+
+
+def _launch_in_a_process(args: list[str], cache: Path) -> tuple[int, str]:
+    """`python launch.py --config=experiments/vae.py:runlocal ARGS`, with its compilation
+    cache in `cache`; (exit status, output)."""
+    proc = subprocess.run([sys.executable, "launch.py", "--config=experiments/vae.py:runlocal",
+                           *args, f"--compilation_cache={cache}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _entries(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.rglob("*") if p.is_file())
+
+
+def test_every_experiment_is_pinned():
+    with open(PINNED) as f:
+        assert set(json.load(f)) == set(EXPERIMENTS) == set(PICTURES)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_runs_through_launch(name, tiny_idx_dir, tmp_path):
+def test_experiment_runs_through_launch_and_reproduces_its_pinned_summary(
+        name, tiny_idx_dir, tmp_path, capsys):
     workdir = tmp_path / name
-    cmd = [sys.executable, "launch.py", f"--config=experiments/{name}.py:runlocal",
-           f"--config.data.dir={tiny_idx_dir}", "--config.data.num_validation=0",
-           "--config.train.num_epochs=1", "--config.eval.iwae_num_examples=20",
-           f"--workdir={workdir}"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "epoch   1/1" in proc.stdout and "summary:" in proc.stdout
+    args = [f"--config.data.dir={tiny_idx_dir}", "--config.data.num_validation=0",
+            "--config.train.num_epochs=1", "--config.eval.iwae_num_examples=20",
+            f"--workdir={workdir}"]
+    if name == "vae":  # the README's command, in a process of its own
+        status, out = _launch_in_a_process(args, tmp_path / "cache")
+    else:
+        status = launch.cli(["launch.py", f"--config={REPO}/experiments/{name}.py:runlocal",
+                             *args])
+        captured = capsys.readouterr()
+        out = captured.out + captured.err
+    assert status == 0, out
+    assert "epoch   1/1" in out and "summary:" in out
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["experiment"] == name and summary.get("epochs", summary.get("m1_epochs")) == 1
     assert PICTURES[name] <= set(os.listdir(workdir))
     if name == "semisupervised":  # M1 + SVM: 100 labels, 100 more to select on
         assert summary["labels_num"] == summary["labels_num_validation"] == 100
         assert 0.2 < summary["test_accuracy"] <= 1 and "selected_C" in summary
-        return
-    if name in ("vae", "iwae"):
+    elif name in ("vae", "iwae"):
         assert summary["test_neg_elbo"] > 0 and "test_log_likelihood" in summary
         assert summary["test_log_likelihood_examples"] == 20
     else:
@@ -62,3 +106,13 @@ def test_experiment_runs_through_launch(name, tiny_idx_dir, tmp_path):
         assert summary["labels_num"] == 100
         assert 0 < summary["pretrained_test_accuracy"] <= 1
         assert 0 < summary["scratch_test_accuracy"] <= 1
+    with open(PINNED) as f:
+        pinned = json.load(f)[name]
+    assert not _differences(pinned, summary), "\n".join(_differences(pinned, summary))
+    if name == "vae":  # a rerun of the command, in a fresh process, compiles nothing new
+        entries = _entries(tmp_path / "cache")
+        assert len(entries) >= 3  # the epoch, the evaluation, the final measurements at least
+        status, out = _launch_in_a_process([*args[:-1], f"--workdir={tmp_path / 'again'}"],
+                                           tmp_path / "cache")
+        assert status == 0, out
+        assert _entries(tmp_path / "cache") == entries  # every program loaded from the cache

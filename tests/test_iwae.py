@@ -20,8 +20,13 @@ def _lines(workdir) -> list[dict]:
 
 
 def test_warmup_and_schedule_resume_exactly_after_a_kill(tiny_idx_dir, tmp_path, monkeypatch):
+    """The joint regime's resume-equality test: killed after epoch 1 of 3, the rerun's
+    summary and metrics lines are the straight run's, with the IWAE objective, a KL warm-up,
+    the IWAE schedule and the rbg generator (whose keys the loop derives again on resume,
+    as threefry's)."""
     config = small_vae_config(tiny_idx_dir)
     config.train.num_epochs = 3
+    config.train.prng_impl = "rbg"
     config.train.objective, config.train.num_samples = "iwae", 3
     config.train.lr_schedule, config.train.kl_warmup_epochs = "iwae", 2
     straight = train.train_and_evaluate(config.copy_and_resolve_references(),

@@ -44,7 +44,7 @@ def test_phases_change_only_their_layer_and_assemble_into_the_stack(tiny_idx_dir
         before = stack
         _, state, run_epoch = layerwise.layer_trainer(config, k, stack, images,
                                                       jax.random.key(k), tx)
-        state, _ = run_epoch(state, 1)
+        state, _ = run_epoch(state, 1, jax.random.fold_in(jax.random.key(k), 1))
         stack = with_layer(stack, k, state.params)
         assert int(state.step) == 1000 // 50
         for name, value in stack["params"].items():

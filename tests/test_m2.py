@@ -39,8 +39,8 @@ def _apply(model: m2.M2, method: str, params, *args):
 def _model(likelihood: str = "bernoulli") -> tuple[m2.M2, dict]:
     """A tiny M2 with parameters drawn in numpy (float32) on init_params' structure, large
     enough that q(y|x) is far from uniform and the classes differ in q(z|x, y)."""
-    model = m2.M2(num_classes=C, hidden_sizes=(H,), latent_dim=L, output_dim=D,
-                  likelihood=likelihood)
+    model = m2.dense_m2(num_classes=C, hidden_sizes=(H,), latent_dim=L, output_dim=D,
+                        likelihood=likelihood)
     shapes = jax.eval_shape(lambda: m2.init_params(model, jax.random.key(0)))
     rng = np.random.default_rng(0)
 
@@ -346,8 +346,8 @@ def test_analogies_first_row_is_x_then_its_style_in_every_class():
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_parameter_count_of_the_paper_architecture(likelihood):
-    model = m2.M2(num_classes=10, hidden_sizes=(500,), latent_dim=50, output_dim=784,
-                  likelihood=likelihood)
+    model = m2.dense_m2(num_classes=10, hidden_sizes=(500,), latent_dim=50, output_dim=784,
+                        likelihood=likelihood)
     shapes = jax.eval_shape(lambda: m2.init_params(model, jax.random.key(0)))
     count = sum(math.prod(a.shape) for a in jax.tree.leaves(shapes))
     classifier = (784 * 500 + 500) + (500 * 10 + 10)
@@ -359,5 +359,5 @@ def test_parameter_count_of_the_paper_architecture(likelihood):
 
 def test_unknown_likelihood_is_refused():
     with pytest.raises(ValueError, match="likelihood"):
-        jax.eval_shape(lambda: m2.init_params(m2.M2(C, (H,), L, D, likelihood="poisson"),
+        jax.eval_shape(lambda: m2.init_params(m2.dense_m2(C, (H,), L, D, likelihood="poisson"),
                                               jax.random.key(0)))

@@ -1,16 +1,20 @@
-"""Model outputs (typed distribution parameters), tied weights, and the layer shapes used
-for FLOP counts."""
+"""Model outputs (typed distribution parameters), tied weights, the layer shapes used for FLOP
+counts, and the split between architectures (family-neutral trunks) and families (heads)."""
 
 from __future__ import annotations
+
+import functools
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aevb import models
-from aevb.architectures import mlp
+from aevb import architectures, families, models
+from aevb.architectures.base import Architecture
 from aevb.config import defaults
+from aevb.families import vae as vae_family
 from aevb.models.distributions import Bernoulli, Gaussian
 
 
@@ -59,8 +63,19 @@ def test_stacked_autoencoder_parameter_count_and_tied_transposes(tied):
         expected_logits = h @ w0.T + params["decoder_bias_1"]
         np.testing.assert_array_equal(model.apply({"params": params}, x).logits,
                                       expected_logits)
-        grads = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x).x_hat))(params)
-        assert set(grads) == set(params)  # gradients of both uses reach the shared kernel
+        # Both uses reach the shared kernel: its gradient is the sum of the gradients of
+        # an untied copy's encoder kernel and (transposed) decoder kernel.
+        def loss(m, p):
+            return jnp.sum(m.apply({"params": p}, x).x_hat)
+
+        grads = jax.grad(functools.partial(loss, model))(params)
+        untied = models.Autoencoder(hidden_sizes=(100,), code_dim=30, output_dim=784)
+        copies = {**params, "decoder_kernel_0": w1.T, "decoder_kernel_1": w0.T}
+        separate = jax.grad(functools.partial(loss, untied))(copies)
+        for i, j in ((0, 1), (1, 0)):
+            np.testing.assert_allclose(
+                grads[f"encoder_kernel_{i}"], separate[f"encoder_kernel_{i}"]
+                + separate[f"decoder_kernel_{j}"].T, rtol=1e-5, atol=1e-6)
 
 
 def test_autoencoder_shapes_and_code_activation():
@@ -76,8 +91,10 @@ def test_autoencoder_shapes_and_code_activation():
 
 def test_dense_shapes_list_every_matmul():
     config = defaults.base_config()
-    assert mlp.vae_dense_shapes(config.model, (28, 28, 1)) == [(784, 500), (500, 40),
-                                                                (20, 500), (500, 784)]
+    shapes = vae_family.dense_shapes(config.model, (28, 28, 1))
+    assert shapes == [(784, 500), (500, 40), (20, 500), (500, 784)]
+    encoder, decoder = families.get("vae").forward_flops(config.model, (28, 28, 1))
+    assert encoder + decoder == [2.0 * i * o for i, o in shapes]
     ae = models.Autoencoder(hidden_sizes=(100,), code_dim=30, output_dim=784, tied_weights=True)
     assert ae.dense_shapes() == [(784, 100), (100, 30), (30, 100), (100, 784)]
 
@@ -85,3 +102,37 @@ def test_dense_shapes_list_every_matmul():
 def test_unknown_activation_names_the_field():
     with pytest.raises(ValueError, match="model.activation"):
         models.get_activation("swish")
+
+
+FAMILY_WORDS = re.compile(r"vae|autoencoder|gaussian|posterior|bernoulli|classif|m2")
+
+
+def test_no_architecture_method_is_named_after_a_family():
+    """Architectures supply family-neutral trunks; the families add their heads."""
+    names = {n for cls in (Architecture, *map(type, architectures.ARCHITECTURES.values()))
+             for n in vars(cls) if callable(getattr(cls, n)) and not n.startswith("_")}
+    assert "encoder_trunk" in names and [n for n in names if FAMILY_WORDS.search(n)] == []
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_vae_heads_sit_beside_their_trunks(architecture):
+    """The parameter paths the VAE had before its trunks came from the architectures
+    (Flax derives each parameter's initial randomness from its path)."""
+    config = defaults.base_config()
+    config.model.architecture, config.model.hidden_sizes = architecture, (8,)
+    config.model.conv.channels, config.model.conv.kernels = (2,), (3,)
+    config.model.conv.strides, config.model.conv.pools = (1,), (2,)
+    config.model.conv.paddings = ("same",)
+    family = families.get("vae")
+    model = family.make_model(config.model, (8, 8, 1))
+    params = jax.eval_shape(lambda: family.init_params(model, jax.random.key(0), (8, 8, 1)))
+    paths = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)}
+    trunk = "mlp" if architecture == "mlp" else "body"
+    enc = {"['params']['encoder']['mean_log_var']['kernel']",
+           f"['params']['encoder']['{trunk}']['{'hidden_0' if trunk == 'mlp' else 'conv_0'}']"
+           "['kernel']"}
+    dec = ({"['params']['decoder']['logits']['kernel']",
+            "['params']['decoder']['mlp']['hidden_0']['kernel']"} if architecture == "mlp"
+           else {"['params']['decoder']['body']['to_map']['kernel']",
+                 "['params']['decoder']['body']['deconv_0']['kernel']"})
+    assert enc | dec <= paths

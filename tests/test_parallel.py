@@ -1,4 +1,16 @@
-"""Data parallelism: 8 devices give the numbers of 1 device; 2 processes those of 1 process."""
+"""Data parallelism: 8 devices give the numbers of 1 device; 2 processes those of 1 process.
+
+One process with 8 (virtual CPU) devices trains the kinds below, one after another
+(`python -m tests.test_parallel DATA_DIR ROOT`, XLA_FLAGS setting the device count); this
+test process trains the same kinds on its one device meanwhile; the tests compare them kind
+by kind. Between them the kinds run every regime, family and architecture on the mesh:
+pretraining of a conv VAE (a strided and a pooled conv layer; trained on the IWAE bound
+with its schedule and KL warm-up under the rbg generator, whose draws of a batch sharded
+over 8 devices are 1 device's; its final log-likelihood estimate), then both classifiers
+on its encoder; M1 + M2 in both of its phases, M2 with its balanced labeled batches; a
+layer-wise stack of autoencoders in every phase and the fine-tuning; and a vectorized
+sweep of 8 seeds whose trial axis the 8 devices split.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +19,125 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = Path(__file__).resolve().parent.parent
+# kind -> the (workdir, checkpoints) compared, besides summaries and loss curves: its own,
+# or a sub-run's (M1 of M1 + M2, a workdir of its own)
+CHECKPOINTS = {"m1m2": [("", "m2/checkpoints"), ("m1", "checkpoints")],
+               "pretrain": [("", "classifier_scratch/checkpoints"),
+                            ("", "classifier_pretrained/checkpoints")],
+               "layerwise": [("", "checkpoints")]}
+SEEDS = 8  # the vectorized sweep: one trial per device
 
 
-def _run(tiny_idx_dir, workdir, *extra, devices=1, background=False, batch=40,
-         kind="vae"):
+def tiny_config(kind: str, data_dir: str, batch: int = 40):
+    """The experiment of `kind`, shrunk to seconds on the tiny data (one epoch per phase)."""
+    name = {"m1m2": "semisupervised", "sweep": "vae"}.get(kind, kind)
+    experiment = __import__(f"experiments.{name}", fromlist=["get_config"])
+    config = experiment.get_config({"m1m2": "m1m2", "pretrain": "vae"}.get(kind, ""))
+    config.data.dir = data_dir
+    config.data.num_validation = 0
+    config.model.hidden_sizes = (64, 16) if kind == "layerwise" else (64,)
+    config.model.latent_dim = 4
+    config.train.num_epochs = 1
+    config.train.finetune_epochs = 1 if kind == "layerwise" else 0
+    config.train.batch_size = batch
+    config.classifier.num_steps = 40
+    config.classifier.eval_every_steps = 20
+    config.classifier.batch_size = batch
+    config.labels.num = 100
+    config.eval.every_epochs = 1
+    config.eval.batch_size = 40
+    config.eval.iwae_k = 16
+    config.eval.iwae_num_examples = 0
+    config.eval.num_images = 4
+    if kind == "pretrain":
+        # A conv VAE (4 and 8 filters, 28 -> 14 by a stride of 2 -> 7 by 2x2 max-pooling)
+        # trained on L_3 (the IWAE bound) with a cosine rate and a KL warm-up under the rbg
+        # generator, with its final log-likelihood estimate; then both classifiers.
+        config.model.architecture, config.model.hidden_sizes = "conv", ()
+        config.model.conv.channels, config.model.conv.kernels = (4, 8), (3, 3)
+        config.model.conv.strides, config.model.conv.pools = (2, 1), (1, 2)
+        config.model.conv.paddings = ("same", "same")
+        config.train.num_samples, config.train.objective = 3, "iwae"
+        config.train.lr_schedule, config.train.kl_warmup_epochs = "cosine", 2
+        config.train.prng_impl = "rbg"
+        config.eval.iwae_num_examples = 40
+    if kind == "m1m2":  # M2 on the M1 codes: 16 hidden units, 3 latents, 4 labels per class
+        config.m2.hidden_sizes, config.m2.latent_dim, config.m2.num_epochs = (16,), 3, 1
+        config.m2.batch_size = config.m2.labeled_batch_size = batch
+    return config
+
+
+def train_kind(kind: str, data_dir: str, workdir: str, batch: int = 40) -> None:
+    """Trains `kind` (or the sweep of SEEDS seeds) into `workdir`."""
+    from aevb import regimes, sweeps
+
+    config = tiny_config(kind, data_dir, batch)
+    if kind == "sweep":
+        sweeps.run_sweep(config, sweeps.product({"train.seed": list(range(SEEDS))}), workdir)
+    else:
+        regimes.run(config, workdir)
+
+
+def main(argv: list[str]) -> None:
+    """DATA_DIR ROOT [KIND ...] [--distributed ADDRESS NUM_PROCESSES PROCESS_ID]: trains
+    each kind (default: all, then a batch of 50 that 8 devices cannot split) under ROOT."""
+    from aevb.config import checks
+    from aevb.run import compile_cache, parallel
+
+    if "--distributed" in argv:
+        i = argv.index("--distributed")
+        address, num, index = argv[i + 1:i + 4]
+        parallel.initialize_distributed(address, int(num), int(index))
+        argv = argv[:i]
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        compile_cache.enable(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    data_dir, root, *kinds = argv
+    for kind in kinds or [*CHECKPOINTS, "sweep"]:
+        train_kind(kind, data_dir, os.path.join(root, kind))
+    if not kinds:
+        try:
+            train_kind("vae", data_dir, os.path.join(root, "indivisible"), batch=50)
+        except checks.ConfigError as e:
+            print(f"error: {e}", flush=True)
+
+
+def _start(data_dir: str, root: Path, *args: str, devices: int = 1) -> subprocess.Popen:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    cmd = [sys.executable, "tests/run_tiny.py", f"--kind={kind}", f"--data_dir={tiny_idx_dir}",
-           f"--workdir={workdir}", f"--batch_size={batch}", *extra]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    if background:
-        return proc
-    out, _ = proc.communicate(timeout=300)
-    return proc.returncode, out
+    return subprocess.Popen([sys.executable, "-m", "tests.test_parallel", data_dir,
+                             str(root), *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _finish(*procs: subprocess.Popen) -> list[tuple[int, str]]:
-    """(return code, output) of processes started side by side (the machine has 2 cores)."""
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    return [(p.returncode, out) for p, out in zip(procs, outs)]
+def _finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return out
 
 
-def _results(workdir, checkpoints="checkpoints"):
+@pytest.fixture(scope="session")
+def runs(tiny_idx_dir, tmp_path_factory) -> tuple[Path, Path, str]:
+    """(1-device root, 8-device root, the 8-device process's output): every kind trained
+    on 8 devices in a subprocess while this process trains it on its 1 device."""
+    assert jax.device_count() == 1
+    root = tmp_path_factory.mktemp("parallel")
+    eight = _start(tiny_idx_dir, root / "eight", devices=8)
+    try:
+        for kind in [*CHECKPOINTS, "sweep", "vae"]:  # vae: for the two-process test
+            train_kind(kind, tiny_idx_dir, str(root / "one" / kind))
+    finally:
+        out = _finish(eight)
+    return root / "one", root / "eight", out
+
+
+def _results(workdir: Path, checkpoints: str = "checkpoints"):
     """(summary, every training loss logged, the last checkpoint's parameters by path)."""
     summary = json.loads((workdir / "summary.json").read_text())
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -73,35 +175,51 @@ def _assert_same(a, b, rtol=1e-4):
         np.testing.assert_allclose(pa[name], pb[name], rtol=1e-3, atol=1e-3, err_msg=name)
 
 
-@pytest.mark.parametrize("kind, checkpoints", [
-    ("vae", "checkpoints"), ("iwae", "checkpoints"), ("stacked", "checkpoints"),
-    ("layerwise", "checkpoints"), ("convvae", "checkpoints"),
-    ("pretrain", "classifier_scratch/checkpoints"), ("m1m2", "m2/checkpoints")])
-def test_eight_devices_match_one_device(tiny_idx_dir, tmp_path, kind, checkpoints):
-    """Every regime and architecture runs on the mesh: 8 devices give the 1-device numbers
-    (a layer-wise run in every phase and the fine-tuning; pretraining in phase 1 and both
-    classifiers; a conv VAE, with a strided and a pooled conv layer; M1 + M2 in both of its
-    phases, M2 with its balanced labeled batches)."""
-    (rc1, out1), (rc8, out8) = _finish(
-        _run(tiny_idx_dir, tmp_path / "one", kind=kind, background=True),
-        _run(tiny_idx_dir, tmp_path / "eight", devices=8, kind=kind, background=True))
-    assert rc1 == 0, out1
-    assert rc8 == 0, out8
-    assert "8 devices in 1 processes" in out8
-    _assert_same(_results(tmp_path / "one", checkpoints),
-                 _results(tmp_path / "eight", checkpoints))
-    if kind == "pretrain":
-        _assert_same(_results(tmp_path / "one", "classifier_pretrained/checkpoints"),
-                     _results(tmp_path / "eight", "classifier_pretrained/checkpoints"))
-    if kind == "m1m2":
-        _assert_same(_results(tmp_path / "one" / "m1"), _results(tmp_path / "eight" / "m1"))
+@pytest.mark.xdist_group("test_parallel.runs")
+@pytest.mark.parametrize("kind", list(CHECKPOINTS))
+def test_eight_devices_match_one_device(runs, kind):
+    """Every regime and architecture runs on the mesh: 8 devices give the 1-device numbers."""
+    one, eight, out = runs
+    assert "8 devices in 1 processes" in out
+    for sub, checkpoints in CHECKPOINTS[kind]:
+        _assert_same(_results(one / kind / sub, checkpoints),
+                     _results(eight / kind / sub, checkpoints))
 
 
-def test_batch_not_divisible_by_devices_fails_before_writing(tiny_idx_dir, tmp_path):
-    rc, out = _run(tiny_idx_dir, tmp_path / "never", devices=8, batch=50)
-    assert rc == 2
+@pytest.mark.xdist_group("test_parallel.runs")
+def test_vectorized_sweep_on_eight_devices_matches_one_device(runs):
+    """8 trials, their trial axis split over the 8 devices, give the 1-device numbers."""
+    one, eight, out = runs
+    assert f"{SEEDS} trials in one program" in out
+    for seed in range(SEEDS):
+        a = json.loads((one / "sweep" / f"seed={seed}" / "summary.json").read_text())
+        b = json.loads((eight / "sweep" / f"seed={seed}" / "summary.json").read_text())
+        for key in ("train_loss", "test_neg_elbo", "test_kl"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4), (seed, key)
+
+
+@pytest.mark.xdist_group("test_parallel.runs")
+def test_batch_not_divisible_by_devices_fails_before_writing(runs):
+    _, eight, out = runs
     assert "train.batch_size=50" in out and "divisible by the number of devices (8)" in out
-    assert not (tmp_path / "never").exists()
+    assert not (eight / "indivisible").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.xdist_group("test_parallel.runs")
+def test_two_processes_match_one_process(runs, tiny_idx_dir, tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    procs = [_start(tiny_idx_dir, tmp_path, "vae", "--distributed", address, "2", str(i))
+             for i in range(2)]
+    out0, out1 = (_finish(p) for p in procs)
+    assert "2 devices in 2 processes" in out0
+    assert "summary:" in out0 and "summary:" not in out1  # process 0 reports
+    _assert_same(_results(runs[0] / "vae"), _results(tmp_path / "vae"))
 
 
 @pytest.mark.parametrize("kind, field", [
@@ -127,49 +245,5 @@ def test_every_regime_refuses_an_indivisible_batch_the_same_way(tiny_idx_dir, tm
     assert not (tmp_path / "never").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_match_one_process(tiny_idx_dir, tmp_path):
-    port = _free_port()
-    flags = ["--distributed", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
-    procs = [_run(tiny_idx_dir, tmp_path / "two", *flags, f"--process_id={i}",
-                  background=True) for i in range(2)]
-    (rc0, out0), (rc1, out1), (rc, out) = _finish(
-        *procs, _run(tiny_idx_dir, tmp_path / "one", background=True))
-    assert [rc0, rc1] == [0, 0], [out0, out1]
-    assert "2 devices in 2 processes" in out0
-    assert "summary:" in out0 and "summary:" not in out1  # process 0 reports
-    assert rc == 0, out
-    _assert_same(_results(tmp_path / "one"), _results(tmp_path / "two"))
-
-
-def test_vectorized_sweep_on_four_devices_matches_one_device(tiny_idx_dir, tmp_path):
-    """4 trials, their trial axis split over 4 devices, give the 1-device numbers."""
-    (rc1, out1), (rc4, out4) = _finish(
-        _run(tiny_idx_dir, tmp_path / "one", "--seeds=4", background=True),
-        _run(tiny_idx_dir, tmp_path / "four", "--seeds=4", devices=4, background=True))
-    assert rc1 == 0, out1
-    assert rc4 == 0, out4
-    assert "4 trials in one program" in out4
-    for seed in range(4):
-        a = json.loads((tmp_path / "one" / f"seed={seed}" / "summary.json").read_text())
-        b = json.loads((tmp_path / "four" / f"seed={seed}" / "summary.json").read_text())
-        for key in ("train_loss", "test_neg_elbo", "test_log_likelihood"):
-            assert a[key] == pytest.approx(b[key], rel=1e-4), (seed, key)
-
-
-def test_rbg_keeps_eight_devices_equal_to_one(tiny_idx_dir, tmp_path):
-    """train.prng_impl=rbg: the batch sharded over 8 devices draws the same binarization
-    and noise as 1 device, so the numbers agree as with threefry (unsafe_rbg, the same
-    generator with another key derivation, did too when tried)."""
-    flag = "--prng_impl=rbg"
-    (rc1, out1), (rc8, out8) = _finish(
-        _run(tiny_idx_dir, tmp_path / "one", flag, background=True),
-        _run(tiny_idx_dir, tmp_path / "eight", flag, devices=8, background=True))
-    assert rc1 == 0, out1
-    assert rc8 == 0, out8
-    _assert_same(_results(tmp_path / "one"), _results(tmp_path / "eight"))
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -153,7 +153,7 @@ def test_frozen_encoder_stays_and_the_head_learns(tiny_idx_dir, tmp_path, encode
     history = []
     state = phase.state
     for r in range(1, phase.num_rounds + 1):
-        state, metrics = phase.run(state, r)
+        state, metrics = phase.run(state, r, phase.round_keys(r)[0])
         history.append(float(metrics["loss"]))
     assert phase.num_rounds == 3 and int(state.step) == 60
     assert history[-1] < history[0]
@@ -226,7 +226,8 @@ def test_run_compares_with_scratch_and_resumes(tiny_idx_dir, tmp_path, monkeypat
     for name in ("pretrained", "scratch"):
         rounds = [r for r in lines if r.get("phase") == name]
         best = max(rounds, key=lambda r: (r[f"{name}/validation_accuracy"], -r["step"]))
-        assert straight[f"{name}_selected_step"] == best["step"]
+        start = rounds[0]["step"] - 20  # the run's step before this classifier's first
+        assert straight[f"{name}_selected_step"] == best["step"] - start
         assert straight[f"{name}_validation_accuracy"] == best[f"{name}/validation_accuracy"]
         assert straight[f"{name}_test_accuracy"] == best[f"{name}/test_accuracy"]
 
@@ -234,7 +235,7 @@ def test_run_compares_with_scratch_and_resumes(tiny_idx_dir, tmp_path, monkeypat
     resumed = interrupt_and_resume(monkeypatch, router.run, config, str(workdir), "scratch", 1)
     assert comparable(resumed) == comparable(straight)
     lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["epoch"], r.get("phase"), r["step"]) for r in lines[:-1]] == [
+    assert [(r["epoch"], r.get("phase"), r["step"]) for r in lines] == [
         (1, "pretrained", 20), (2, "pretrained", 40), (3, "pretrained", 60),
-        (4, "scratch", 20), (5, "scratch", 40), (6, "scratch", 60)]
+        (4, "scratch", 80), (5, "scratch", 100), (6, "scratch", 120), (6, None, 120)]
     assert lines[-1]["final"]

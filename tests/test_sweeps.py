@@ -1,17 +1,19 @@
-"""Sweeps: definitions, validation before running, vectorized = alone, skip finished trials."""
+"""Sweeps: definitions, validation before running, vectorized = alone, skip finished trials,
+named sweeps on the command line, the grouped report."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import statistics
 
 import pytest
 
+import launch
 from aevb import sweeps
 from aevb.config import checks
 from aevb.regimes import joint as train
+from aevb.sweeps import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,6 +28,8 @@ def test_product_and_zip_and_names():
     assert zipped == [{"sparsity.target": 0.05, "sparsity.weight": 1e-3},
                       {"sparsity.target": 0.1, "sparsity.weight": 5e-3}]
     assert sweeps.trial_name(trials[1]) == "latent_dim=2,seed=1"
+    assert (sweeps.trial_name({"train.seed": 0, "labels.seed": 0, "labels.num": 100})
+            == "train.seed=0,labels.seed=0,num=100")
 
 
 @pytest.mark.parametrize("sweep, message", [
@@ -95,12 +99,13 @@ def test_rerun_skips_finished_trials(tiny_config, tmp_path, monkeypatch):
     assert all(r["epochs"] == tiny_config.train.num_epochs for r in rows)
 
 
-def test_launch_sweep_print_lists_one_command_per_trial():
-    proc = subprocess.run([sys.executable, "launch.py", "--config=experiments/vae.py",
-                           "--sweep_print", "--workdir=runs/latents"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+def test_launch_sweep_print_lists_one_command_per_trial(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    status = launch.cli(["launch.py", "--config=experiments/vae.py", "--sweep_print",
+                         "--workdir=runs/latents"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    lines = out.strip().splitlines()
     assert len(lines) == 5
     assert lines[0] == ("python launch.py --config=experiments/vae.py "
                         "--config.model.latent_dim=2 --workdir=runs/latents/latent_dim=2")
@@ -149,3 +154,114 @@ def test_worker_processes_give_the_trials_run_alone(tiny_config, tmp_path):
         alone = train.train_and_evaluate(config, str(tmp_path / "alone" / name))
         for key in ("train_loss", "test_neg_elbo", "test_log_likelihood"):
             assert row[key] == pytest.approx(alone[key], rel=1e-4), (name, key)
+
+
+NAMED_SWEEPS = """
+from aevb import sweeps
+from experiments import vae
+
+
+def get_config():
+    config = vae.get_config()
+    config.data.dir = {data_dir!r}
+    config.model.hidden_sizes, config.model.latent_dim = (16,), 2
+    config.train.num_epochs, config.train.batch_size = 1, 100
+    config.eval.iwae_k, config.eval.iwae_num_examples, config.eval.num_images = 4, 20, 4
+    return config
+
+
+def get_sweep(name=""):
+    return sweeps.named(name, {{
+        "": lambda: sweeps.product({{"model.latent_dim": [2, 3, 4]}}),
+        "seeds": lambda: sweeps.product({{"train.seed": [0, 1]}})}}, "named.py")
+"""
+
+
+def test_a_named_sweep_is_chosen_on_the_command_line(tiny_idx_dir, tmp_path, capsys,
+                                                      monkeypatch):
+    """--sweep_print and --sweep take the sweep's name (--sweep alone: the default sweep);
+    an unknown name is one line and exit status 2, before anything is written."""
+    path = tmp_path / "named.py"
+    path.write_text(NAMED_SWEEPS.format(data_dir=tiny_idx_dir))
+    workdir = tmp_path / "sweep"
+    flags = [f"--config={path}", f"--workdir={workdir}", "--compilation_cache="]
+
+    assert launch.cli(["launch.py", *flags, "--sweep_print"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert launch.cli(["launch.py", *flags, "--sweep_print=seeds"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[3] for line in lines] == ["--config.train.seed=0",
+                                                   "--config.train.seed=1"]
+    assert launch.cli(["launch.py", *flags, "--sweep=nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --sweep=nope: named.py has no sweep of that name; use --sweep, "
+                   "--sweep=seeds")
+    assert not workdir.exists()
+
+    ran = []  # what launch hands the sweep runner (which tests above cover)
+    monkeypatch.setattr(sweeps, "run_sweep", lambda base, sweep, root, **_: ran.append(sweep))
+    assert launch.cli(["launch.py", *flags, "--sweep=seeds"]) == 0
+    assert launch.cli(["launch.py", *flags, "--sweep"]) == 0
+    assert ran == [[{"train.seed": 0}, {"train.seed": 1}],
+                   [{"model.latent_dim": d} for d in (2, 3, 4)]]
+
+
+def _trial(root, name: str, config: dict, summary: dict | None) -> None:
+    (root / name).mkdir(parents=True)
+    (root / name / "config.json").write_text(json.dumps(config))
+    if summary is not None:
+        (root / name / "summary.json").write_text(json.dumps(summary))
+
+
+def test_the_report_gives_mean_and_sample_std_per_group(tmp_path, capsys):
+    """Hand-written trials: grouped by a nested and a top-level config field, ordered by
+    their values; mean ± std with n - 1 (checked against `statistics`), a group's lone
+    trial as its mean, a field some trials lack counted per cell; unfinished trials and
+    directories without config.json left out."""
+    root = tmp_path / "sweep"
+    accuracies = {100: [0.70, 0.74, 0.69], 1000: [0.82, 0.83, 0.80]}
+    for num, values in accuracies.items():
+        for seed, acc in enumerate(values):
+            summary = {"test_accuracy": acc, "steps": 10 * (seed + 1)}
+            if seed < 2:
+                summary["gain"] = acc - 0.5
+            _trial(root, f"num={num},seed={seed}", {"labels": {"num": num, "seed": seed},
+                                                    "task": "pretrain"}, summary)
+    _trial(root, "num=600,seed=0", {"labels": {"num": 600, "seed": 0}, "task": "pretrain"},
+           {"test_accuracy": 0.9, "steps": 5})
+    _trial(root, "num=600,seed=1", {"labels": {"num": 600, "seed": 1}, "task": "pretrain"},
+           None)  # unfinished
+    (root / "logs").mkdir()
+
+    out = tmp_path / "report.md"
+    assert report.main([str(root), "--group_by=labels.num,task",
+                        "--fields=test_accuracy,gain,steps", "--scale=100", "--format=.3f",
+                        f"--out={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert out.read_text() == printed
+    lines = printed.splitlines()
+    assert lines[0] == ("7 finished trials in " + str(root) + " (1 unfinished, left out); "
+                        "values x 100; mean ± sample std (n - 1) over each group's trials.")
+    assert lines[2] == "| labels.num | task | test_accuracy | gain | steps | n |"
+
+    def cell(xs: list[float]) -> str:
+        return f"{100 * statistics.mean(xs):.3f} ± {100 * statistics.stdev(xs):.3f}"
+
+    assert lines[4] == (f"| 100 | pretrain | {cell(accuracies[100])} | "
+                        f"{cell([a - 0.5 for a in accuracies[100][:2]])} (n=2) | "
+                        f"{cell([10, 20, 30])} | 3 |")
+    assert lines[5] == "| 600 | pretrain | 90.000 | – | 500.000 | 1 |"
+    assert lines[6].startswith(f"| 1000 | pretrain | {cell(accuracies[1000])} |")
+    assert cell(accuracies[1000]) == "81.667 ± 1.528"  # by hand: sqrt(7/3) / 100
+
+    assert report.main([str(root), "--fields=test_accuracy"]) == 0  # one group of all seven
+    every = [*accuracies[100], *accuracies[1000], 0.9]
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"| {statistics.mean(every):.4g} ± {statistics.stdev(every):.4g} | 7 |")
+
+    for args, message in [(["--group_by=labels.nmu"], "labels.nmu is not a config field"),
+                          (["--group_by=labels"], "a config section"),
+                          (["--fields=test_acc"], "no trial reports test_acc")]:
+        assert report.main([str(root), "--fields=test_accuracy", *args]) == 2
+        assert message in capsys.readouterr().err
+    assert report.main([str(tmp_path / "none")]) == 2

@@ -1,16 +1,22 @@
-"""What an encoder/decoder architecture supplies to the model families.
+"""What an architecture (`model.architecture`) supplies: family-neutral trunks.
 
-A family (`aevb/families/`) owns its objective and measurements; an architecture (`model.
-architecture`) owns the layers: it builds the modules a family asks for, checks its own
-fields against the image shape, exports the lower encoder layers for pretraining, and
-counts its FLOPs. Every module maps flattened images x [..., D] (D = H * W * C), as the
-data pipeline, the noise and the losses see them; a conv architecture reshapes inside.
-A new architecture is one file in this package plus one line in its `__init__.py`.
+An architecture owns layers and nothing that belongs to a model family: an encoder trunk
+(x [..., D] -> features), a decoder trunk (code -> outputs per pixel, for a given number of
+them), how many layers a trunk has, their FLOPs, the pictures of the first layer's filters,
+and the checks of its own fields. A family (`aevb/families/`) puts its heads on the trunks
+(`models.TrunkHead`): the VAE's Gaussian posterior and pixel distribution, the classifier's
+softmax, M2's three networks; the autoencoder's code layer is its encoder trunk's top layer.
+Every trunk maps flattened images x [..., D] (D = H * W * C), as the data pipeline, the
+noise and the losses see them; a conv architecture reshapes inside. `mc` is the `model`
+config section, read for the architecture's own fields only (`model.conv.*`): the widths,
+activations and initialisers are the caller's. A new architecture is one file in this
+package plus one line in its `__init__.py` (docs/extending.md).
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -24,6 +30,10 @@ class Architecture(abc.ABC):
     """The layers of one `model.architecture`."""
 
     name: str
+    # Its layers are dense layers of `model.hidden_sizes` and nothing else: the autoencoder
+    # family then builds the stacked autoencoder (`models.Autoencoder`, flat parameters),
+    # the layout that tied weights and greedy layer-wise training work on.
+    dense_stack: bool = False
     # Decoder kernels = the encoder's, transposed (`model.tied_weights`).
     supports_tied_weights: bool = False
     # Greedy layer-wise training (`train.schedule='layerwise'`).
@@ -36,58 +46,51 @@ class Architecture(abc.ABC):
         """Checks this architecture's layers against the data's (H, W, C); ConfigError."""
 
     def has_dense_code(self, mc: ml_collections.ConfigDict) -> bool:
-        """Whether the code comes out of a dense layer (a VAE's mean and log-variance must)."""
+        """Whether a code comes out of a dense layer the caller adds (else it is the top of
+        the architecture's own layers, `model.conv.code='feature_map'`)."""
         return True
 
     @abc.abstractmethod
-    def gaussian_encoder(self, mc: ml_collections.ConfigDict, image_shape: ImageShape
-                         ) -> nn.Module:
-        """The VAE's q(z|x): x [..., D] -> Gaussian [..., model.latent_dim]."""
+    def encoder_trunk(self, mc: ml_collections.ConfigDict, image_shape: ImageShape,
+                      widths: Sequence[int], activation: str, *,
+                      top_activation: str | None = None, kernel_init: str = "lecun_normal",
+                      num_layers: int = 0, preactivation: bool = False) -> nn.Module:
+        """x [..., D] -> features [..., F]: the architecture's own layers, then dense layers
+        of `widths`, each layer followed by `activation` (the whole trunk's top layer by
+        `top_activation`, if given); only the lower `num_layers` (0: all). With
+        `preactivation` the module returns (features, their pre-activation). The module is
+        named after its parameters' scope, which a `models.TrunkHead` keeps."""
 
     @abc.abstractmethod
-    def posterior_mean(self, mc: ml_collections.ConfigDict, image_shape: ImageShape
-                       ) -> nn.Module:
-        """x [..., D] -> the mean of q(z|x) [..., L], with `gaussian_encoder`'s parameters."""
+    def decoder_trunk(self, mc: ml_collections.ConfigDict, image_shape: ImageShape,
+                      widths: Sequence[int], activation: str, channels: int = 1, *,
+                      kernel_init: str = "lecun_normal", output_name: str = "output",
+                      dense_input: bool = True) -> nn.Module:
+        """z [..., J] -> `channels` outputs per pixel, a tuple of `channels` arrays [..., D]
+        with no activation: dense layers of `widths` (each followed by `activation`), then
+        the architecture's own layers up to the image. `output_name` names a dense output
+        layer; `dense_input=False`: z is the top of an encoder trunk without a dense code
+        (`has_dense_code`), which the decoder mirrors directly."""
 
     @abc.abstractmethod
-    def decoder(self, mc: ml_collections.ConfigDict, image_shape: ImageShape) -> nn.Module:
-        """The VAE's p(x|z): z [..., L] -> Bernoulli or Gaussian [..., D] (`model.decoder`)."""
+    def trunk_depth(self, mc: ml_collections.ConfigDict, widths: Sequence[int]) -> int:
+        """How many layers `encoder_trunk` with dense `widths` has (its `num_layers` range)."""
 
     @abc.abstractmethod
-    def vae_features(self, mc: ml_collections.ConfigDict, image_shape: ImageShape,
-                     encoder_params: Params | None, num_layers: int
-                     ) -> tuple[nn.Module, Params | None]:
-        """The lower `num_layers` layers of `gaussian_encoder` (below its mean and
-        log-variance) as (module x [..., D] -> [..., F], their parameters taken from
-        `encoder_params`, the encoder's own; None without them)."""
+    def encoder_flops(self, mc: ml_collections.ConfigDict, image_shape: ImageShape,
+                      widths: Sequence[int]) -> tuple[list[float], int]:
+        """(forward FLOPs of one example through each convolution or matmul of
+        `encoder_trunk` with dense `widths`, input side first; its output width F). A
+        multiply-add counts 2 (see `benchmarks/flops.py`)."""
 
     @abc.abstractmethod
-    def autoencoder(self, mc: ml_collections.ConfigDict, image_shape: ImageShape
-                    ) -> nn.Module:
-        """A deterministic autoencoder with the interface of `models.Autoencoder`:
-        `encode`, `encode_with_preactivation`, `decode_logits`, `generate`, `__call__`
-        (-> models.Reconstruction), `first_layer_kernel`, and `output_activation`."""
-
-    @abc.abstractmethod
-    def autoencoder_features(self, mc: ml_collections.ConfigDict, image_shape: ImageShape,
-                             params: Params | None, num_layers: int
-                             ) -> tuple[nn.Module, Params | None]:
-        """The lower `num_layers` encoder layers of `autoencoder` (the code layer is the
-        last) as (module, parameters taken from the autoencoder's `params`, or None)."""
-
-    @abc.abstractmethod
-    def encoder_depth(self, mc: ml_collections.ConfigDict) -> int:
-        """How many encoder layers an autoencoder has (a VAE's: its hidden layers, plus
-        the mean of q(z|x))."""
-
-    @abc.abstractmethod
-    def vae_forward_flops(self, mc: ml_collections.ConfigDict, image_shape: ImageShape
-                          ) -> tuple[list[float], list[float]]:
-        """Forward FLOPs of one example through each convolution or matmul of the VAE's
-        (encoder, decoder), input side first (a multiply-add counts 2; see
-        `benchmarks/flops.py`)."""
+    def decoder_flops(self, mc: ml_collections.ConfigDict, image_shape: ImageShape,
+                      input_width: int, widths: Sequence[int], channels: int = 1,
+                      dense_input: bool = True) -> list[float]:
+        """Forward FLOPs of one example through each layer of `decoder_trunk` (its
+        arguments) from codes of `input_width`, input side first."""
 
     @abc.abstractmethod
     def filter_tiles(self, kernel: Any, image_shape: ImageShape) -> Any:
-        """The first layer's `kernel` (from `first_layer_kernel`) as images [N, h, w, C]
-        in [0, 1], each rescaled on its own."""
+        """The first layer's `kernel` (a model's `first_layer_kernel`) as images
+        [N, h, w, C] in [0, 1], each rescaled on its own."""

@@ -16,6 +16,9 @@ height and width the layer received: 3 -> 7 -> 14 -> 28 after 28 -> 14 -> 7 -> 3
 padding is computed, not configured: the (low, high) pair that gives the size back. The
 last one has C channels (2C: a Gaussian decoder's mean and log-variance) and no activation.
 
+The families' heads go on these trunks (`aevb/architectures/base.py`); M2 with
+`m2.architecture='conv'` takes its conv layers from `model.conv` too.
+
 Not supported, and refused by validation: tied weights (a decoder layer here undoes its
 encoder layer's pooling and stride as well as its convolution, so the encoder's kernel is
 not its transpose), and greedy layer-wise training (it trains dense layers one at a time).
@@ -31,24 +34,11 @@ import numpy as np
 
 from aevb.architectures.base import Architecture, ImageShape
 from aevb.config import checks
-from aevb.models.conv import (
-    ConvAutoencoder,
-    ConvFeatures,
-    ConvGaussianEncoder,
-    ConvPosteriorMean,
-    ConvStack,
-    ConvVAEDecoder,
-    autoencoder_encoder_layers,
-)
+from aevb.models.conv import ConvDecoder, ConvEncoder, ConvStack
 
 PADDINGS = ("same", "valid")
 CODES = ("dense", "feature_map")
 GRADIENTS = ("explicit", "xla")
-
-
-def _layer_names(n_conv: int, num_layers: int) -> list[str]:
-    return ([f"conv_{i}" for i in range(min(num_layers, n_conv))]
-            + [f"dense_{j}" for j in range(num_layers - n_conv)])
 
 
 class ConvArchitecture(Architecture):
@@ -86,63 +76,36 @@ class ConvArchitecture(Architecture):
     def has_dense_code(self, mc):
         return mc.conv.code == "dense"
 
-    def gaussian_encoder(self, mc, image_shape):
-        return ConvGaussianEncoder(ConvStack.from_config(mc, image_shape),
-                                   tuple(mc.hidden_sizes), mc.latent_dim, mc.activation,
-                                   mc.kernel_init)
+    def encoder_trunk(self, mc, image_shape, widths, activation, *, top_activation=None,
+                      kernel_init="lecun_normal", num_layers=0, preactivation=False):
+        """`ConvEncoder` (parameters under `body`: `conv_<i>`, `dense_<j>`)."""
+        depth = self.trunk_depth(mc, widths)
+        activations = (activation,) * (depth - 1) + (top_activation or activation,)
+        return ConvEncoder(ConvStack.from_config(mc, image_shape), tuple(widths), activations,
+                           kernel_init, num_layers, preactivation, name="body")
 
-    def posterior_mean(self, mc, image_shape):
-        return ConvPosteriorMean(ConvStack.from_config(mc, image_shape),
-                                 tuple(mc.hidden_sizes), mc.latent_dim, mc.activation,
-                                 mc.kernel_init)
+    def decoder_trunk(self, mc, image_shape, widths, activation, channels=1, *,
+                      kernel_init="lecun_normal", output_name="output", dense_input=True):
+        """`ConvDecoder` (parameters under `body`: `dense_<j>`, `to_map`, `deconv_<j>`)."""
+        return ConvDecoder(ConvStack.from_config(mc, image_shape), tuple(widths), dense_input,
+                           activation, channels, kernel_init, name="body")
 
-    def decoder(self, mc, image_shape):
-        return ConvVAEDecoder(ConvStack.from_config(mc, image_shape), tuple(mc.hidden_sizes),
-                              mc.decoder, mc.activation, mc.kernel_init,
-                              mc.decoder_min_log_var)
+    def trunk_depth(self, mc, widths):
+        return len(mc.conv.channels) + len(widths)
 
-    def vae_features(self, mc, image_shape, encoder_params, num_layers):
+    def encoder_flops(self, mc, image_shape, widths):
         stack = ConvStack.from_config(mc, image_shape)
-        module = ConvFeatures(stack, tuple(mc.hidden_sizes), (mc.activation,) * num_layers,
-                              mc.kernel_init, num_layers)
-        if encoder_params is None:
-            return module, None
-        body = encoder_params["body"]
-        return module, {"params": {k: body[k]
-                                   for k in _layer_names(len(stack.channels), num_layers)}}
+        enc, _ = stack.forward_flops()
+        dims = (math.prod(stack.map_shape()), *widths)
+        return enc + [2.0 * a * b for a, b in zip(dims, dims[1:])], dims[-1]
 
-    def autoencoder(self, mc, image_shape):
-        return ConvAutoencoder(ConvStack.from_config(mc, image_shape), tuple(mc.hidden_sizes),
-                               mc.latent_dim, mc.conv.code == "dense", mc.activation,
-                               mc.code_activation, mc.output_activation, mc.kernel_init)
-
-    def autoencoder_features(self, mc, image_shape, params, num_layers):
+    def decoder_flops(self, mc, image_shape, input_width, widths, channels=1,
+                      dense_input=True):
         stack = ConvStack.from_config(mc, image_shape)
-        n_conv = len(stack.channels)
-        dense, activations = autoencoder_encoder_layers(
-            n_conv, tuple(mc.hidden_sizes), mc.latent_dim, mc.conv.code == "dense",
-            mc.activation, mc.code_activation)
-        module = ConvFeatures(stack, dense, activations, mc.kernel_init, num_layers)
-        if params is None:
-            return module, None
-        encoder = params["params"]["encoder"]
-        return module, {"params": {k: encoder[k] for k in _layer_names(n_conv, num_layers)}}
-
-    def encoder_depth(self, mc):
-        dense = len(mc.hidden_sizes) + (mc.conv.code == "dense")
-        return len(mc.conv.channels) + dense
-
-    def vae_forward_flops(self, mc, image_shape):
-        stack = ConvStack.from_config(mc, image_shape)
-        enc, dec = stack.forward_flops()
-        flat = math.prod(stack.map_shape())
-        widths = (flat, *mc.hidden_sizes)
-        dense_enc = [2.0 * a * b for a, b in zip(widths, (*widths[1:], 2 * mc.latent_dim))]
-        back = (mc.latent_dim, *reversed(mc.hidden_sizes), flat)
-        dense_dec = [2.0 * a * b for a, b in zip(back, back[1:])]
-        if mc.decoder == "gaussian":  # the last transposed convolution has 2C channels
-            dec[-1] *= 2
-        return enc + dense_enc, dense_dec + dec
+        _, dec = stack.forward_flops()
+        back = (input_width, *widths) + ((math.prod(stack.map_shape()),) if dense_input else ())
+        dec[-1] *= channels       # the last transposed convolution has channels x C outputs
+        return [2.0 * a * b for a, b in zip(back, back[1:])] + dec
 
     def filter_tiles(self, kernel, image_shape):
         """[k, k, C, F] -> [F, k, k, C], each filter rescaled to [0, 1] on its own."""

@@ -1,9 +1,10 @@
-"""Dense (multilayer perceptron) encoders and decoders: `model.architecture='mlp'`.
+"""Dense (multilayer perceptron) trunks: `model.architecture='mlp'`.
 
-Encoder: `model.hidden_sizes` dense layers, then the code (or the VAE's mean and
-log-variance); the decoder mirrors the widths. The modules live in `aevb/models.py`; this
-file builds them from the config. The only architecture with tied weights (`models.
-Autoencoder`) and greedy layer-wise training (`aevb/layerwise.py`).
+Encoder trunk: dense layers of the caller's widths (`models.MLP`, parameters under `mlp`);
+decoder trunk: dense layers, then one dense output layer of channels x D (`models.
+MLPDecoder`). The only architecture whose layers are a plain dense stack (`dense_stack`):
+the stacked autoencoder with tied weights (`models.Autoencoder`) and greedy layer-wise
+training (`aevb/regimes/layerwise.py`) are built on it.
 """
 
 from __future__ import annotations
@@ -21,65 +22,39 @@ def _pixels(image_shape) -> int:
     return math.prod(image_shape)
 
 
-def vae_dense_shapes(mc, image_shape) -> list[tuple[int, int]]:
-    """(fan_in, fan_out) of every matmul of the dense VAE's forward pass, encoder first."""
-    d = _pixels(image_shape)
-    enc = (d, *mc.hidden_sizes)
-    dec = (mc.latent_dim, *reversed(mc.hidden_sizes))
-    out = 1 if mc.decoder == "bernoulli" else 2
-    return (list(itertools.pairwise(enc)) + [(enc[-1], 2 * mc.latent_dim)]
-            + list(itertools.pairwise(dec)) + [(dec[-1], out * d)])
+def dense_shapes(widths) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of each matmul of dense layers of `widths` (input first)."""
+    return list(itertools.pairwise(widths))
 
 
 class MLPArchitecture(Architecture):
     name = "mlp"
+    dense_stack = True
     supports_tied_weights = True
     supports_layerwise = True
 
-    def gaussian_encoder(self, mc, image_shape):
-        return models.GaussianEncoder(tuple(mc.hidden_sizes), mc.latent_dim, mc.activation,
-                                      mc.kernel_init)
+    def encoder_trunk(self, mc, image_shape, widths, activation, *, top_activation=None,
+                      kernel_init="lecun_normal", num_layers=0, preactivation=False):
+        kept = tuple(widths)[:num_layers or None]
+        top = top_activation if len(kept) == len(widths) else None
+        return models.MLP(kept, activation, kernel_init, top, preactivation, name="mlp")
 
-    def posterior_mean(self, mc, image_shape):
-        return models.PosteriorMean(tuple(mc.hidden_sizes), mc.latent_dim, mc.activation,
-                                    mc.kernel_init)
+    def decoder_trunk(self, mc, image_shape, widths, activation, channels=1, *,
+                      kernel_init="lecun_normal", output_name="output", dense_input=True):
+        return models.MLPDecoder(tuple(widths), _pixels(image_shape), channels, activation,
+                                 kernel_init, output_name)
 
-    def decoder(self, mc, image_shape):
-        return models.Decoder(tuple(reversed(mc.hidden_sizes)), _pixels(image_shape),
-                              mc.decoder, mc.activation, mc.kernel_init,
-                              mc.decoder_min_log_var)
+    def trunk_depth(self, mc, widths):
+        return len(widths)
 
-    def vae_features(self, mc, image_shape, encoder_params, num_layers):
-        module = models.MLP(tuple(mc.hidden_sizes)[:num_layers], mc.activation, mc.kernel_init)
-        if encoder_params is None:
-            return module, None
-        mlp = encoder_params["mlp"]
-        return module, {"params": {f"hidden_{i}": mlp[f"hidden_{i}"] for i in range(num_layers)}}
+    def encoder_flops(self, mc, image_shape, widths):
+        dims = (_pixels(image_shape), *widths)
+        return [2.0 * i * o for i, o in dense_shapes(dims)], dims[-1]
 
-    def autoencoder(self, mc, image_shape):
-        return models.Autoencoder(hidden_sizes=tuple(mc.hidden_sizes), code_dim=mc.latent_dim,
-                                  output_dim=_pixels(image_shape), activation=mc.activation,
-                                  code_activation=mc.code_activation,
-                                  output_activation=mc.output_activation,
-                                  tied_weights=mc.tied_weights)
-
-    def autoencoder_features(self, mc, image_shape, params, num_layers):
-        """A `DenseEncoder` with the stack's own arrays, under the same names."""
-        widths = (_pixels(image_shape), *mc.hidden_sizes, mc.latent_dim)[:num_layers + 1]
-        activations = ((mc.activation,) * len(mc.hidden_sizes)
-                       + (mc.code_activation,))[:num_layers]
-        module = models.DenseEncoder(widths, activations)
-        if params is None:
-            return module, None
-        names = [f"encoder_{part}_{i}" for i in range(num_layers) for part in ("kernel", "bias")]
-        return module, {"params": {name: params["params"][name] for name in names}}
-
-    def encoder_depth(self, mc):
-        return len(mc.hidden_sizes) + 1
-
-    def vae_forward_flops(self, mc, image_shape):
-        flops = [2.0 * i * o for i, o in vae_dense_shapes(mc, image_shape)]
-        return flops[:len(mc.hidden_sizes) + 1], flops[len(mc.hidden_sizes) + 1:]
+    def decoder_flops(self, mc, image_shape, input_width, widths, channels=1,
+                      dense_input=True):
+        dims = (input_width, *widths, channels * _pixels(image_shape))
+        return [2.0 * i * o for i, o in dense_shapes(dims)]
 
     def filter_tiles(self, kernel, image_shape, max_filters: int = 100):
         """[D, H] -> [min(H, max_filters), *image_shape]: each unit's incoming weights as a

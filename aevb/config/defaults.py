@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import ml_collections
 
-from aevb import models
 from aevb.config.checks import (
     ConfigError,
 )
@@ -23,7 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "fashion_mnist"       # any MNIST-layout IDX dataset or TFDS image dataset
-    c.data.source = "auto"              # auto | idx | tfds (see aevb/data.py: load)
+    c.data.source = "auto"              # auto | idx | tfds (see aevb/data/sources.py: load)
     c.data.dir = ""                     # directory with the four IDX files ('' = default)
     c.data.tfds_data_dir = ""           # TFDS data_dir ('' = TFDS default)
     c.data.binarize = "dynamic"         # dynamic | static | none | dequantize (grey levels
@@ -40,8 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.activation = "tanh"
     c.model.decoder = "bernoulli"       # vae: bernoulli | gaussian (needs data.binarize=
     #                                     dequantize)
-    c.model.decoder_min_log_var = models.MIN_LOG_VAR  # vae, gaussian: the log-variance floor
-    #                                     (log((1/256)^2 / 12), the dequantization noise's)
+    # vae, gaussian decoder: the log-variance floor, log((1/256)^2 / 12), the dequantization
+    # noise's (= aevb.models.MIN_LOG_VAR)
+    c.model.decoder_min_log_var = -13.58
     c.model.kl_weight = 1.0             # vae: loss = recon + kl_weight * KL (1: the -ELBO)
     c.model.kernel_init = "lecun_normal"  # vae: lecun_normal | glorot_uniform (the IWAE paper)
     # autoencoder only:
@@ -66,7 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.batch_size = 100
     c.train.optimizer = "adam"
     c.train.learning_rate = 1e-3        # the peak rate of the schedule
-    c.train.lr_schedule = "constant"    # constant | cosine | iwae (aevb/schedules.py)
+    c.train.lr_schedule = "constant"    # constant | cosine | iwae (aevb/training/schedules.py)
     c.train.adam_eps = 1e-8             # adam, adamw: the epsilon under the square root
     c.train.weight_decay = 0.0          # decoupled (adamw) or L2 added to gradients (others)
     # vae: the objective (aevb/families/vae.py): elbo (k-sample average, closed-form KL) |
@@ -103,14 +103,15 @@ def _conv_section(m: ml_collections.ConfigDict) -> None:
     m.conv.paddings = ("same", "same", "same")  # same | valid
     m.conv.code = "dense"               # dense (a dense code layer of model.latent_dim) |
     #                                     feature_map (the last feature map is the code)
-    m.conv.gradients = "explicit"       # explicit (aevb/conv_models.py: fast on CPU in the
+    m.conv.gradients = "explicit"       # explicit (aevb/models/conv.py: fast on CPU in the
 
 
 def _regime_sections(c: ml_collections.ConfigDict) -> None:
     """The defaults of greedy layer-wise training and unsupervised pretraining
-    (aevb/layerwise.py, aevb/pretrain.py)."""
+    (aevb/regimes/layerwise.py, aevb/regimes/pretrain.py)."""
     c.task = "reconstruct"              # reconstruct | pretrain (autoencoder, then classifier)
-    #                                     | semisupervised (M1, M2, M1+M2: aevb/semisupervised.py)
+    #                                     | semisupervised (M1, M2, M1+M2:
+    #                                       aevb/regimes/semisupervised.py)
     c.train.schedule = "joint"          # joint | layerwise (autoencoders: one layer at a time,
     #                                     train.num_epochs epochs per layer)
     c.train.finetune_epochs = 0         # layerwise: end-to-end epochs after assembling the stack
@@ -140,9 +141,9 @@ def _regime_sections(c: ml_collections.ConfigDict) -> None:
 
 
 def _semisupervised_sections(c: ml_collections.ConfigDict) -> None:
-    """The defaults of task=semisupervised (aevb/semisupervised.py): Kingma, Rezende, Mohamed
-    & Welling (2014), M1 (a VAE's posterior means under a classifier), M2 (the
-    semi-supervised VAE, aevb/families/m2.py) and M1+M2 (M2 on the M1 codes)."""
+    """The defaults of task=semisupervised (aevb/regimes/semisupervised.py): Kingma, Rezende,
+    Mohamed & Welling (2014), M1 (a VAE's posterior means under a classifier), M2 (the
+    semi-supervised VAE, aevb/models/m2.py) and M1+M2 (M2 on the M1 codes)."""
     c.semisupervised = ml_collections.ConfigDict()
     c.semisupervised.features = "m1"    # m1 (the posterior means of a VAE of model.*,
     #                                     trained first on every training image) | pixels
@@ -150,7 +151,9 @@ def _semisupervised_sections(c: ml_collections.ConfigDict) -> None:
     #                                     labeled features) | m2 (the semi-supervised VAE)
 
     c.m2 = ml_collections.ConfigDict()  # the paper's M2 (Section 4: 1 x 500 softplus, 50 z)
-    c.m2.hidden_sizes = (500,)
+    c.m2.architecture = "mlp"           # mlp | conv (on pixels only: the conv layers of
+    #                                     model.conv, then m2.hidden_sizes; aevb/architectures/)
+    c.m2.hidden_sizes = (500,)          # every network's dense widths
     c.m2.latent_dim = 50
     c.m2.activation = "softplus"
     c.m2.alpha = 0.1                    # classification weight per example: the paper's
@@ -163,6 +166,7 @@ def _semisupervised_sections(c: ml_collections.ConfigDict) -> None:
     c.m2.lr_schedule = "constant"
     c.m2.adam_eps = 1e-8
     c.m2.weight_decay = 0.0
+    c.m2.eval_every_epochs = 1          # validation and test accuracy, selection
     c.m2.patience = 0                   # early stopping on validation accuracy, in epochs
 
 

@@ -1,6 +1,6 @@
 """What a dataset is, for every source: `Split`, `Datasets`, and the `DataError` a source
-raises when the data cannot be had. `aevb/data.py` (IDX files, splits, binarization) and
-the optional `aevb/tfds_data.py` both build these, so neither imports the other's code.
+raises when the data cannot be had. `aevb/data/sources.py` (IDX files, splits, binarization) and
+the optional `aevb/data/tfds.py` both build these, so neither imports the other's code.
 """
 
 from __future__ import annotations

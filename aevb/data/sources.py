@@ -10,7 +10,7 @@ int32 labels [N]; `load` picks one by ``data.source``, one of `SOURCES`:
   module `aevb.tfds_data`, which `load` imports only when this source is chosen,
   so importing this module never loads TFDS or TensorFlow.
 
-The types (`Split`, `Datasets`, `DataError`) live in `aevb/datasets.py`, which both
+The types (`Split`, `Datasets`, `DataError`) live in `aevb/data/datasets.py`, which both
 sources import. `split_validation` holds out a validation split. Images stay uint8 on the host (a
 quarter of the memory of float32); the model side turns them into [0, 1] floats
 with `to_unit_interval` and, for Bernoulli decoders, into {0, 1} with `binarize`,

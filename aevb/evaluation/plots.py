@@ -9,6 +9,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from aevb.run import files
+
 
 def image_grid(images: np.ndarray, num_columns: int, pad: int = 2) -> np.ndarray:
     """Tiles images [N, H, W, C] with values in [0, 1] into one uint8 picture.
@@ -52,7 +54,7 @@ def save_png(picture: np.ndarray, path: str, scale: int = 2) -> str:
     return path
 
 
-def save_filters(tiles: np.ndarray, workdir: str, name: str = "filters.png") -> str:
+def save_filters(tiles: np.ndarray, workdir: str, name: str = files.FILTERS) -> str:
     """First-layer filters [N, h, w, C] in [0, 1] (an architecture's `filter_tiles`) as a
     10-column grid, enlarged so each tile is at least 56 pixels wide (a 3x3 conv filter
     as well as a 28x28 dense one)."""
@@ -109,7 +111,7 @@ def save_reconstructions(x: np.ndarray, recon: np.ndarray, image_shape: tuple[in
     columns = max(1, int(np.sqrt(x.shape[0])))
     as_images = lambda a: np.asarray(a).reshape(-1, *image_shape)
     return save_png(image_grid(interleave_rows(as_images(x), as_images(recon), columns),
-                               columns), os.path.join(workdir, "reconstructions.png"))
+                               columns), files.path(workdir, files.RECONSTRUCTIONS))
 
 
 def save_curves(curves: dict[str, list[tuple[int, float]]], xlabel: str, ylabel: str,

@@ -1,9 +1,10 @@
 """The model families, looked up by `model.kind`: the only place that knows their names.
 
-Adding a family: one file in this package with a `Family` subclass, and one line below.
-`m2.py` holds M2, the semi-supervised VAE of Kingma et al. (2014): not a `model.kind`, as it
-needs labels; `task=semisupervised` trains it (`aevb/semisupervised.py`, `semisupervised.
-classifier=m2`) on the pixels or on the codes of a VAE of `model.*`.
+Adding a family: one file in this package with a `Family` subclass, and one line below
+(docs/extending.md). M2, the semi-supervised VAE of Kingma et al. (2014), is not a
+`model.kind`, as it needs labels: `aevb/models/m2.py` holds it and `task=semisupervised`
+trains it (`aevb/regimes/semisupervised.py`, `semisupervised.classifier=m2`) on the pixels
+or on the codes of a VAE of `model.*`.
 """
 
 from __future__ import annotations

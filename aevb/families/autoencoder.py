@@ -5,13 +5,12 @@ as Keras reports them) of the clean x from the corrupted x~, plus `sparsity.weig
 sparsity penalty on the code: `kl`, sum_j KL(target || rho_hat_j) over the batch (a batch
 statistic: every example carries the same value), or `l1`, sum_j |code_j| per example.
 The family also owns the layer layout of a stack, which greedy layer-wise training
-(`aevb/layerwise.py`) trains one layer at a time.
+(`aevb/regimes/layerwise.py`) trains one layer at a time.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 
 import flax.linen as nn
 import jax
@@ -27,7 +26,7 @@ from aevb.evaluation import measures, plots
 from aevb.evaluation.measures import EvalData, map_in_chunks
 from aevb.families.base import Family, Objective, Params
 from aevb.models import losses, sparsity
-from aevb.run import parallel
+from aevb.run import files, parallel
 
 RECONSTRUCTION_LOSSES = ("mse", "cross_entropy")
 SPARSITY_KINDS = ("none", "kl", "l1")
@@ -173,8 +172,38 @@ class AutoencoderFamily(Family):
 
     def make_model(self, model_config: ml_collections.ConfigDict,
                    image_shape: tuple[int, int, int]) -> nn.Module:
-        return architectures.get(model_config.architecture).autoencoder(model_config,
-                                                                          image_shape)
+        """On a `dense_stack` architecture the stacked autoencoder (`models.Autoencoder`:
+        flat parameters, tied weights as an option); else a `models.TrunkAutoencoder`:
+        the encoder trunk with the code layer on top (`_code_widths`), the decoder trunk
+        of the reversed widths."""
+        mc = model_config
+        arch = architectures.get(mc.architecture)
+        if arch.dense_stack:
+            return models.Autoencoder(
+                hidden_sizes=tuple(mc.hidden_sizes), code_dim=mc.latent_dim,
+                output_dim=int(np.prod(image_shape)), activation=mc.activation,
+                code_activation=mc.code_activation, output_activation=mc.output_activation,
+                tied_weights=mc.tied_weights)
+        decoder = arch.decoder_trunk(mc, image_shape, tuple(reversed(mc.hidden_sizes)),
+                                     mc.activation, kernel_init=mc.kernel_init,
+                                     dense_input=arch.has_dense_code(mc))
+        return models.TrunkAutoencoder(self._trunk(mc, image_shape, preactivation=True),
+                                       decoder, mc.output_activation)
+
+    @staticmethod
+    def _code_widths(mc: ml_collections.ConfigDict) -> tuple[int, ...]:
+        """The encoder's dense widths: the hidden layers and the code layer (none where the
+        code is the top of the architecture's own layers)."""
+        dense_code = architectures.get(mc.architecture).has_dense_code(mc)
+        return (*mc.hidden_sizes, mc.latent_dim) if dense_code else tuple(mc.hidden_sizes)
+
+    def _trunk(self, mc: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
+               num_layers: int = 0, preactivation: bool = False) -> nn.Module:
+        """The encoder trunk whose top layer is the code (`model.code_activation`)."""
+        return architectures.get(mc.architecture).encoder_trunk(
+            mc, image_shape, self._code_widths(mc), mc.activation,
+            top_activation=mc.code_activation, kernel_init=mc.kernel_init,
+            num_layers=num_layers, preactivation=preactivation)
 
     def init_params(self, model: nn.Module, key: jax.Array,
                     image_shape: tuple[int, int, int]) -> Params:
@@ -240,20 +269,43 @@ class AutoencoderFamily(Family):
                                       config.noise.rate)
             restored = model.apply(params, corrupted).x_hat
             stack = np.concatenate([np.clip(corrupted, 0, 1), restored, x[:rows]])
-            written.append(plots.save_grid(stack, image_shape, workdir, "denoising.png",
+            written.append(plots.save_grid(stack, image_shape, workdir, files.DENOISING,
                                            columns=rows))
         if config.model.code_activation == "sigmoid":
             codes = model.apply(params, test_x, method=model.encode)
             target = config.sparsity.target if config.sparsity.kind == "kl" else None
             written.append(plots.activation_histogram(
                 np.asarray(codes).mean(axis=0), target,
-                os.path.join(workdir, "code_activations.png")))
+                files.path(workdir, files.CODE_ACTIVATIONS)))
         return written
 
     def encoder_depth(self, model_config: ml_collections.ConfigDict) -> int:
-        return architectures.get(model_config.architecture).encoder_depth(model_config)
+        mc = model_config
+        return architectures.get(mc.architecture).trunk_depth(mc, self._code_widths(mc))
 
     def encoder(self, model_config, image_shape, params, num_layers=0):
-        """The lower layers with the autoencoder's own arrays (code layer last)."""
-        return architectures.get(model_config.architecture).autoencoder_features(
-            model_config, image_shape, params, num_layers or self.encoder_depth(model_config))
+        """The lower layers with the autoencoder's own arrays (code layer last): on a
+        `dense_stack` a `models.DenseEncoder` (the stack's flat names), else the encoder
+        trunk's lower layers."""
+        mc = model_config
+        num_layers = num_layers or self.encoder_depth(mc)
+        if architectures.get(mc.architecture).dense_stack:
+            widths = (int(np.prod(image_shape)), *self._code_widths(mc))
+            activations = ((mc.activation,) * len(mc.hidden_sizes) + (mc.code_activation,))
+            module = models.DenseEncoder(widths[:num_layers + 1], activations[:num_layers])
+            source = None if params is None else params["params"]
+        else:
+            module = self._trunk(mc, image_shape, num_layers)
+            source = None if params is None else params["params"]["encoder"]
+        if params is None:
+            return module, None
+        return module, models.lower_layer_params(module, source, int(np.prod(image_shape)))
+
+    def forward_flops(self, model_config, image_shape):
+        mc = model_config
+        arch = architectures.get(mc.architecture)
+        encoder, _ = arch.encoder_flops(mc, image_shape, self._code_widths(mc))
+        decoder = arch.decoder_flops(mc, image_shape, mc.latent_dim,
+                                     tuple(reversed(mc.hidden_sizes)),
+                                     dense_input=arch.has_dense_code(mc))
+        return encoder, decoder

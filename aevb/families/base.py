@@ -1,10 +1,11 @@
 """What a model family supplies to the regimes: the one interface every family implements.
 
-A family (the VAE, the autoencoder) owns everything that depends on its model: the module,
-the per-example objective, the periodic evaluation terms, the end-of-run measurements, the
-pictures, and the encoder that pretraining reuses. Regimes (`aevb/train.py`,
-`aevb/layerwise.py`, `aevb/pretrain.py`, `aevb/vectorized.py`) only call these methods, so
-a new family is one new file plus one line in `aevb/families/__init__.py`.
+A family (the VAE, the autoencoder) owns everything that depends on its model: the module
+(its heads on the trunks of `model.architecture`, `aevb/architectures/`), the per-example
+objective, the periodic evaluation terms, the end-of-run measurements, the pictures, and
+the encoder that pretraining reuses. Regimes (`aevb/regimes/`) only call these methods, so
+a new family is one new file plus one line in `aevb/families/__init__.py`
+(docs/extending.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh
 
 from aevb.architectures.base import ImageShape
@@ -93,3 +95,20 @@ class Family(abc.ABC):
         The module maps x [..., D] to features [..., F]; with `params=None` only the module
         (for a classifier trained from scratch). Pretraining puts a head on it.
         """
+
+    def forward_flops(self, model_config: ml_collections.ConfigDict, image_shape: ImageShape
+                      ) -> tuple[list[float], list[float]]:
+        """Forward FLOPs of one example through each convolution or matmul of the model's
+        (encoder, decoder), input side first (a multiply-add counts 2)."""
+        raise NotImplementedError(f"model.kind={self.kind!r} counts no FLOPs")
+
+    def posterior(self, config: ml_collections.ConfigDict, model: nn.Module, params: Params,
+                  x: jax.Array) -> dict[str, jax.Array]:
+        """A `variational` family's q(z|x) for every example x [N, D]: {'mean', 'log_var'},
+        each [N, L] (M1's features in `task=semisupervised`)."""
+        raise NotImplementedError(f"model.kind={self.kind!r} has no latent posterior")
+
+    def active_units(self, means: np.ndarray) -> np.ndarray:
+        """Which latent units [L] (bool) of posterior means [N, L] carry information (vary
+        with x); a `variational` family's."""
+        raise NotImplementedError(f"model.kind={self.kind!r} has no latent posterior")

@@ -40,7 +40,7 @@ from aevb.evaluation.measures import EvalData, map_in_chunks
 from aevb.families.base import Family, Objective, Params
 from aevb.models import iwae, losses
 from aevb.models.distributions import Gaussian
-from aevb.run import parallel
+from aevb.run import files, parallel
 from aevb.training import schedules
 
 OBJECTIVES = ("elbo", "iwae")
@@ -147,6 +147,16 @@ def posterior_means(model: models.VAE, params: Params, x: jax.Array, chunk_size:
     return map_in_chunks(fn, x, jax.random.key(0), chunk_size, mesh)["mean"]
 
 
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+def posteriors(model: models.VAE, params: Params, x: jax.Array, chunk_size: int
+               ) -> dict[str, jax.Array]:
+    """q(z|x) for every example x [N, D]: {'mean', 'log_var'}, each [N, L]."""
+    def fn(xc, _):
+        q = model.apply(params, xc, method=model.encode)
+        return {"mean": q.loc, "log_var": q.log_var}
+    return map_in_chunks(fn, x, jax.random.key(0), chunk_size)
+
+
 ACTIVE_THRESHOLD = 0.01  # Cov_x(E_q[z_u]) above which a latent unit counts as active
 
 
@@ -159,6 +169,18 @@ def active_units(means: np.ndarray, threshold: float = ACTIVE_THRESHOLD
     """
     variance = np.var(np.asarray(means), axis=0)
     return int(np.sum(variance > threshold)), variance
+
+
+def dense_shapes(model_config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]
+                 ) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of every matmul of the VAE on dense trunks (`model.architecture=
+    'mlp'`), encoder first: D -> hidden -> 2L, then L -> reversed hidden -> D (2D: a
+    Gaussian decoder)."""
+    d, mc = int(np.prod(image_shape)), model_config
+    channels, _ = models.PIXEL_OUTPUTS[mc.decoder]
+    enc = (d, *mc.hidden_sizes, 2 * mc.latent_dim)
+    dec = (mc.latent_dim, *reversed(mc.hidden_sizes), channels * d)
+    return list(zip(enc, enc[1:])) + list(zip(dec, dec[1:]))
 
 
 INTERPOLATION_STEPS = 8
@@ -209,9 +231,26 @@ class VAEFamily(Family):
 
     def make_model(self, model_config: ml_collections.ConfigDict,
                    image_shape: tuple[int, int, int]) -> nn.Module:
-        arch = architectures.get(model_config.architecture)
-        return models.VAE(arch.gaussian_encoder(model_config, image_shape),
-                          arch.decoder(model_config, image_shape))
+        """A `models.GaussianEncoder` on the architecture's encoder trunk of
+        `model.hidden_sizes`, a `models.PixelDecoder` on its decoder trunk of the reversed
+        widths."""
+        mc = model_config
+        arch = architectures.get(mc.architecture)
+        channels, output_name = models.PIXEL_OUTPUTS[mc.decoder]
+        decoder = arch.decoder_trunk(mc, image_shape, tuple(reversed(mc.hidden_sizes)),
+                                     mc.activation, channels, kernel_init=mc.kernel_init,
+                                     output_name=output_name)
+        return models.VAE(models.GaussianEncoder(self._trunk(mc, image_shape), mc.latent_dim,
+                                                 mc.kernel_init),
+                          models.PixelDecoder(decoder, mc.decoder, mc.decoder_min_log_var))
+
+    @staticmethod
+    def _trunk(mc: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
+               num_layers: int = 0) -> nn.Module:
+        """The encoder trunk under q(z|x): `model.hidden_sizes` (its lower `num_layers`)."""
+        return architectures.get(mc.architecture).encoder_trunk(
+            mc, image_shape, tuple(mc.hidden_sizes), mc.activation,
+            kernel_init=mc.kernel_init, num_layers=num_layers)
 
     def init_params(self, model: nn.Module, key: jax.Array,
                     image_shape: tuple[int, int, int]) -> Params:
@@ -283,10 +322,10 @@ class VAEFamily(Family):
         written = [plots.save_reconstructions(x, recon, image_shape, workdir)]
         z = jax.random.normal(key, (n, config.model.latent_dim))
         samples = model.apply(params, z, method=model.generate)
-        written.append(plots.save_grid(samples, image_shape, workdir, "samples.png"))
+        written.append(plots.save_grid(samples, image_shape, workdir, files.SAMPLES))
         if test_x.shape[0] >= 2:
             rows = latent_interpolations(model, params, test_x[:2 * min(8, n // 2 or 1)])
-            written.append(plots.save_grid(rows, image_shape, workdir, "interpolations.png",
+            written.append(plots.save_grid(rows, image_shape, workdir, files.INTERPOLATIONS,
                                            columns=INTERPOLATION_STEPS + 2))
         kernel = model.apply(params, method=model.first_layer_kernel)
         written.append(plots.save_filters(architectures.get(config.model.architecture)
@@ -295,19 +334,42 @@ class VAEFamily(Family):
             side = 20
             grid = model.apply(params, jnp.asarray(plots.latent_grid(side)),
                                method=model.generate)
-            written.append(plots.save_grid(grid, image_shape, workdir, "latent_manifold.png",
+            written.append(plots.save_grid(grid, image_shape, workdir, files.LATENT_MANIFOLD,
                                            columns=side, pad=0))
         return written
 
     def encoder_depth(self, model_config: ml_collections.ConfigDict) -> int:
-        return architectures.get(model_config.architecture).encoder_depth(model_config)
+        """The trunk's layers and the mean of q(z|x)."""
+        mc = model_config
+        return architectures.get(mc.architecture).trunk_depth(mc, mc.hidden_sizes) + 1
 
     def encoder(self, model_config, image_shape, params, num_layers=0):
         """All layers: the mean of q(z|x) (the encoder's own parameters); fewer: the lower
-        hidden layers, as the architecture exports them."""
-        arch = architectures.get(model_config.architecture)
+        layers of its trunk, with the trunk's own parameters."""
+        mc = model_config
         encoder_params = None if params is None else params["params"]["encoder"]
-        if num_layers in (0, self.encoder_depth(model_config)):
-            module = arch.posterior_mean(model_config, image_shape)
+        if num_layers in (0, self.encoder_depth(mc)):
+            module = models.PosteriorMean(self._trunk(mc, image_shape), mc.latent_dim,
+                                          mc.kernel_init)
             return module, None if params is None else {"params": encoder_params}
-        return arch.vae_features(model_config, image_shape, encoder_params, num_layers)
+        trunk = self._trunk(mc, image_shape, num_layers)
+        if params is None:
+            return trunk, None
+        return trunk, models.lower_layer_params(trunk, encoder_params[trunk.name],
+                                                int(np.prod(image_shape)))
+
+    def forward_flops(self, model_config, image_shape):
+        """The trunks' FLOPs, with the mean and log-variance layer's on the encoder side."""
+        mc = model_config
+        arch = architectures.get(mc.architecture)
+        encoder, width = arch.encoder_flops(mc, image_shape, tuple(mc.hidden_sizes))
+        channels, _ = models.PIXEL_OUTPUTS[mc.decoder]
+        decoder = arch.decoder_flops(mc, image_shape, mc.latent_dim,
+                                     tuple(reversed(mc.hidden_sizes)), channels)
+        return encoder + [2.0 * width * (2 * mc.latent_dim)], decoder
+
+    def posterior(self, config, model, params, x):
+        return posteriors(model, params, x, config.eval.batch_size)
+
+    def active_units(self, means):
+        return active_units(means)[1] > ACTIVE_THRESHOLD

@@ -1,10 +1,11 @@
 """Models: Flax modules and the math that scores them. Modules return distribution
 parameters or activations, never losses; they read no config.
 
-  layers.py        activations, initialisers, the dense stack, the pixel distribution
-  vae.py           the VAE (Kingma & Welling 2014): Gaussian encoder, decoder
-  autoencoder.py   undercomplete and stacked autoencoders, tied weights
-  conv.py          convolutional encoders, decoders and autoencoder (conv_ops.py: gradients)
+  layers.py        activations, initialisers, the dense trunks, the base of a head on a
+                   trunk, the pixel distribution
+  vae.py           the VAE (Kingma & Welling 2014): Gaussian posterior, pixel decoder
+  autoencoder.py   undercomplete and stacked autoencoders, tied weights; one on any trunks
+  conv.py          the convolutional trunks (conv_ops.py: their gradients)
   m2.py            M2, the semi-supervised VAE of Kingma et al. (2014), and its objective
   classifier.py    a softmax head on any encoder
   distributions.py Bernoulli and Gaussian, with log-densities and samples
@@ -13,23 +14,35 @@ parameters or activations, never losses; they read no config.
   sparsity.py      the sparse autoencoder's penalties (KL to a target activation, L1)
 """
 
-from aevb.models.autoencoder import Autoencoder, DenseEncoder, Reconstruction, dense_forward
+from aevb.models.autoencoder import (
+    Autoencoder,
+    DenseEncoder,
+    Reconstruction,
+    TrunkAutoencoder,
+    dense_forward,
+)
 from aevb.models.classifier import Classifier
 from aevb.models.distributions import Bernoulli, Gaussian
 from aevb.models.layers import (
-                                ACTIVATIONS,
-                                CODE_ACTIVATIONS,
-                                DECODERS,
-                                KERNEL_INITS,
-                                MIN_LOG_VAR,
-                                MLP,
-                                OUTPUT_ACTIVATIONS,
-                                get_activation,
-                                pixel_distribution,
+    ACTIVATIONS,
+    CODE_ACTIVATIONS,
+    DECODERS,
+    KERNEL_INITS,
+    MIN_LOG_VAR,
+    MLP,
+    OUTPUT_ACTIVATIONS,
+    PIXEL_OUTPUTS,
+    MLPDecoder,
+    TrunkHead,
+    get_activation,
+    lower_layer_params,
+    pixel_distribution,
 )
-from aevb.models.vae import VAE, Decoder, GaussianEncoder, PosteriorMean, VAEOutput, dense_vae
+from aevb.models.vae import VAE, GaussianEncoder, PixelDecoder, PosteriorMean, VAEOutput, dense_vae
 
 __all__ = ["ACTIVATIONS", "CODE_ACTIVATIONS", "DECODERS", "KERNEL_INITS", "MIN_LOG_VAR", "MLP",
-           "OUTPUT_ACTIVATIONS", "VAE", "Autoencoder", "Bernoulli", "Classifier", "Decoder", "DenseEncoder", "Gaussian",
-           "GaussianEncoder", "PosteriorMean", "Reconstruction", "VAEOutput", "dense_forward",
-           "dense_vae", "get_activation", "pixel_distribution"]
+           "OUTPUT_ACTIVATIONS", "PIXEL_OUTPUTS", "VAE", "Autoencoder", "Bernoulli",
+           "Classifier", "DenseEncoder", "Gaussian", "GaussianEncoder", "MLPDecoder",
+           "PixelDecoder", "PosteriorMean", "Reconstruction", "TrunkAutoencoder", "TrunkHead",
+           "VAEOutput", "dense_forward", "dense_vae", "get_activation", "lower_layer_params",
+           "pixel_distribution"]

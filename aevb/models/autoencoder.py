@@ -1,5 +1,7 @@
-"""Deterministic autoencoders: undercomplete and stacked (symmetric around the code), with
-tied weights (W' = W^T) as an option, and the encoder half as a feature extractor.
+"""Deterministic autoencoders: the stacked dense autoencoder (symmetric around the code, tied
+weights W' = W^T as an option, flat parameters that layer-wise training splits into layers),
+its encoder half as a feature extractor, and an autoencoder on any architecture's two
+trunks (`TrunkAutoencoder`).
 """
 
 from __future__ import annotations
@@ -123,6 +125,46 @@ class Autoencoder(nn.Module):
         """(fan_in, fan_out) of every matmul of one forward pass (tied layers too)."""
         enc = list(itertools.pairwise(self.widths))
         return enc + [(o, i) for i, o in reversed(enc)]
+
+
+class TrunkAutoencoder(nn.Module):
+    """An autoencoder on an architecture's trunks, with the interface of `Autoencoder`.
+
+    `encoder`: x [..., D] -> (code, its pre-activation) [..., J] (an encoder trunk whose top
+    layer is the code layer, built with `preactivation`); `decoder`: code [..., J] -> (the
+    output layer before its activation [..., D],) (a decoder trunk of one channel). Their
+    parameters sit under `encoder` and `decoder`.
+    """
+
+    encoder: nn.Module
+    decoder: nn.Module
+    output_activation: str = "sigmoid"
+
+    def encode_with_preactivation(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """x [..., D] -> (code, its pre-activation) [..., J]."""
+        return self.encoder(x)
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        """x [..., D] -> code [..., J]."""
+        return self.encoder(x)[0]
+
+    def decode_logits(self, code: jax.Array) -> jax.Array:
+        """code [..., J] -> output layer before its activation [..., D]."""
+        return self.decoder(code)[0]
+
+    def generate(self, code: jax.Array) -> jax.Array:
+        """Reconstruction x_hat [..., D] of a code [..., J]."""
+        return get_activation(self.output_activation)(self.decode_logits(code))
+
+    def __call__(self, x: jax.Array) -> Reconstruction:
+        code, pre = self.encoder(x)
+        logits = self.decode_logits(code)
+        return Reconstruction(code=code, code_preactivation=pre, logits=logits,
+                              x_hat=get_activation(self.output_activation)(logits))
+
+    def first_layer_kernel(self) -> jax.Array:
+        """The encoder trunk's first kernel: filter pictures."""
+        return self.encoder.first_layer_kernel()
 
 
 class DenseEncoder(nn.Module):

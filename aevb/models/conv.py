@@ -1,10 +1,10 @@
 """Flax (Linen) convolutional modules: the layers of `model.architecture='conv'`.
 
 `ConvStack` is the conv layers' geometry (their feature maps' sides, the mirror's paddings,
-their FLOPs); `ConvEncoder` and `ConvDecoder` are the two halves, which the VAE's
-`ConvGaussianEncoder` / `ConvVAEDecoder` and the deterministic `ConvAutoencoder` wrap.
-What the layers are and why is in `aevb/architectures/conv.py`. Images enter flattened,
-[..., D] with D = H * W * C, and are reshaped to [N, H, W, C] inside.
+their FLOPs); `ConvEncoder` and `ConvDecoder` are the two trunks, on which the families put
+their heads. What the layers are and why is in `aevb/architectures/conv.py`. Images enter
+flattened, [..., D] with D = H * W * C, and are reshaped to [N, H, W, C] inside; the decoder
+gives them back flattened.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ import math
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 from jax import lax
 
 from aevb import models
 from aevb.models import conv_ops
-from aevb.models.distributions import Bernoulli, Gaussian
 
 ImageShape = tuple[int, int, int]
 
@@ -45,7 +43,7 @@ class ConvStack:
 
     @property
     def explicit_gradients(self) -> bool:
-        """The written-out gradients of `aevb/conv_ops.py` (else XLA's own)."""
+        """The written-out gradients of `aevb/models/conv_ops.py` (else XLA's own)."""
         return self.gradients == "explicit"
 
     def conv_size(self, i: int, n: int) -> int:
@@ -143,7 +141,8 @@ def _flatten_leading(x: jax.Array, inner: tuple[int, ...]) -> tuple[jax.Array, t
 
 
 class ConvEncoder(nn.Module):
-    """x [..., D] -> (the last layer's output [..., F], its pre-activation [..., F]).
+    """The conv encoder trunk: x [..., D] -> the last layer's output [..., F] (with
+    `preactivation`: the pair (output, its pre-activation [..., F])).
 
     Layers: the conv layers of `stack` (`conv_<i>`), then dense layers of `dense_sizes`
     (`dense_<j>`), each with its entry of `activations`; only the lower `num_layers` of them
@@ -155,9 +154,10 @@ class ConvEncoder(nn.Module):
     activations: tuple[str, ...] = ()
     kernel_init: str = "lecun_normal"
     num_layers: int = 0
+    preactivation: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
         st, init = self.stack, models.KERNEL_INITS[self.kernel_init]
         h, lead = _flatten_leading(x, st.image_shape)
         n_conv = len(st.channels)
@@ -176,39 +176,36 @@ class ConvEncoder(nn.Module):
         for j in range(n - n_conv):
             pre = nn.Dense(self.dense_sizes[j], kernel_init=init, name=f"dense_{j}")(h)
             h = models.get_activation(self.activations[n_conv + j])(pre)
-        return h.reshape(*lead, -1), pre.reshape(*lead, -1)
+        h = h.reshape(*lead, -1)
+        return (h, pre.reshape(*lead, -1)) if self.preactivation else h
 
     def first_layer_kernel(self) -> jax.Array:
         """conv_0's kernel [k, k, C, channels[0]]."""
         return self.variables["params"]["conv_0"]["kernel"]
 
 
-class ConvFeatures(ConvEncoder):
-    """The lower layers of a `ConvEncoder` as a feature extractor: x [..., D] -> [..., F]."""
-
-    def __call__(self, x: jax.Array) -> jax.Array:  # type: ignore[override]
-        return super().__call__(x)[0]
-
-
 class ConvDecoder(nn.Module):
-    """code [..., J] -> the last layer's output [..., H, W, out_channels], no activation.
+    """The conv decoder trunk: code [..., J] -> `channels` outputs per pixel, a tuple of
+    `channels` arrays [..., D] (no activation on them).
 
     Dense layers `dense_<j>` of `dense_sizes`, with `to_map` a dense layer `to_map` to the
     last feature map's size, then the transposed convolutions `deconv_<j>` mirroring the
-    encoder's conv layers, the last first.
+    encoder's conv layers, the last first; the last one has channels x C output channels,
+    output p being channels p C .. (p + 1) C - 1 of each pixel.
     """
 
     stack: ConvStack
     dense_sizes: tuple[int, ...]
     to_map: bool
     activation: str
-    out_channels: int
+    channels: int = 1
     kernel_init: str = "lecun_normal"
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array:
+    def __call__(self, z: jax.Array) -> tuple[jax.Array, ...]:
         st, init = self.stack, models.KERNEL_INITS[self.kernel_init]
         act = models.get_activation(self.activation)
+        c = st.image_shape[2]
         h, lead = _flatten_leading(z, z.shape[-1:])
         for j, width in enumerate(self.dense_sizes):
             h = act(nn.Dense(width, kernel_init=init, name=f"dense_{j}")(h))
@@ -218,123 +215,13 @@ class ConvDecoder(nn.Module):
         h = h.reshape(-1, *map_shape)
         for j, i in enumerate(reversed(range(len(st.channels)))):
             k, stride = st.kernels[i], st.strides[i] * st.pools[i]
-            h = _ConvLayer(st.channels[i - 1] if i else self.out_channels, k, stride,
+            h = _ConvLayer(st.channels[i - 1] if i else self.channels * c, k, stride,
                            st.transpose_padding(i), transpose=True,
                            kernel_init=self.kernel_init,
                            explicit_gradients=st.explicit_gradients,
                            name=f"deconv_{j}")(h)
             if i:
                 h = act(h)
-        return h.reshape(*lead, *h.shape[1:])
-
-
-class ConvGaussianEncoder(nn.Module):
-    """q(z|x): x [..., D] -> conv layers and hidden dense layers (`body`) -> one dense layer
-    of width 2L (`mean_log_var`) -> Gaussian [..., L]."""
-
-    stack: ConvStack
-    hidden_sizes: tuple[int, ...]
-    latent_dim: int
-    activation: str = "tanh"
-    kernel_init: str = "lecun_normal"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> Gaussian:
-        depth = len(self.stack.channels) + len(self.hidden_sizes)
-        h, _ = ConvEncoder(self.stack, self.hidden_sizes, (self.activation,) * depth,
-                           self.kernel_init, name="body")(x)
-        out = nn.Dense(2 * self.latent_dim, kernel_init=models.KERNEL_INITS[self.kernel_init],
-                       name="mean_log_var")(h)
-        mean, log_var = jnp.split(out, 2, axis=-1)
-        return Gaussian(mean, log_var)
-
-    def first_layer_kernel(self) -> jax.Array:
-        return self.variables["params"]["body"]["conv_0"]["kernel"]
-
-
-class ConvPosteriorMean(ConvGaussianEncoder):
-    """The mean of q(z|x) [..., L], with the encoder's own parameters."""
-
-    def __call__(self, x: jax.Array) -> jax.Array:  # type: ignore[override]
-        return super().__call__(x).mean()
-
-
-class ConvVAEDecoder(nn.Module):
-    """p(x|z): z [..., L] -> `ConvDecoder` (`body`) -> Bernoulli or Gaussian [..., D]: C
-    output channels of logits, or 2C of means and log-variances (`models.pixel_distribution`)."""
-
-    stack: ConvStack
-    hidden_sizes: tuple[int, ...]
-    likelihood: str = "bernoulli"
-    activation: str = "tanh"
-    kernel_init: str = "lecun_normal"
-    min_log_var: float = models.MIN_LOG_VAR
-
-    @nn.compact
-    def __call__(self, z: jax.Array) -> Bernoulli | Gaussian:
-        c = self.stack.image_shape[2]
-        parts = 1 if self.likelihood == "bernoulli" else 2
-        y = ConvDecoder(self.stack, tuple(reversed(self.hidden_sizes)), True, self.activation,
-                        parts * c, self.kernel_init, name="body")(z)       # [..., H, W, pC]
-        lead = y.shape[:-3]
-        flat = [y[..., p * c:(p + 1) * c].reshape(*lead, -1) for p in range(parts)]
-        return models.pixel_distribution(self.likelihood, *flat, min_log_var=self.min_log_var)
-
-
-def autoencoder_encoder_layers(n_conv: int, hidden_sizes: tuple[int, ...], code_dim: int,
-                               dense_code: bool, activation: str, code_activation: str
-                               ) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """A conv autoencoder's encoder after its `n_conv` conv layers: (the dense widths, one
-    activation per layer, conv layers first). The code layer, the last, has
-    `code_activation`: the dense code, or with `dense_code=False` the last conv layer."""
-    dense = (*hidden_sizes, code_dim) if dense_code else ()
-    return dense, (activation,) * (n_conv + len(dense) - 1) + (code_activation,)
-
-
-class ConvAutoencoder(nn.Module):
-    """A deterministic conv autoencoder: `ConvEncoder` (`encoder`: the conv layers, the
-    hidden dense layers and, with `dense_code`, a dense code layer) and its mirror
-    `ConvDecoder` (`decoder`). The interface of `models.Autoencoder`."""
-
-    stack: ConvStack
-    hidden_sizes: tuple[int, ...]
-    code_dim: int
-    dense_code: bool = True
-    activation: str = "relu"
-    code_activation: str = "linear"
-    output_activation: str = "sigmoid"
-    kernel_init: str = "lecun_normal"
-
-    def setup(self) -> None:
-        dense, activations = autoencoder_encoder_layers(
-            len(self.stack.channels), self.hidden_sizes, self.code_dim, self.dense_code,
-            self.activation, self.code_activation)
-        self.encoder = ConvEncoder(self.stack, dense, activations, self.kernel_init)
-        self.decoder = ConvDecoder(self.stack, tuple(reversed(self.hidden_sizes)),
-                                   self.dense_code, self.activation, self.stack.image_shape[2],
-                                   self.kernel_init)
-
-    def encode_with_preactivation(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """x [..., D] -> (code, its pre-activation) [..., code_dim]."""
-        return self.encoder(x)
-
-    def encode(self, x: jax.Array) -> jax.Array:
-        return self.encoder(x)[0]
-
-    def decode_logits(self, code: jax.Array) -> jax.Array:
-        """code [..., code_dim] -> output layer before its activation [..., D]."""
-        y = self.decoder(code)
-        return y.reshape(*y.shape[:-3], -1)
-
-    def generate(self, code: jax.Array) -> jax.Array:
-        return models.get_activation(self.output_activation)(self.decode_logits(code))
-
-    def __call__(self, x: jax.Array) -> models.Reconstruction:
-        code, pre = self.encoder(x)
-        logits = self.decode_logits(code)
-        return models.Reconstruction(
-            code=code, code_preactivation=pre, logits=logits,
-            x_hat=models.get_activation(self.output_activation)(logits))
-
-    def first_layer_kernel(self) -> jax.Array:
-        return self.encoder.first_layer_kernel()
+        y = h.reshape(*lead, *h.shape[1:])                                 # [..., H, W, pC]
+        return tuple(y[..., p * c:(p + 1) * c].reshape(*lead, -1)
+                     for p in range(self.channels))

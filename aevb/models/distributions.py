@@ -3,7 +3,7 @@
 A decoder returns a `Bernoulli` or a `Gaussian`, an encoder a `Gaussian`; the type says
 which, so code scores `dist.log_prob(x)` and draws pictures from `dist.mean()` without
 asking which decoder made it. Both are Flax pytrees (they pass through `jit`, `vmap` and
-`lax.map`) and their densities are the tested functions of `aevb/losses.py`.
+`lax.map`) and their densities are the tested functions of `aevb/models/losses.py`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Shared layers and names: activations, kernel initialisers, the dense stack (`MLP`) and the
-pixel distribution every decoder ends with.
+"""Shared layers and names: activations, kernel initialisers, the dense stack (`MLP`), the
+dense decoder (`MLPDecoder`), the base of a family's head on an architecture's trunk
+(`TrunkHead`) and the pixel distribution every decoder ends with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -52,27 +54,93 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
 
 
 class MLP(nn.Module):
-    """A stack of dense layers, each followed by the activation: [..., D_in] -> [..., H_last]."""
+    """A stack of dense layers (`hidden_<i>`), each followed by the activation (the last by
+    `top_activation`, if given): [..., D_in] -> [..., H_last]; with `preactivation`, the
+    pair (output, the last layer's pre-activation). No layers: the identity."""
 
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
     kernel_init: str = "lecun_normal"
+    top_activation: str | None = None
+    preactivation: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        act = get_activation(self.activation)
+    def __call__(self, x: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
+        n = len(self.hidden_sizes)
+        pre = x
         for i, width in enumerate(self.hidden_sizes):
-            x = act(nn.Dense(width, kernel_init=KERNEL_INITS[self.kernel_init],
-                             name=f"hidden_{i}")(x))
-        return x
+            pre = nn.Dense(width, kernel_init=KERNEL_INITS[self.kernel_init],
+                           name=f"hidden_{i}")(x)
+            top = i == n - 1 and self.top_activation is not None
+            x = get_activation(self.top_activation if top else self.activation)(pre)
+        return (x, pre) if self.preactivation else x
+
+    def first_layer_kernel(self) -> jax.Array:
+        """hidden_0's kernel [D_in, H_0]: filter pictures."""
+        return self.variables["params"]["hidden_0"]["kernel"]
+
+
+class MLPDecoder(nn.Module):
+    """A dense decoder: z [..., J] -> `channels` outputs per pixel, a tuple of `channels`
+    arrays [..., output_dim] (no activation on them): the dense layers of `hidden_sizes`
+    (`mlp`), then one dense layer of channels x output_dim (`output_name`), split.
+
+    It `shares_scope`: under a `TrunkHead` its layers sit in the head's own scope."""
+
+    hidden_sizes: Sequence[int]
+    output_dim: int
+    channels: int = 1
+    activation: str = "tanh"
+    kernel_init: str = "lecun_normal"
+    output_name: str = "output"
+    shares_scope = True
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> tuple[jax.Array, ...]:
+        h = MLP(self.hidden_sizes, self.activation, self.kernel_init, name="mlp")(z)
+        out = nn.Dense(self.channels * self.output_dim,
+                       kernel_init=KERNEL_INITS[self.kernel_init], name=self.output_name)(h)
+        return tuple(jnp.split(out, self.channels, axis=-1))
+
+
+class TrunkHead(nn.Module):
+    """The base of a family's head (its own layers) on an architecture's trunk, a field of
+    the subclass named `trunk`.
+
+    The trunk's parameters sit under the name its architecture gave it (`mlp`, `body`), or,
+    for a trunk that `shares_scope` (one whose layers sit beside the head's, as a dense
+    decoder's output layer does), in the head's own scope. A container that is not a head
+    (the classifier, an autoencoder of two trunks) names a trunk after its own field.
+    """
+
+    preserve_adopted_names = True
+
+    def setup(self) -> None:
+        if getattr(self.trunk, "shares_scope", False):
+            nn.share_scope(self, self.trunk)
+
+
+def lower_layer_params(module: nn.Module, params: Any, input_width: int) -> Any:
+    """{'params': the entries of `params` that `module` has}: the lower layers of a trunk
+    (or of a stack) exported under the names they have in it. `module` maps
+    [..., input_width]; only its parameters' names are computed, no values."""
+    names = jax.eval_shape(module.init, jax.random.key(0),
+                           jnp.zeros((1, input_width), jnp.float32))["params"]
+    return {"params": {name: params[name] for name in names}}
+
+
+# Per likelihood: the decoder's outputs per pixel (its trunk's `channels`) and the name of a
+# dense output layer (`MLPDecoder.output_name`).
+PIXEL_OUTPUTS = {"bernoulli": (1, "logits"), "gaussian": (2, "mean_log_var")}
 
 
 def pixel_distribution(likelihood: str, logits: jax.Array, raw_log_var: jax.Array | None = None,
                        min_log_var: float = MIN_LOG_VAR) -> Bernoulli | Gaussian:
-    """A decoder's output layer [..., D] (and [..., D] more for a Gaussian) as p(x|z).
+    """A decoder's outputs [..., D] (and [..., D] more for a Gaussian) as p(x|z).
 
     Bernoulli: `logits`. Gaussian: mean sigmoid(`logits`), log-variance `min_log_var +
-    softplus(raw_log_var - min_log_var)` (see `Decoder`). Shared by every architecture.
+    softplus(raw_log_var - min_log_var)` (see `vae.PixelDecoder`). Shared by every
+    architecture.
     """
     if likelihood == "bernoulli":
         return Bernoulli(logits)

@@ -38,23 +38,31 @@ second moments, i.e. Adam with learning rate 3e-4, beta1 = 0.9 and beta2 = 0.999
 initialises the weights from N(0, 0.001^2); this module does not: it takes the kernel
 initialisers of `models.KERNEL_INITS` (Flax's lecun_normal by default).
 
-Efficiency: q(z|x, y)'s first layer is Dense(x) + Dense_no_bias(y). The x part [B, H] is
-computed once and broadcast against the y part [..., B, H], so encoding all C classes does
-not redo the [B, D] x [D, H] matmul C times. The decoder's input is concat(z, y).
+The networks are heads on an architecture's trunks (`m2.architecture`; `dense_m2` builds the
+paper's dense M2): q(y|x) an encoder trunk of the hidden widths under a dense layer of C
+logits; q(z|x, y) the architecture's own layers (none for mlp, the conv layers for conv)
+applied to x, then the dense layers below; p(x|y, z) a decoder trunk of the hidden widths.
+
+Efficiency: q(z|x, y)'s first dense layer is Dense(x) + Dense_no_bias(y). The x part
+[B, H] is computed once and broadcast against the y part [..., B, H], so encoding all C
+classes does not redo the [B, D] x [D, H] matmul (nor any conv layer) C times. The
+decoder's input is concat(z, y).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from aevb import models
-from aevb.families.base import Params
 from aevb.models.distributions import Bernoulli, Gaussian
+
+Params = Any
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 # The Gaussian p(x|y, z)'s log-variance floor (M1 codes): min + softplus(raw - min), as
@@ -62,39 +70,41 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 GAUSSIAN_MIN_LOG_VAR = -10.0
 
 
-class _Classifier(nn.Module):
-    """q(y|x): x [..., D] -> logits [..., C], an MLP then Dense(C)."""
+class ClassifierHead(models.TrunkHead):
+    """q(y|x): x [..., D] -> logits [..., C], an encoder trunk then Dense(C) (`logits`)."""
 
+    trunk: nn.Module
     num_classes: int
-    hidden_sizes: Sequence[int]
-    activation: str
-    kernel_init: str
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = models.MLP(self.hidden_sizes, self.activation, self.kernel_init, name="mlp")(x)
         return nn.Dense(self.num_classes, kernel_init=models.KERNEL_INITS[self.kernel_init],
-                        name="logits")(h)
+                        name="logits")(self.trunk(x))
 
 
-class _Encoder(nn.Module):
+class StyleEncoder(nn.Module):
     """q(z|x, y): x [B, D], y [..., B, C] -> Gaussian [..., B, L].
 
-    The first layer is `x` (Dense of x, computed once) + `y` (Dense of y without bias),
-    broadcast over y's leading axes; with no hidden layers that sum is the output layer.
+    x goes through `trunk` (the architecture's own layers: the identity for mlp; parameters
+    under `trunk`), then the first dense layer is `x` (Dense of the trunk's output, computed
+    once) + `y` (Dense of y without bias), broadcast over y's leading axes; then the
+    activation, the dense layers of `hidden_sizes[1:]` (`mlp`) and `mean_log_var`. With no
+    hidden layers that sum is the output layer.
     """
 
+    trunk: nn.Module
     hidden_sizes: Sequence[int]
     latent_dim: int
     activation: str
-    kernel_init: str
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array, y: jax.Array) -> Gaussian:
         init = models.KERNEL_INITS[self.kernel_init]
         sizes = tuple(self.hidden_sizes)
         width = sizes[0] if sizes else 2 * self.latent_dim
-        pre = (nn.Dense(width, kernel_init=init, name="x")(x)
+        pre = (nn.Dense(width, kernel_init=init, name="x")(self.trunk(x))
                + nn.Dense(width, use_bias=False, kernel_init=init, name="y")(y))
         if sizes:
             h = models.get_activation(self.activation)(pre)
@@ -104,23 +114,20 @@ class _Encoder(nn.Module):
         return Gaussian(mean, log_var)
 
 
-class _Decoder(nn.Module):
-    """p(x|y, z): concat(z, y) [..., L + C] -> Bernoulli or Gaussian [..., D]."""
+class DecoderHead(models.TrunkHead):
+    """p(x|y, z): concat(z, y) [..., L + C] -> a decoder trunk -> Bernoulli [..., D] (its
+    logits), or Gaussian [..., D] (M1 codes: an unconstrained mean and a log-variance
+    floored softly at `GAUSSIAN_MIN_LOG_VAR`)."""
 
-    hidden_sizes: Sequence[int]
-    output_dim: int
-    likelihood: str
-    activation: str
-    kernel_init: str
+    trunk: nn.Module
+    likelihood: str = "bernoulli"
 
     @nn.compact
     def __call__(self, zy: jax.Array) -> Bernoulli | Gaussian:
-        init = models.KERNEL_INITS[self.kernel_init]
-        h = models.MLP(self.hidden_sizes, self.activation, self.kernel_init, name="mlp")(zy)
+        out = self.trunk(zy)
         if self.likelihood == "bernoulli":
-            return Bernoulli(nn.Dense(self.output_dim, kernel_init=init, name="logits")(h))
-        out = nn.Dense(2 * self.output_dim, kernel_init=init, name="mean_log_var")(h)
-        mean, raw = jnp.split(out, 2, axis=-1)
+            return Bernoulli(out[0])
+        mean, raw = out
         floor = GAUSSIAN_MIN_LOG_VAR
         return Gaussian(mean, floor + nn.softplus(raw - floor))
 
@@ -129,29 +136,24 @@ class M2(nn.Module):
     """The M2 model (Kingma et al. 2014, Section 3.1.2): generative p(y) p(z) p(x|y, z),
     inference q(z|x, y) and the classifier q(y|x).
 
-    All three networks use the MLP widths `hidden_sizes` ((500,) in the paper). The
-    likelihood is "bernoulli" (pixels in [0, 1]) or "gaussian" (M1 codes, unbounded reals:
-    an unconstrained mean and a log-variance floored softly at `GAUSSIAN_MIN_LOG_VAR`).
-    Parameters: `classifier`, `encoder` (`x`, `y`, `mlp`, `mean_log_var`), `decoder`.
+    `classifier` (a `ClassifierHead`), `encoder` (a `StyleEncoder`) and `decoder` (a
+    `DecoderHead`) on an architecture's trunks; `dense_m2` builds the paper's (MLPs of
+    `hidden_sizes`, (500,) in the paper). The likelihood is "bernoulli" (pixels in [0, 1])
+    or "gaussian" (M1 codes, unbounded reals). x has `output_dim` values. Parameters:
+    `classifier`, `encoder`, `decoder`.
     """
 
+    classifier: nn.Module
+    encoder: nn.Module
+    decoder: nn.Module
     num_classes: int
-    hidden_sizes: Sequence[int]
     latent_dim: int
     output_dim: int
     likelihood: str = "bernoulli"
-    activation: str = "softplus"
-    kernel_init: str = "lecun_normal"
 
     def setup(self) -> None:
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood={self.likelihood!r}; allowed: {LIKELIHOODS}")
-        sizes = tuple(self.hidden_sizes)
-        self.classifier = _Classifier(self.num_classes, sizes, self.activation,
-                                      self.kernel_init)
-        self.encoder = _Encoder(sizes, self.latent_dim, self.activation, self.kernel_init)
-        self.decoder = _Decoder(sizes, self.output_dim, self.likelihood, self.activation,
-                                self.kernel_init)
 
     def classify(self, x: jax.Array) -> jax.Array:
         """x [..., D] -> logits [..., C] of q(y|x)."""
@@ -180,6 +182,24 @@ class M2(nn.Module):
         logits = self.classify(x)
         posterior = self.encode(x, y)
         return logits, posterior, self.decode(posterior.sample(key), y)
+
+
+def dense_m2(num_classes: int, hidden_sizes: Sequence[int], latent_dim: int, output_dim: int,
+             likelihood: str = "bernoulli", activation: str = "softplus",
+             kernel_init: str = "lecun_normal") -> M2:
+    """The paper's M2: every network an MLP of `hidden_sizes` (the modules that
+    `m2.architecture='mlp'` builds)."""
+    sizes = tuple(hidden_sizes)
+    channels, output_name = models.PIXEL_OUTPUTS.get(likelihood, (1, "logits"))
+    return M2(
+        classifier=ClassifierHead(models.MLP(sizes, activation, kernel_init, name="mlp"),
+                                  num_classes, kernel_init),
+        encoder=StyleEncoder(models.MLP((), activation, kernel_init), sizes, latent_dim,
+                             activation, kernel_init),
+        decoder=DecoderHead(models.MLPDecoder(sizes, output_dim, channels, activation,
+                                              kernel_init, output_name), likelihood),
+        num_classes=num_classes, latent_dim=latent_dim, output_dim=output_dim,
+        likelihood=likelihood)
 
 
 def init_params(model: M2, key: jax.Array) -> Params:

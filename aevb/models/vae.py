@@ -1,6 +1,7 @@
-"""The variational autoencoder's modules (Kingma & Welling 2014): a Gaussian encoder q(z|x), a
-Bernoulli or Gaussian decoder p(x|z), and the VAE that joins any encoder and decoder.
-Modules return distributions (`distributions.py`), never losses.
+"""The variational autoencoder's modules (Kingma & Welling 2014): its heads on an
+architecture's trunks, a Gaussian q(z|x) (`GaussianEncoder`) and a Bernoulli or Gaussian
+p(x|z) (`PixelDecoder`), and the VAE that joins them. Modules return distributions
+(`distributions.py`), never losses.
 """
 
 from __future__ import annotations
@@ -13,33 +14,42 @@ import jax
 import jax.numpy as jnp
 
 from aevb.models.distributions import Bernoulli, Gaussian
-from aevb.models.layers import KERNEL_INITS, MIN_LOG_VAR, MLP, pixel_distribution
+from aevb.models.layers import (
+    KERNEL_INITS,
+    MIN_LOG_VAR,
+    MLP,
+    PIXEL_OUTPUTS,
+    MLPDecoder,
+    TrunkHead,
+    pixel_distribution,
+)
 
 
-class GaussianEncoder(nn.Module):
+class GaussianEncoder(TrunkHead):
     """Recognition model q(z|x) = N(mean, diag(exp(log_var))): x [..., D] -> Gaussian [..., L].
 
-    Mean and log-variance come from one dense layer of width 2L (one matmul instead of two).
+    An encoder trunk (x [..., D] -> features [..., F]), then one dense layer of width 2L
+    (`mean_log_var`: one matmul for the mean and the log-variance).
     """
 
-    hidden_sizes: Sequence[int]
+    trunk: nn.Module
     latent_dim: int
-    activation: str = "tanh"
     kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> Gaussian:
-        h = MLP(self.hidden_sizes, self.activation, self.kernel_init, name="mlp")(x)
         out = nn.Dense(2 * self.latent_dim, kernel_init=KERNEL_INITS[self.kernel_init],
-                       name="mean_log_var")(h)
+                       name="mean_log_var")(self.trunk(x))
         mean, log_var = jnp.split(out, 2, axis=-1)
         return Gaussian(mean, log_var)
 
     def first_layer_kernel(self) -> jax.Array:
-        """The first dense kernel [D, H] (mean_log_var's without hidden layers)."""
+        """The trunk's first kernel (dense [D, H] or conv [k, k, C, F]); mean_log_var's
+        [D, 2L] when the trunk has no layer."""
         params = self.variables["params"]
-        return (params["mlp"]["hidden_0"] if self.hidden_sizes
-                else params["mean_log_var"])["kernel"]
+        if self.trunk.name in params:
+            return self.trunk.first_layer_kernel()
+        return params["mean_log_var"]["kernel"]
 
 
 class PosteriorMean(GaussianEncoder):
@@ -49,32 +59,26 @@ class PosteriorMean(GaussianEncoder):
         return super().__call__(x).mean()
 
 
-class Decoder(nn.Module):
+class PixelDecoder(TrunkHead):
     """Generative model p(x|z): z [..., L] -> Bernoulli [..., D] or Gaussian [..., D].
 
-    The Gaussian's mean is squashed into (0, 1) by a sigmoid, as pixel values are. Its
-    log-variance is predicted per pixel and per code (a pixel of the background can be
-    certain where a pixel of an edge is not, which one learned variance per pixel could not
-    express) and kept above `min_log_var` by a softplus: `min_log_var + softplus(raw -
-    min_log_var)`. A density on dequantized pixels then stays bounded where the data are
-    constant (a pixel that is always 0 is uniform on [0, 1/256) after dequantization).
+    A decoder trunk gives `PIXEL_OUTPUTS[likelihood]` outputs per pixel: the Bernoulli's
+    logits, or the Gaussian's mean (squashed into (0, 1) by a sigmoid, as pixel values are)
+    and log-variance. The log-variance is predicted per pixel and per code (a pixel of the
+    background can be certain where a pixel of an edge is not, which one learned variance
+    per pixel could not express) and kept above `min_log_var` by a softplus: `min_log_var
+    + softplus(raw - min_log_var)`. A density on dequantized pixels then stays bounded
+    where the data are constant (a pixel that is always 0 is uniform on [0, 1/256) after
+    dequantization).
     """
 
-    hidden_sizes: Sequence[int]
-    output_dim: int
+    trunk: nn.Module
     likelihood: str = "bernoulli"
-    activation: str = "tanh"
-    kernel_init: str = "lecun_normal"
     min_log_var: float = MIN_LOG_VAR
 
     @nn.compact
     def __call__(self, z: jax.Array) -> Bernoulli | Gaussian:
-        h = MLP(self.hidden_sizes, self.activation, self.kernel_init, name="mlp")(z)
-        init = KERNEL_INITS[self.kernel_init]
-        if self.likelihood == "bernoulli":
-            return Bernoulli(nn.Dense(self.output_dim, kernel_init=init, name="logits")(h))
-        out = nn.Dense(2 * self.output_dim, kernel_init=init, name="mean_log_var")(h)
-        return pixel_distribution(self.likelihood, *jnp.split(out, 2, axis=-1),
+        return pixel_distribution(self.likelihood, *self.trunk(z),
                                   min_log_var=self.min_log_var)
 
 
@@ -91,7 +95,8 @@ class VAE(nn.Module):
     """The variational autoencoder of Kingma & Welling (2014): encoder, sampler, decoder.
 
     `encoder` maps x [..., D] to q(z|x) [..., L] and `decoder` z [..., L] to p(x|z) [..., D]
-    (`aevb/architectures/` builds both). `__call__(x [B, D], key)` -> VAEOutput.
+    (a `GaussianEncoder` and a `PixelDecoder` on the trunks of `aevb/architectures/`).
+    `__call__(x [B, D], key)` -> VAEOutput.
     """
 
     encoder: nn.Module
@@ -121,6 +126,9 @@ class VAE(nn.Module):
 
 def dense_vae(hidden_sizes: Sequence[int], latent_dim: int, output_dim: int,
               likelihood: str = "bernoulli", activation: str = "tanh") -> VAE:
-    """The dense VAE D -> hidden_sizes -> L (mean, log-variance) -> reversed -> D."""
-    return VAE(GaussianEncoder(tuple(hidden_sizes), latent_dim, activation),
-               Decoder(tuple(reversed(hidden_sizes)), output_dim, likelihood, activation))
+    """The dense VAE D -> hidden_sizes -> L (mean, log-variance) -> reversed -> D (the
+    modules `model.architecture='mlp'` builds)."""
+    channels, output_name = PIXEL_OUTPUTS[likelihood]
+    return VAE(GaussianEncoder(MLP(tuple(hidden_sizes), activation, name="mlp"), latent_dim),
+               PixelDecoder(MLPDecoder(tuple(reversed(hidden_sizes)), output_dim, channels,
+                                       activation, output_name=output_name), likelihood))

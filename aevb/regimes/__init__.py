@@ -1,16 +1,16 @@
 """The router: picks the regime that runs a config, or the way a sweep's trials run.
 
-    task=pretrain          -> aevb/pretrain.py (its phase 1 routed back through `run`)
-    task=semisupervised    -> aevb/semisupervised.py (M1's VAE routed back through `run`)
-    train.schedule=layerwise -> aevb/layerwise.py
-    otherwise              -> aevb/train.py (joint)
+    task=pretrain          -> aevb/regimes/pretrain.py (its phase 1 routed back through `run`)
+    task=semisupervised    -> aevb/regimes/semisupervised.py (M1's VAE routed back through `run`)
+    train.schedule=layerwise -> aevb/regimes/layerwise.py
+    otherwise              -> aevb/regimes/joint.py (joint)
     a sweep                -> trials that differ only in vectorizable fields, as plain
-                              runs, train together (aevb/vectorized.py); the rest one by one
+                              runs, train together (aevb/regimes/vectorized.py); the rest one by one
 
 Regimes never import the router or each other's entry points: pretraining receives `run`
 as an argument, so the import graph of `aevb/` has no cycle.
 
-Both entry points hold the workdir locks they take (`aevb/lock.py`: one per run's workdir,
+Both entry points hold the workdir locks they take (`aevb/run/lock.py`: one per run's workdir,
 one per trial's, one on a sweep's root for its tables and vectorized checkpoints) until
 they return or raise.
 """

@@ -1,6 +1,6 @@
 """The classifier family: an encoder exported by a model family under a softmax head.
 
-Pretraining (`aevb/pretrain.py`) builds it twice: on the pretrained encoder (its module and
+Pretraining (`aevb/regimes/pretrain.py`) builds it twice: on the pretrained encoder (its module and
 its parameters, as the autoencoder or VAE family exports them) and on the same module
 initialised at random (scratch). Objective: softmax cross-entropy per example; evaluation:
 accuracy. A frozen encoder is every parameter under the classifier's `encoder` entry.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +23,7 @@ from aevb.evaluation import plots
 from aevb.evaluation.measures import map_in_chunks
 from aevb.families.base import Family, Params
 from aevb.models import Classifier
-from aevb.run import parallel
+from aevb.run import files, parallel
 
 ENCODER = "encoder"  # the classifier's parameter entry that holds its encoder
 
@@ -80,7 +79,9 @@ def cross_entropy_terms(model: Classifier, params: Params, x: jax.Array,
 def predict(model: Classifier, params: Params, x: jax.Array, chunk_size: int,
             mesh: Mesh | None = None) -> jax.Array:
     """Predicted classes [N] of inputs x [N, D], in chunks."""
-    fn = lambda xc, _: {"class": jnp.argmax(model.apply(params, xc), axis=-1)}
+
+    def fn(xc, _):
+        return {"class": jnp.argmax(model.apply(params, xc), axis=-1)}
     return map_in_chunks(fn, x, jax.random.key(0), chunk_size, mesh)["class"]
 
 
@@ -91,14 +92,18 @@ def accuracy(model: Classifier, params: Params, x: jax.Array, labels: np.ndarray
     return float(np.mean(predicted == np.asarray(labels)))
 
 
-def save_accuracy_plot(workdir: str, names: tuple[str, ...]) -> str:
-    """`accuracy.png`: test accuracy against classifier steps, per classifier, read back
-    from metrics.jsonl."""
+def save_accuracy_plot(workdir: str, names: tuple[str, ...], steps_per_round: int) -> str:
+    """`accuracy.png`: test accuracy against each classifier's own steps, per classifier,
+    read back from metrics.jsonl (where the classifiers' lines follow each other: a
+    classifier's steps count from its first round's line, which is `steps_per_round` in)."""
     curves: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    with open(files.path(workdir, files.METRICS)) as f:
         for record in map(json.loads, f):
             name = record.get("phase")
             if name in curves and f"{name}/test_accuracy" in record:
                 curves[name].append((record["step"], record[f"{name}/test_accuracy"]))
+    for name, points in curves.items():
+        start = min((step for step, _ in points), default=0) - steps_per_round
+        curves[name] = [(step - start, accuracy) for step, accuracy in points]
     return plots.save_curves(curves, "classifier step", "test accuracy",
-                             os.path.join(workdir, "accuracy.png"))
+                             files.path(workdir, files.ACCURACY))

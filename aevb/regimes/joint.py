@@ -2,30 +2,78 @@
 
 The shape of a run (`train_and_evaluate`), the same in every regime:
   validate config -> load data -> check config against data -> (only now) write to workdir
-  -> restore the last checkpoint if there is one -> epochs (`aevb/loop.py`) -> final
+  -> restore the last checkpoint if there is one -> epochs (`aevb/training/loop.py`) -> final
   measurements -> pictures and summary.
 The model's family (`aevb/families/`) supplies the objective, the evaluation, the final
-measurements and the pictures; `aevb/epoch.py` the compiled epoch; `aevb/keys.py` the keys.
+measurements and the pictures; `aevb/training/epoch.py` the compiled epoch;
+`aevb/training/keys.py` the keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
+import optax
+from jax.sharding import Mesh
 
+from aevb import data as data_lib
 from aevb import families
 from aevb.evaluation.measures import evaluate_splits
 from aevb.regimes.prepare import eval_data, flat_images, load_and_check
-from aevb.run import parallel
+from aevb.run import files, parallel
 from aevb.run.workdir import claim
 from aevb.training import keys, loop, schedules
 from aevb.training.epoch import make_train_epoch
 from aevb.training.train_state import TrainState, make_optimizer, num_parameters
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a joint run trains, built by `setup` (the run itself and the benchmarks).
+
+    `train_epoch(state, images, key) -> (state, metrics)` is the compiled epoch (it donates
+    `state`: pass a copy to keep one); `images` the training set as uint8 rows [N, D] on
+    every device of the mesh; `state` the initial parameters (from `run_keys.init`) and
+    optimizer state, replicated; `tx` the optimizer, its schedule `tx_steps` =
+    `train.num_epochs` x `steps_per_epoch` steps long.
+    """
+
+    family: families.Family
+    model: Any
+    tx: optax.GradientTransformation
+    run_keys: keys.RunKeys
+    state: TrainState
+    images: jax.Array
+    train_epoch: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
+    steps_per_epoch: int
+    tx_steps: int
+
+
+def setup(config: ml_collections.ConfigDict, datasets: data_lib.Datasets, mesh: Mesh) -> Setup:
+    """The family's model, optimizer, initial state and compiled epoch of a checked config
+    and its data (`prepare.load_and_check`), on `mesh`; draws nothing but the parameters."""
+    family = families.get(config.model.kind)
+    model = family.make_model(config.model, datasets.image_shape)
+    steps_per_epoch = datasets.train.images.shape[0] // config.train.batch_size
+    tx_steps = config.train.num_epochs * steps_per_epoch
+    tx = make_optimizer(config.train, tx_steps)
+    run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
+    state = parallel.replicate(
+        TrainState.create(family.init_params(model, run_keys.init, datasets.image_shape), tx),
+        mesh)
+    images = parallel.replicate(flat_images(datasets.train), mesh)
+    train_epoch = make_train_epoch(
+        family.objective(config, model, train=True, steps_per_epoch=steps_per_epoch), tx,
+        config.train.batch_size, config.data.binarize, mesh)
+    return Setup(family=family, model=model, tx=tx, run_keys=run_keys, state=state,
+                 images=images, train_epoch=train_epoch, steps_per_epoch=steps_per_epoch,
+                 tx_steps=tx_steps)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -37,38 +85,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     datasets = load_and_check(config)
     claim(config, workdir)
     mesh = parallel.make_mesh()
-    family = families.get(config.model.kind)
-    model = family.make_model(config.model, datasets.image_shape)
-    steps_per_epoch = datasets.train.images.shape[0] // config.train.batch_size
-    tx_steps = config.train.num_epochs * steps_per_epoch
-    tx = make_optimizer(config.train, tx_steps)
-    run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
-    state = parallel.replicate(
-        TrainState.create(family.init_params(model, run_keys.init, datasets.image_shape), tx),
-        mesh)
-    checkpoints = os.path.join(workdir, "checkpoints")
+    built = setup(config, datasets, mesh)
+    family, model, run_keys, images = built.family, built.model, built.run_keys, built.images
     run = loop.Run([workdir])
-
-    images = parallel.replicate(flat_images(datasets.train), mesh)
     data = eval_data(config, datasets, mesh)
-    train_epoch = make_train_epoch(
-        family.objective(config, model, train=True, steps_per_epoch=steps_per_epoch), tx,
-        config.train.batch_size, config.data.binarize, mesh)
     eval_terms = functools.partial(family.eval_terms, config, model)
     phase = loop.Phase(
-        state=state, num_rounds=config.train.num_epochs,
-        run=lambda s, e: train_epoch(s, images, jax.random.fold_in(run_keys.train, e)),
-        evaluate=lambda params, e: evaluate_splits(
-            eval_terms, params, data.splits, jax.random.fold_in(run_keys.eval, e), mesh),
-        checkpoint_dir=checkpoints, **loop.epoch_cadence(config),
-        examples_per_round=steps_per_epoch * config.train.batch_size,
-        headline=family.headline)
-    num_params = num_parameters(state.params)
+        state=built.state, num_rounds=config.train.num_epochs,
+        run=lambda s, _, key: built.train_epoch(s, images, key),
+        evaluate=lambda params, key: evaluate_splits(eval_terms, params, data.splits, key,
+                                                     mesh),
+        checkpoint_dir=files.checkpoint_dir(workdir), keys=(run_keys.train, run_keys.eval),
+        cadence=loop.cadence(config),
+        display=loop.Display(headline=family.headline,
+                             examples_per_round=built.steps_per_epoch
+                             * config.train.batch_size))
+    num_params = num_parameters(built.state.params)
     run.log(f"{config.experiment}: {datasets.name} ({images.shape[0]} train, "
             f"{datasets.test.images.shape[0]} test), {num_params:,} parameters, "
-            f"{config.train.num_epochs} epochs of {steps_per_epoch} steps, learning rate "
+            f"{config.train.num_epochs} epochs of {built.steps_per_epoch} steps, learning rate "
             f"{config.train.learning_rate:g} "
-            f"{schedules.describe(config.train.lr_schedule, tx_steps, steps_per_epoch)}"
+            f"{schedules.describe(config.train.lr_schedule, built.tx_steps, built.steps_per_epoch)}"
             f"{parallel.describe_devices()}")
     result = run.train(phase)
 
@@ -83,9 +120,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         **result.train[0], **result.eval[0], **final,
         "final_eval_seconds": time.perf_counter() - t0, "train_seconds": result.seconds,
         "examples_per_s": result.examples_per_s}
-    draw = lambda: family.pictures(config, model, parallel.fetch(params),
-                                   parallel.fetch(data.splits["test"]), data.image_shape,
-                                   run_keys.pictures, workdir)
-    run.finish([summary], [{**final, "train_seconds": result.seconds}],
-               config.train.num_epochs, step, pictures=[draw])
+    def draw() -> None:
+        family.pictures(config, model, parallel.fetch(params),
+                        parallel.fetch(data.splits["test"]), data.image_shape,
+                        run_keys.pictures, workdir)
+
+    run.finish([summary], [{**final, "train_seconds": result.seconds}], pictures=[draw])
     return summary

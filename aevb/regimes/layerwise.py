@@ -19,7 +19,7 @@ run's objective (noise on the pixels, sparsity on the top code only).
 
 Phase k + 1 > 1 trains on the codes of the whole training set, computed once when the phase
 starts (under `data.binarize=dynamic`, the codes of one binarization drawn with a fixed
-key). Every phase and the fine-tuning run through the one loop (`aevb/loop.py`), on the
+key). Every phase and the fine-tuning run through the one loop (`aevb/training/loop.py`), on the
 device mesh.
 
 Run files, in `workdir`: `config.json`, `metrics.jsonl` (each line has `phase`: `phase_1`,
@@ -32,7 +32,6 @@ checkpoints` (phase k's shallow autoencoder), `checkpoints` (the assembled stack
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,7 +46,7 @@ from aevb.data.pixels import preprocess
 from aevb.evaluation.measures import EvalData, evaluate_splits, map_in_chunks
 from aevb.families.autoencoder import layer_model, layer_params, stack_widths, with_layer
 from aevb.regimes.prepare import eval_data, flat_images, load_and_check
-from aevb.run import checkpoints, parallel
+from aevb.run import checkpoints, files, parallel
 from aevb.run.workdir import claim
 from aevb.training import keys, loop
 from aevb.training.epoch import make_train_epoch
@@ -77,13 +76,15 @@ def encode_below(config: ml_collections.ConfigDict, num_pixels: int, stack_param
 def layer_trainer(config: ml_collections.ConfigDict, k: int, stack_params: Params,
                   images: jax.Array, key: jax.Array, tx: optax.GradientTransformation,
                   mesh: Mesh | None = None
-                  ) -> tuple[Any, TrainState, Callable[[TrainState, int], Any]]:
-    """Phase k + 1: (its shallow model, its initial state, its compiled `run(state, e)`).
+                  ) -> tuple[Any, TrainState, Callable[[TrainState, int, jax.Array], Any]]:
+    """Phase k + 1: (its shallow model, its initial state, its compiled `run(state, e,
+    epoch_key)`).
 
     images: the training set, uint8 [N, D]. Phase 1 trains on them as a joint run does
     (binarized per `data.binarize` at every step). Later phases train on the codes h_k of
     the layers below in `stack_params`, computed at the first epoch from the images
-    binarized with fold_in(key, 0). Epoch e draws from fold_in(key, e).
+    binarized with fold_in(key, 0). Epoch e draws from the key the loop hands it
+    (the phase's `keys` start from `key`, which the loop folds each epoch into).
     """
     num_pixels = images.shape[-1]
     family = families.get(config.model.kind)
@@ -103,7 +104,7 @@ def layer_trainer(config: ml_collections.ConfigDict, k: int, stack_params: Param
         x = preprocess(images, config.data.binarize, jax.random.fold_in(key, 0))
         return encode_below(config, num_pixels, stack_params, k, x, mesh)
 
-    return model, state, lambda s, e: epoch_fn(s, inputs(), jax.random.fold_in(key, e))
+    return model, state, lambda s, _, epoch_key: epoch_fn(s, inputs(), epoch_key)
 
 
 def _checked_progress(done: Sequence[int], finetune_done: int | None, num_epochs: int,
@@ -122,18 +123,19 @@ def _checked_progress(done: Sequence[int], finetune_done: int | None, num_epochs
 
 
 def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, data: EvalData,
-            run_keys: keys.RunKeys, mesh: Mesh, workdir: str) -> tuple[Params, int, dict]:
-    """Phases 1..n, each through the loop: (the trained stack, its steps, phase metrics)."""
+            run_keys: keys.RunKeys, mesh: Mesh, workdir: str) -> tuple[Params, dict]:
+    """Phases 1..n, each through the loop: (the trained stack, phase metrics). Phase k + 1
+    draws from fold_in(run_keys.train, k)."""
     family = families.get(config.model.kind)
     num_pixels, num_epochs = images.shape[-1], config.train.num_epochs
     widths = stack_widths(config.model, num_pixels)
     tx = make_optimizer(config.train,
                         num_epochs * (images.shape[0] // config.train.batch_size))
     summary: dict[str, Any] = {}
-    total_steps = 0
     for k in range(len(widths) - 1):
-        model, state, run_epoch = layer_trainer(config, k, stack_params, images,
-                                                jax.random.fold_in(run_keys.train, k), tx, mesh)
+        phase_key = jax.random.fold_in(run_keys.train, k)
+        model, state, run_epoch = layer_trainer(config, k, stack_params, images, phase_key,
+                                                tx, mesh)
         test_codes = encode_below(config, num_pixels, stack_params, k, data.splits["test"],
                                   mesh)
         eval_terms = functools.partial(family.eval_terms, config, model)
@@ -142,18 +144,17 @@ def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, data
                 f"autoencoder on {source}")
         result = run.train(loop.Phase(
             state=state, run=run_epoch, num_rounds=num_epochs,
-            evaluate=lambda p, e: evaluate_splits(eval_terms, p, {"test": test_codes},
-                                                  jax.random.fold_in(run_keys.eval, e), mesh),
-            checkpoint_dir=os.path.join(workdir, f"phase_{k + 1}", "checkpoints"),
-            name=f"phase_{k + 1}", **loop.epoch_cadence(config),
-            examples_per_round=images.shape[0] // config.train.batch_size
-            * config.train.batch_size,
-            log_offset=k * num_epochs, step_offset=total_steps, headline=family.headline))
+            evaluate=lambda p, key: evaluate_splits(eval_terms, p, {"test": test_codes}, key,
+                                                    mesh),
+            checkpoint_dir=files.checkpoint_dir(workdir, f"phase_{k + 1}"),
+            keys=(phase_key, run_keys.eval), cadence=loop.cadence(config),
+            display=loop.Display(name=f"phase_{k + 1}", headline=family.headline,
+                                 examples_per_round=images.shape[0] // config.train.batch_size
+                                 * config.train.batch_size)))
         stack_params = with_layer(stack_params, k, result.state.params)
-        total_steps += int(parallel.fetch(result.state.step))
         summary.update({f"phase_{k + 1}_{name}": v for name, v in result.eval[0].items()})
         summary[f"phase_{k + 1}_seconds"] = result.seconds
-    return stack_params, total_steps, summary
+    return stack_params, summary
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -179,8 +180,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     stack_params = family.init_params(stack, run_keys.init, datasets.image_shape)
     num_params = num_parameters(stack_params)
 
-    finetune_dir = os.path.join(workdir, "checkpoints")
-    done = [checkpoints.saved_round(os.path.join(workdir, f"phase_{k + 1}", "checkpoints"))
+    finetune_dir = files.checkpoint_dir(workdir)
+    done = [checkpoints.saved_round(files.checkpoint_dir(workdir, f"phase_{k + 1}"))
             or 0 for k in range(n)]
     finetune_done = checkpoints.saved_round(finetune_dir)
     _checked_progress(done, finetune_done, num_epochs, workdir)
@@ -195,30 +196,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"{num_params:,} parameters; {n} phases of {num_epochs} epochs of "
             f"{steps_per_epoch} steps, then {finetune_epochs} epochs end to end"
             f"{parallel.describe_devices()}")
-    stack_params, total_steps, summary = _phases(config, run, stack_params, images, data,
-                                                 run_keys, mesh, workdir)
+    stack_params, summary = _phases(config, run, stack_params, images, data, run_keys, mesh,
+                                    workdir)
 
     # The assembled stack, every layer as its phase left it; then fine-tuning end to end.
     eval_terms = functools.partial(family.eval_terms, config, stack)
-    evaluate = lambda p, e: evaluate_splits(eval_terms, p, data.splits,
-                                            jax.random.fold_in(run_keys.eval, e), mesh)
-    assembled = evaluate(stack_params, n * num_epochs + 1)
+    evaluate = lambda p, key: evaluate_splits(eval_terms, p, data.splits, key, mesh)
+    # Evaluated with the key of its line, the first after the phases'.
+    assembled = evaluate(stack_params, jax.random.fold_in(run_keys.eval, run.epoch + 1))
     summary.update({f"assembled_{name}": v for name, v in assembled.items()})
     run.log(f"assembled {'-'.join(map(str, widths))} stack: test mse "
             f"{assembled['test_mse']:.4g}")
     tx = make_optimizer(config.train, finetune_epochs * steps_per_epoch)
     finetune_epoch = make_train_epoch(family.objective(config, stack, train=True), tx,
                                       config.train.batch_size, config.data.binarize, mesh)
-    finetune_key = jax.random.fold_in(run_keys.train, n)
     result = run.train(loop.Phase(
         state=parallel.replicate(TrainState.create(stack_params, tx), mesh),
-        run=lambda s, f: finetune_epoch(s, images, jax.random.fold_in(finetune_key, f)),
+        run=lambda s, _, key: finetune_epoch(s, images, key),
         num_rounds=finetune_epochs, evaluate=evaluate, checkpoint_dir=finetune_dir,
-        name="finetune", **loop.epoch_cadence(config),
-        examples_per_round=steps_per_epoch * config.train.batch_size,
-        log_offset=n * num_epochs + 1, step_offset=total_steps, headline=family.headline,
+        keys=(jax.random.fold_in(run_keys.train, n), run_keys.eval),
+        cadence=loop.cadence(config),
+        display=loop.Display(name="finetune", headline=family.headline,
+                             examples_per_round=steps_per_epoch * config.train.batch_size),
         initial=("assembled", lambda _: assembled)))
-    total_steps += int(parallel.fetch(result.state.step))
     params = result.state.params
     train_seconds = sum(summary[f"phase_{k + 1}_seconds"] for k in range(n)) + result.seconds
 
@@ -226,12 +226,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         final = family.final_metrics(config, stack, params, data, run_keys.final, mesh)
     summary = {"experiment": config.experiment, "dataset": datasets.name,
                "schedule": "layerwise", "epochs": num_epochs, "phases": n,
-               "finetune_epochs": finetune_epochs, "steps": total_steps,
+               "finetune_epochs": finetune_epochs, "steps": run.step,
                "num_params": num_params, **summary, **result.eval[0], **final,
                "train_seconds": train_seconds}
     draw = lambda: family.pictures(config, stack, parallel.fetch(params),
                                    parallel.fetch(data.splits["test"]), data.image_shape,
                                    run_keys.pictures, workdir)
-    run.finish([summary], [{**final, "train_seconds": train_seconds}],
-               n * num_epochs + 1 + finetune_epochs, total_steps, pictures=[draw])
+    run.finish([summary], [{**final, "train_seconds": train_seconds}], pictures=[draw])
     return summary

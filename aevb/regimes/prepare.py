@@ -2,7 +2,7 @@
 data, then (only now) claim the workdir (`claim`), and prepare the evaluation inputs.
 
 The order is the guarantee: a config or data error stops the run before anything is
-written, not even the lock file. `claim` then takes the workdir lock (`aevb/lock.py`) and
+written, not even the lock file. `claim` then takes the workdir lock (`aevb/run/lock.py`) and
 writes `config.json` (on resume: refuses a change that would alter the run's history, and
 sets the summary of an earlier ending aside when the config changes, e.g. more epochs).
 `finished` is the one test of "this run is done", for sweeps and for pretraining's phase 1.

@@ -4,13 +4,13 @@ Phase 1 trains an autoencoder of the family, or the VAE, on every training image
 reading a label: an ordinary run of the configured model (joint or layer-wise, with its
 noise and sparsity regimes) in `<workdir>/autoencoder`, by the function the router passes
 in. Phase 2 puts a softmax head on the lower `classifier.encoder_layers` layers of its
-encoder, as its family exports them (`aevb/families/classifier.py`), and trains it with
+encoder, as its family exports them (`aevb/regimes/classifier.py`), and trains it with
 cross-entropy on `labels.num` labeled training examples, class-balanced and chosen by
 `labels.seed`, the encoder `frozen` (only the head learns) or `trainable`. The baseline,
 in the same run, trains the identical classifier from its random initialisation, every
 layer trainable, on the same examples, in the same batches, for the same
 `classifier.num_steps` steps. Both classifiers train through the one loop
-(`aevb/loop.py`), in rounds of `classifier.eval_every_steps` steps, on the device mesh.
+(`aevb/training/loop.py`), in rounds of `classifier.eval_every_steps` steps, on the device mesh.
 Model selection reads a labeled validation split only (`labels.num_validation` examples,
 class-balanced, outside the labeled ones; default as many): each classifier is the one of
 its round with the best validation accuracy, training stops after `classifier.patience`
@@ -45,7 +45,7 @@ from aevb.config.checks import CheckpointError, ConfigError
 from aevb.regimes import classifier
 from aevb.regimes.prepare import flat_images, load_and_check
 from aevb.regimes.validation import validation_size
-from aevb.run import checkpoints, parallel
+from aevb.run import checkpoints, files, parallel
 from aevb.run.workdir import claim, finished
 from aevb.training import keys, loop
 from aevb.training.train_state import TrainState, apply_gradients, make_optimizer
@@ -154,10 +154,10 @@ def make_round(model, section_json: str, frozen: bool, binarize: str, num_steps:
 def classifier_phase(config: ml_collections.ConfigDict, model, params: Params, frozen: bool,
                      labeled: tuple[jax.Array, jax.Array], test: tuple[jax.Array, np.ndarray],
                      key: jax.Array, mesh: Mesh | None, checkpoint_dir: str, name: str = "",
-                     log_offset: int = 0,
                      validation: tuple[jax.Array, np.ndarray] | None = None) -> loop.Phase:
     """One classifier's training as a loop phase: rounds of `classifier.eval_every_steps`
-    steps (the last may be shorter); the round ending at step s draws from fold_in(key, s);
+    steps (the last may be shorter); the loop hands the round ending at step s
+    the key with s folded in;
     each round ends with the validation and test accuracies. labeled: (uint8 images [N, D],
     labels [N]); test and validation: (classifier inputs [M, D], labels [M]).
 
@@ -172,10 +172,10 @@ def classifier_phase(config: ml_collections.ConfigDict, model, params: Params, f
     if mesh is not None:
         state = parallel.replicate(state, mesh)
 
-    def run(state: TrainState, r: int):
+    def run(state: TrainState, r: int, round_key: jax.Array):
         num_steps = min(every, total - (r - 1) * every)
         round_fn = make_round(model, section_json, frozen, config.data.binarize, num_steps, mesh)
-        return round_fn(state, *labeled, jax.random.fold_in(key, (r - 1) * every + num_steps))
+        return round_fn(state, *labeled, round_key)
 
     selects = validation is not None and len(validation[1]) > 0
     splits = {"test": test, **({"validation": validation} if selects else {})}
@@ -184,15 +184,14 @@ def classifier_phase(config: ml_collections.ConfigDict, model, params: Params, f
         return {f"{split}_accuracy": classifier.accuracy(model, p, x, y, mesh=mesh)
                 for split, (x, y) in splits.items()}
 
-    return loop.Phase(state=state, run=run, num_rounds=-(-total // every), evaluate=evaluate,
-                      checkpoint_dir=checkpoint_dir, name=name, steps_per_round=every,
-                      total_steps=total, examples_per_round=every * cc.batch_size,
-                      log_offset=log_offset, headline="accuracy",
-                      max_checkpoints=config.train.max_checkpoints,
-                      profile=config.train.profile,
-                      learning_rate_field="classifier.learning_rate",
-                      select="validation_accuracy" if selects else "",
-                      patience=cc.patience if selects else 0)
+    return loop.Phase(
+        state=state, run=run, num_rounds=-(-total // every), evaluate=evaluate,
+        checkpoint_dir=checkpoint_dir, keys=(key, None),
+        cadence=loop.cadence(config, "classifier"),
+        select=loop.Select("validation_accuracy", cc.patience) if selects else None,
+        display=loop.Display(name=name, headline="accuracy",
+                             examples_per_round=every * cc.batch_size, steps_per_round=every,
+                             total_steps=total, learning_rate_field="classifier.learning_rate"))
 
 
 def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
@@ -209,7 +208,7 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
     model = family.make_model(config.model, image_shape)
     template = TrainState.create(family.init_params(model, jax.random.key(0), image_shape),
                                  make_optimizer(config.train))
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt_dir = files.checkpoint_dir(workdir)
     summary = finished(ae_config, workdir)
     if summary is not None:
         try:
@@ -250,13 +249,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     num_classes = int(datasets.train.labels.max()) + 1
     model, pretrained, scratch = classifier.build(
         families.get(config.model.kind), config.model, datasets.image_shape, num_classes,
-        ae_params, cc.encoder_layers, jax.random.fold_in(run_keys.classifier, 0))
+        ae_params, cc.encoder_layers, keys.classifier_keys(run_keys).init)
     images = flat_images(datasets.train)[labeled]
     labeled_set = parallel.replicate((images, datasets.train.labels[labeled]), mesh)
     inputs = lambda split, idx=slice(None): (parallel.replicate(classifier.inputs(
         jnp.asarray(flat_images(split)[idx]), config.data.binarize), mesh), split.labels[idx])
     test, validation = inputs(datasets.test), inputs(datasets.train, held_out)
-    dirs = {name: os.path.join(workdir, f"classifier_{name}", "checkpoints") for name in NAMES}
+    dirs = {name: files.checkpoint_dir(workdir, f"classifier_{name}") for name in NAMES}
     num_rounds = -(-cc.num_steps // cc.eval_every_steps)
     run = loop.Run([workdir])
     run.log(f"classifier on {len(labeled)} labeled examples, {cc.num_steps} steps of "
@@ -268,11 +267,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                "classifier_encoder": cc.encoder, "classifier_steps": cc.num_steps}
     labeled_x = inputs(datasets.train, labeled)
     runs = {"pretrained": (pretrained, cc.encoder == "frozen"), "scratch": (scratch, False)}
-    for i, (name, (params, frozen)) in enumerate(runs.items()):
+    for name, (params, frozen) in runs.items():
         result = run.train(classifier_phase(
             config, model, params, frozen, labeled_set, test,
-            jax.random.fold_in(run_keys.classifier, 1), mesh, dirs[name], name,
-            log_offset=i * num_rounds, validation=validation))
+            keys.classifier_keys(run_keys).train, mesh, dirs[name], name,
+            validation=validation))
         summary.update({f"{name}_{k}": v for k, v in result.eval[0].items()})
         summary[f"{name}_labeled_accuracy"] = classifier.accuracy(
             model, result.params, *labeled_x, mesh=mesh)
@@ -282,6 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     summary["accuracy_gain"] = (summary["pretrained_test_accuracy"]
                                 - summary["scratch_test_accuracy"])
     final = {k: v for k, v in summary.items() if k.endswith("accuracy") or k == "accuracy_gain"}
-    run.finish([summary], [final], 2 * num_rounds, cc.num_steps,
-               pictures=[lambda: classifier.save_accuracy_plot(workdir, NAMES)])
+    run.finish([summary], [final], pictures=[
+        lambda: classifier.save_accuracy_plot(
+            workdir, NAMES, min(cc.eval_every_steps, cc.num_steps))])
     return summary

@@ -10,16 +10,19 @@ The features a classifier sees (`semisupervised.features`):
   pixels  the images themselves (grey levels), e.g. the paper's "NN on the labels alone".
 The classifier (`semisupervised.classifier`):
   logistic | mlp | knn | svm   fitted on the host to the labeled examples' features, its
-          hyperparameters selected on the labeled validation split (`aevb/host_classifiers.py`);
-  m2      the semi-supervised VAE (`aevb/families/m2.py`) trained on every training example,
-          labeled or not, through the one loop (`aevb/loop.py`): each step one batch of
+          hyperparameters selected on the labeled validation split
+          (`aevb/evaluation/host_classifiers.py`);
+  m2      the semi-supervised VAE (`aevb/models/m2.py`, on the trunks of `m2.architecture`:
+          mlp, or conv on pixels only) trained on every training example, labeled or not,
+          through the one loop (`aevb/training/loop.py`): each step one batch of
           `m2.batch_size` unlabeled examples and one class-balanced batch of
-          `m2.labeled_batch_size` labeled ones (`aevb/epoch.py`); the epoch of the best
-          validation accuracy is kept, early stopping after `m2.patience` epochs. On M1
+          `m2.labeled_batch_size` labeled ones (`aevb/training/epoch.py`); evaluated every
+          `m2.eval_every_epochs` epochs, the evaluation of the best validation accuracy is
+          kept, early stopping after `m2.patience` epochs without a better one. On M1
           features (M1 + M2) its inputs are fresh samples of q(z1|x) every step, and its
           p(z1|y, z2) is a Gaussian.
 The labeled subset (`labels.num`, class-balanced) and the labeled validation split outside it
-(`labels.num_validation`, default as many) are those of `aevb/pretrain.py`; the test set is
+(`labels.num_validation`, default as many) are those of `aevb/regimes/pretrain.py`; the test set is
 only reported, never read for a choice.
 
 Run files: `config.json`; `m1/` (the VAE's run); `m2/checkpoints` (per epoch: the state and
@@ -42,16 +45,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aevb import families
+from aevb import architectures, families, models
 from aevb.config.checks import ConfigError
 from aevb.evaluation import host_classifiers, plots
 from aevb.evaluation.measures import map_in_chunks
-from aevb.families import vae as vae_family
 from aevb.models import m2 as m2_lib
 from aevb.models.distributions import Gaussian
 from aevb.regimes import classifier, pretrain
 from aevb.regimes.prepare import flat_images, load_and_check
-from aevb.run import parallel
+from aevb.run import files, parallel
 from aevb.run.workdir import claim
 from aevb.training import keys, loop
 from aevb.training.epoch import make_train_epoch
@@ -69,7 +71,8 @@ class Features:
       batch of them (binarization, or a sample of q(z1|x)).
     train_eval, test: fixed inputs [N, F] / [M, F] for classification (grey levels, or
       posterior means). likelihood: M2's p(x|y, z) on them. to_pixels: features [..., F] ->
-      images [..., D] for the pictures.
+      images [..., D] for the pictures. shape: a feature vector's shape for M2's trunks:
+      the images' (H, W, C), or (1, 1, F) for codes.
     """
 
     train: np.ndarray
@@ -79,15 +82,7 @@ class Features:
     likelihood: str
     to_pixels: Callable[[jax.Array], jax.Array]
     summary: dict[str, Any]
-
-
-@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
-def _posteriors(model, params, x: jax.Array, chunk_size: int) -> dict[str, jax.Array]:
-    """q(z|x) of a VAE for every example x [N, D]: {'mean', 'log_var'}, each [N, L]."""
-    def fn(xc, _):
-        q = model.apply(params, xc, method=model.encode)
-        return {"mean": q.loc, "log_var": q.log_var}
-    return map_in_chunks(fn, x, jax.random.key(0), chunk_size)
+    shape: tuple[int, int, int]
 
 
 def m1_features(config: ml_collections.ConfigDict, workdir: str, datasets,
@@ -97,15 +92,14 @@ def m1_features(config: ml_collections.ConfigDict, workdir: str, datasets,
     images only; its posterior's active units as features."""
     summary, params = pretrain.pretrain_autoencoder(
         config, os.path.join(workdir, "m1"), datasets.image_shape, train_autoencoder)
-    model = families.get(config.model.kind).make_model(config.model, datasets.image_shape)
-    grey = lambda split: classifier.inputs(jnp.asarray(flat_images(split)),
-                                           config.data.binarize)
-    train = parallel.fetch(_posteriors(model, params, grey(datasets.train),
-                                       config.eval.batch_size))
-    test = parallel.fetch(_posteriors(model, params, grey(datasets.test),
-                                      config.eval.batch_size))
-    _, variance = vae_family.active_units(train["mean"])
-    active = variance > vae_family.ACTIVE_THRESHOLD
+    family = families.get(config.model.kind)
+    model = family.make_model(config.model, datasets.image_shape)
+
+    def grey(split):
+        return classifier.inputs(jnp.asarray(flat_images(split)), config.data.binarize)
+    train = parallel.fetch(family.posterior(config, model, params, grey(datasets.train)))
+    test = parallel.fetch(family.posterior(config, model, params, grey(datasets.test)))
+    active = family.active_units(train["mean"])
     if not active.any():
         raise ConfigError("config field model.latent_dim: the M1 VAE has no active latent "
                           "unit, so its features carry nothing; train it longer")
@@ -118,23 +112,27 @@ def m1_features(config: ml_collections.ConfigDict, workdir: str, datasets,
     def sample(batch: jax.Array, key: jax.Array) -> jax.Array:  # z1 ~ q(z1|x), [B, F]
         return Gaussian(*jnp.split(batch, 2, axis=-1)).sample(key)
 
-    keep = lambda part: part[:, active]
+    def keep(part):
+        return part[:, active]
     return Features(
         train=np.concatenate([keep(train["mean"]), keep(train["log_var"])], axis=1),
         prepare=sample, train_eval=keep(train["mean"]), test=keep(test["mean"]),
         likelihood="gaussian", to_pixels=to_pixels,
         summary={**{f"m1_{k}": v for k, v in summary.items()},
-                 "m1_active_units": int(active.sum())})
+                 "m1_active_units": int(active.sum())}, shape=(1, 1, int(active.sum())))
 
 
 def pixel_features(config: ml_collections.ConfigDict, datasets) -> Features:
     """The images: uint8 for M2 (binarized per batch under `data.binarize`, dynamically
     in the paper), grey levels for classification."""
-    grey = lambda split: np.asarray(classifier.inputs(jnp.asarray(flat_images(split)),
-                                                      config.data.binarize))
+
+    def grey(split):
+        return np.asarray(classifier.inputs(jnp.asarray(flat_images(split)),
+                                            config.data.binarize))
     return Features(train=flat_images(datasets.train), prepare=config.data.binarize,
                     train_eval=grey(datasets.train), test=grey(datasets.test),
-                    likelihood="bernoulli", to_pixels=lambda x: x, summary={})
+                    likelihood="bernoulli", to_pixels=lambda x: x, summary={},
+                    shape=tuple(datasets.image_shape))
 
 
 def host_classifier(config: ml_collections.ConfigDict, features: Features, labels: np.ndarray,
@@ -174,7 +172,9 @@ def _check_balanced(config: ml_collections.ConfigDict, labels: np.ndarray,
 @functools.partial(jax.jit, static_argnames=("model", "chunk_size", "mesh"))
 def _m2_predict(model, params, x: jax.Array, chunk_size: int, mesh=None) -> jax.Array:
     """argmax_y q(y|x) [N] of inputs x [N, F], in chunks."""
-    fn = lambda xc, _: {"class": jnp.argmax(m2_lib.class_probabilities(model, params, xc), -1)}
+
+    def fn(xc, _):
+        return {"class": jnp.argmax(m2_lib.class_probabilities(model, params, xc), -1)}
     return map_in_chunks(fn, x, jax.random.key(0), chunk_size, mesh)["class"]
 
 
@@ -189,10 +189,9 @@ def train_m2(config: ml_collections.ConfigDict, workdir: str, features: Features
     mc, num_classes = config.m2, int(labels.max()) + 1
     mesh = parallel.make_mesh()
     run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
-    key = lambda i: jax.random.fold_in(run_keys.classifier, i)
-    model = m2_lib.M2(num_classes, tuple(mc.hidden_sizes), mc.latent_dim,
-                      features.train_eval.shape[1], features.likelihood, mc.activation)
-    params = m2_lib.init_params(model, key(0))
+    m2_keys = keys.classifier_keys(run_keys)
+    model = m2_model(config, num_classes, features)
+    params = m2_lib.init_params(model, m2_keys.init)
     unlabeled = np.setdiff1d(np.arange(len(labels)), labeled)
     steps = len(unlabeled) // mc.batch_size
     tx = make_optimizer(mc, mc.num_epochs * steps)
@@ -220,21 +219,48 @@ def train_m2(config: ml_collections.ConfigDict, workdir: str, features: Features
             f"{parallel.describe_devices()}")
     result = run.train(loop.Phase(
         state=state, num_rounds=mc.num_epochs,
-        run=lambda s, e: train_epoch(s, inputs, jax.random.fold_in(key(2), e), labeled_set),
-        evaluate=evaluate, checkpoint_dir=os.path.join(workdir, "m2", "checkpoints"), name="m2",
-        checkpoint_every=config.train.checkpoint_every_epochs,
-        max_checkpoints=config.train.max_checkpoints, profile=config.train.profile,
-        examples_per_round=steps * mc.batch_size, headline="accuracy",
-        learning_rate_field="m2.learning_rate", select="validation_accuracy" if selects else "",
-        patience=mc.patience if selects else 0))
+        run=lambda s, _, key: train_epoch(s, inputs, key, labeled_set),
+        evaluate=evaluate, checkpoint_dir=files.checkpoint_dir(workdir, "m2"),
+        keys=(m2_keys.m2_train, None), cadence=loop.cadence(config, "m2"),
+        select=(loop.Select("validation_accuracy", -(-mc.patience // mc.eval_every_epochs))
+                if selects else None),
+        display=loop.Display(name="m2", headline="accuracy",
+                             examples_per_round=steps * mc.batch_size,
+                             learning_rate_field="m2.learning_rate")))
     summary = {"num_params": num_parameters(params), **result.train[0], **result.eval[0],
                "selected_epoch": result.selected_round or mc.num_epochs,
                "train_seconds": result.seconds, "examples_per_s": result.examples_per_s}
     best = parallel.fetch(result.params)
     s = NUM_PICTURE_COLUMNS
-    draw = lambda: m2_pictures(model, best, features, features.test[:s], test_images[:s],
-                               image_shape, key(3), workdir)
+
+    def draw():
+        return m2_pictures(model, best, features, features.test[:s], test_images[:s],
+                           image_shape, m2_keys.m2_pictures, workdir)
     return summary, draw
+
+
+def m2_model(config: ml_collections.ConfigDict, num_classes: int, features: Features
+             ) -> m2_lib.M2:
+    """M2 on the trunks of `m2.architecture` (conv layers from `model.conv`), for inputs of
+    `features.shape`: q(y|x) an encoder trunk of `m2.hidden_sizes` under the class logits,
+    q(z|x, y) the architecture's own layers under M2's dense layers, p(x|y, z) a decoder
+    trunk of `m2.hidden_sizes` (mlp: the paper's M2, as `m2_lib.dense_m2` builds it)."""
+    mc = config.m2
+    arch = architectures.get(mc.architecture)
+    sizes, shape, likelihood = tuple(mc.hidden_sizes), features.shape, features.likelihood
+
+    def trunk(widths: tuple[int, ...]):
+        return arch.encoder_trunk(config.model, shape, widths, mc.activation)
+
+    channels, output_name = models.PIXEL_OUTPUTS[likelihood]
+    decoder = arch.decoder_trunk(config.model, shape, sizes, mc.activation, channels,
+                                 output_name=output_name)
+    return m2_lib.M2(classifier=m2_lib.ClassifierHead(trunk(sizes), num_classes),
+                     encoder=m2_lib.StyleEncoder(trunk(()), sizes, mc.latent_dim,
+                                                 mc.activation),
+                     decoder=m2_lib.DecoderHead(decoder, likelihood), num_classes=num_classes,
+                     latent_dim=mc.latent_dim, output_dim=int(np.prod(shape)),
+                     likelihood=likelihood)
 
 
 def _m2_objective(model, alpha: float, labeled_fraction: float, params, x, key, step,
@@ -258,9 +284,9 @@ def m2_pictures(model, params, features: Features, test_x: np.ndarray,
     samples = features.to_pixels(m2_lib.class_conditional_samples(model, params, z))
     rows = m2_lib.analogies(model, params, jnp.asarray(test_x))[s:]
     analogies = np.concatenate([test_images, np.asarray(features.to_pixels(rows))])
-    return [plots.save_grid(np.asarray(samples), image_shape, workdir, "class_samples.png",
+    return [plots.save_grid(np.asarray(samples), image_shape, workdir, files.CLASS_SAMPLES,
                             columns=s),
-            plots.save_grid(analogies, image_shape, workdir, "analogies.png", columns=s)]
+            plots.save_grid(analogies, image_shape, workdir, files.ANALOGIES, columns=s)]
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -301,5 +327,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     summary["test_error"] = 1.0 - summary["test_accuracy"]
     final = {k: v for k, v in summary.items()
              if k.endswith(("accuracy", "error")) and not k.startswith("m1_")}
-    run.finish([summary], [final], summary.get("selected_epoch", 0), 0, pictures=pictures)
+    run.finish([summary], [final], pictures=pictures)
     return summary

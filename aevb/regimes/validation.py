@@ -160,12 +160,30 @@ def _validate_semisupervised(config: ml_collections.ConfigDict) -> None:
     for field in ("num_epochs", "batch_size", "labeled_batch_size"):
         check_int(config, f"m2.{field}", 1)
     check_int(config, "m2.patience", 0)
+    check_int(config, "m2.eval_every_epochs", 1)
     _check_optimizer(config, "m2")
+    check_choice(config, "m2.architecture", architectures.NAMES)
     if config.task == "semisupervised" and config.semisupervised.features == "m1":
         if not families.get(config.model.kind).variational:
             fail("model.kind", config.model.kind,
                  "semisupervised.features='m1' takes the posterior means of a VAE: use "
                  "model.kind='vae', or semisupervised.features='pixels'")
+    if config.task == "semisupervised" and config.semisupervised.classifier == "m2":
+        _check_m2_architecture(config)
+
+
+def _check_m2_architecture(config: ml_collections.ConfigDict) -> None:
+    """M2's trunks: on M1 codes (vectors, not images) only a dense stack; the
+    architecture's own fields when the model's architecture is another."""
+    arch = architectures.get(config.m2.architecture)
+    if config.semisupervised.features == "m1" and not arch.dense_stack:
+        dense = [name for name in architectures.NAMES if architectures.get(name).dense_stack]
+        fail("m2.architecture", arch.name,
+             f"semisupervised.features='m1' gives M2 the M1 VAE's codes, vectors without an "
+             f"image's height and width: use one of {dense}, or "
+             "semisupervised.features='pixels'")
+    if arch.name != config.model.architecture:
+        arch.check_fields(config)
 
 
 def validate_against_data(config: ml_collections.ConfigDict, num_train: int,
@@ -196,7 +214,7 @@ def validate_against_data(config: ml_collections.ConfigDict, num_train: int,
              f"{num_train - config.labels.num} training examples are left to validate on")
     num_labeled = config.labels.num or num_train
     if config.task == "semisupervised":
-        _check_m2_batches(config, num_train, num_labeled)
+        _check_m2_batches(config, num_train, num_labeled, image_shape)
         return
     if config.classifier.batch_size > num_labeled:
         fail("classifier.batch_size", config.classifier.batch_size,
@@ -211,12 +229,15 @@ def validation_size(labels: ml_collections.ConfigDict) -> int:
 
 
 def _check_m2_batches(config: ml_collections.ConfigDict, num_train: int,
-                      num_labeled: int) -> None:
+                      num_labeled: int, image_shape: tuple[int, int, int]) -> None:
     """M2's two batches against the data: the labeled one holds an equal number of each of
-    the 10 classes (the paper's balanced batches) and both split over the devices."""
+    the 10 classes (the paper's balanced batches) and both split over the devices; M2's
+    architecture's layers against the images (when the model's architecture is another)."""
     if config.semisupervised.classifier != "m2":
         return
     m2 = config.m2
+    if m2.architecture != config.model.architecture:
+        architectures.get(m2.architecture).validate(config, tuple(image_shape))
     if m2.batch_size > num_train - num_labeled:
         fail("m2.batch_size", m2.batch_size,
              f"must be at most the number of unlabeled examples ({num_train - num_labeled})")

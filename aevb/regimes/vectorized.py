@@ -1,8 +1,8 @@
 """Vectorized sweeps: trials that differ only in seed or float hyperparameters, trained as one.
 
 `train_trials` stacks T trials' train states on a leading trial axis and trains them with
-`jax.vmap` of the ordinary epoch function (`aevb/epoch.py`), through the one loop
-(`aevb/loop.py`) with one metrics file per trial: one compilation, one data load, and per
+`jax.vmap` of the ordinary epoch function (`aevb/training/epoch.py`), through the one loop
+(`aevb/training/loop.py`) with one metrics file per trial: one compilation, one data load, and per
 step [T, B, D] x [T, D, H] batched matmuls instead of T small ones. With several devices
 the trial axis is split over the mesh when T divides evenly. Each trial's keys are its own
 seed's `keys.run_keys`, so a trial's numbers are those of the same trial run alone, up to
@@ -31,7 +31,7 @@ from aevb.config import checks
 from aevb.evaluation.measures import evaluate_splits
 from aevb.regimes.prepare import eval_data, flat_images, load_and_check
 from aevb.regimes.validation import validate, validate_against_data
-from aevb.run import parallel
+from aevb.run import files, parallel
 from aevb.run.workdir import claim
 from aevb.training import keys, loop
 from aevb.training.epoch import epoch_function
@@ -82,7 +82,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     states = jax.device_put(jax.vmap(init)(trial_keys.init, jnp.asarray(
         [c.train.learning_rate for _, c in trials], jnp.float32)), sharding)
     group_id = hashlib.sha1("\n".join(names).encode()).hexdigest()[:10]
-    checkpoints = os.path.join(workdir, f"_vectorized_{group_id}", "checkpoints")
+    checkpoints = files.checkpoint_dir(workdir, f"_vectorized_{group_id}")
     run = loop.Run([os.path.join(workdir, n) for n in names], trial_names=names)
     images = parallel.replicate(flat_images(datasets.train), mesh)
     data = eval_data(base, datasets, mesh)
@@ -95,19 +95,18 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
 
     epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, None, 0, 0)), donate_argnums=0,
                        out_shardings=sharding)
-    fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
     eval_terms = functools.partial(family.eval_terms, base, model)
     num_epochs = base.train.num_epochs
     run.log(f"vectorized: {num_trials} trials in one program ({', '.join(names)}), "
             f"{num_epochs} epochs of {steps} steps")
     result = run.train(loop.Phase(
         state=states, num_rounds=num_epochs,
-        run=lambda s, e: epoch_fn(s, images, fold(trial_keys.train, e), hparams),
-        evaluate=lambda p, e: evaluate_splits(eval_terms, p, data.splits,
-                                              fold(trial_keys.eval, e), trials=True),
-        checkpoint_dir=checkpoints, **loop.epoch_cadence(base),
-        examples_per_round=num_trials * steps * base.train.batch_size,
-        headline=family.headline))
+        run=lambda s, _, key: epoch_fn(s, images, key, hparams),
+        evaluate=lambda p, key: evaluate_splits(eval_terms, p, data.splits, key, trials=True),
+        checkpoint_dir=checkpoints, keys=(trial_keys.train, trial_keys.eval),
+        cadence=loop.cadence(base),
+        display=loop.Display(headline=family.headline,
+                             examples_per_round=num_trials * steps * base.train.batch_size)))
 
     all_params = parallel.fetch(result.state.params)
     test_x = parallel.fetch(data.splits["test"])
@@ -125,5 +124,5 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
         pictures.append(functools.partial(
             family.pictures, config, model, params, test_x, data.image_shape,
             trial_keys.pictures[t], os.path.join(workdir, name)))
-    run.finish(summaries, finals, num_epochs, num_epochs * steps, pictures)
+    run.finish(summaries, finals, pictures)
     return summaries

@@ -1,6 +1,6 @@
 """Checkpoints: Orbax managers, restore with fallback past damaged checkpoints, and reads.
 
-Every phase of every regime saves and restores through these (`aevb/loop.py` calls them):
+Every phase of every regime saves and restores through these (`aevb/training/loop.py` calls them):
 `checkpoint_manager` (asynchronous saves, the last few kept), `restore_or_keep` (the newest
 checkpoint that restores; a damaged newer one is reported and moved aside, never deleted),
 `saved_round` (what a directory holds, without reading it) and `latest_state` (the newest

@@ -8,7 +8,7 @@ resume, and no stale pid file has to be guessed at.
 
 Within one process the lock is reentrant (a resumed run in the same process, the
 autoencoder of a pretraining run, the trials of a sweep each take their own workdir's lock
-once). `scope()` releases, when it exits, the locks taken inside it; `aevb/router.py`
+once). `scope()` releases, when it exits, the locks taken inside it; `aevb/regimes/__init__.py`
 wraps every run and sweep in one.
 
 Network filesystems: on NFS (v4, or v3 with lockd) Linux emulates `flock` with byte-range
@@ -29,8 +29,9 @@ import sys
 from collections.abc import Iterator
 
 from aevb.config.checks import WorkdirError
+from aevb.run import files
 
-LOCK_FILE = ".lock"
+LOCK_FILE = files.LOCK
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 _held: dict[str, int] = {}  # lock file path -> open descriptor, in this process
 

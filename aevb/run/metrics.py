@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import jax
 
+from aevb.run import files
+
 
 def _plain(value):
     value = float(value) if hasattr(value, "__float__") and not isinstance(value, int) else value
@@ -27,8 +29,8 @@ class MetricWriter:
 
     def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
-        self.path = os.path.join(workdir, "metrics.jsonl")
-        self._tb_dir = os.path.join(workdir, "tensorboard")
+        self.path = files.path(workdir, files.METRICS)
+        self._tb_dir = files.path(workdir, files.TENSORBOARD)
         self._tb = None  # opened at the first line: a run that stops before writes nothing
 
     def _keep(self, keep) -> None:

@@ -15,8 +15,7 @@ import ml_collections
 from flax import traverse_util
 
 from aevb.config.checks import ConfigError, WorkdirError
-from aevb.run import lock, parallel
-from aevb.training import loop
+from aevb.run import files, lock, parallel
 
 # Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
 RESUMABLE_CHANGES = ("train.num_epochs", "train.checkpoint_every_epochs",
@@ -32,7 +31,7 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str
                      ) -> tuple[dict, dict | None]:
     """(the config as JSON, the workdir's config.json or None); ConfigError if `workdir`
     holds a run of a different history."""
-    path = os.path.join(workdir, "config.json")
+    path = files.path(workdir, files.CONFIG)
     current, saved_json = json.loads(config.to_json()), None
     if os.path.exists(path):
         with open(path) as f:
@@ -47,7 +46,22 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str
             raise ConfigError(
                 f"workdir {workdir} holds a run with a different config ({diffs}); "
                 "resume with the same config, or pass a new --workdir")
+        _check_schedule_length(saved, new, workdir)
     return current, saved_json
+
+
+def _check_schedule_length(saved: dict, new: dict, workdir: str) -> None:
+    """A resume may change train.num_epochs only under a constant learning rate: a cosine or
+    iwae schedule is laid over the run's length, so a new length would make the rate jump
+    (cosine over 30 -> 60 epochs, resumed after 30: from 0 to half the peak) and the run
+    would match neither the short nor the long straight run."""
+    field, schedule = "train.num_epochs", new.get("train.lr_schedule")
+    if saved.get(field) != new.get(field) and schedule != "constant":
+        raise ConfigError(
+            f"config field {field} cannot change on resume ({saved.get(field)} -> "
+            f"{new.get(field)}) under train.lr_schedule={schedule!r}: the schedule spans the "
+            f"run's length and would jump; start a fresh --workdir (only "
+            f"train.lr_schedule='constant' resumes with more epochs), not {workdir}")
 
 
 def lock_workdir(workdir: str) -> None:
@@ -77,8 +91,8 @@ def claim(config: ml_collections.ConfigDict, workdir: str) -> None:
     parallel.barrier("aevb: config.json read")  # every process read it before it changes
     if jax.process_index() == 0:
         if saved is not None and saved != current:
-            loop.set_summary_aside(workdir)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
+            files.set_summary_aside(workdir)
+        with open(files.path(workdir, files.CONFIG), "w") as f:
             json.dump(current, f, indent=2)
 
 
@@ -86,9 +100,9 @@ def finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     """The summary of the run of `config` in `workdir` if it has ended, else None: its
     summary.json, written at the end of a run whose config.json is this config."""
     try:
-        with open(os.path.join(workdir, loop.SUMMARY)) as f:
+        with open(files.path(workdir, files.SUMMARY)) as f:
             summary = json.load(f)
-        with open(os.path.join(workdir, "config.json")) as f:
+        with open(files.path(workdir, files.CONFIG)) as f:
             saved = json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return None

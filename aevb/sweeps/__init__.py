@@ -8,6 +8,7 @@ from aevb.sweeps.trials import (
                                 apply_overrides,
                                 commands,
                                 make_trials,
+                                named,
                                 product,
                                 trial_name,
                                 write_tables,
@@ -15,5 +16,5 @@ from aevb.sweeps.trials import (
 )
 
 __all__ = ["Overrides", "SweepError", "apply_overrides", "commands", "group_for_vectorizing",
-           "grouping_note", "make_trials", "product", "run_sweep", "run_unit", "trial_name",
-           "write_tables", "zip_"]
+           "grouping_note", "make_trials", "named", "product", "run_sweep", "run_unit",
+           "trial_name", "write_tables", "zip_"]

@@ -107,7 +107,7 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[sweeps.Overrides]
 
     Trials that can share one vmapped program do (`vectorize`); the rest run one by one.
     `num_workers` > 1: the work runs in that many processes, one per core
-    (`aevb/workers.py`, the faster way on a CPU), each vectorizable group split over them."""
+    (`aevb/sweeps/workers.py`, the faster way on a CPU), each vectorizable group split over them."""
     trials = sweeps.make_trials(base, sweep)
     _check_against_data(trials)
     groups = group_for_vectorizing(trials) if vectorize else [[t] for t in trials]

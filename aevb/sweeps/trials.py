@@ -1,11 +1,14 @@
 """Hyperparameter sweeps: trial lists, their validation, running them, and their tables.
 
-An experiment file may define `get_sweep()` returning a list of override dicts
-({"model.latent_dim": 2, "train.seed": 0}, ...), usually built with `product` and `zip_`.
-`launch.py --sweep` runs every trial in `<workdir>/<trial name>` (`aevb/router.py`: trials
-that differ only in vectorizable fields train together as one vmapped program, the rest one
-after another; a rerun skips finished trials) and writes `sweep.csv` and `sweep.md` with
-`write_tables`; `--sweep_print` prints one launch.py command per trial instead.
+An experiment file may define `get_sweep(name: str = "")` returning a list of override
+dicts ({"model.latent_dim": 2, "train.seed": 0}, ...), usually built with `product` and
+`zip_`; `named` picks one of several sweeps by name ("" is the file's default sweep).
+`launch.py --sweep` runs the default sweep and `--sweep=NAME` the named one, every trial in
+`<workdir>/<trial name>` (`runner.py`: trials that differ only in vectorizable fields train
+together as one vmapped program, the rest one after another; a rerun skips finished
+trials), and writes `sweep.csv` and `sweep.md` with `write_tables`; `--sweep_print[=NAME]`
+prints one launch.py command per trial instead. `report.py` tabulates mean ± std of any
+summary field over the trials, grouped by config fields.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import csv
 import itertools
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ml_collections
@@ -58,8 +61,24 @@ def zip_(axes: dict[str, Sequence[Any]]) -> list[Overrides]:
 
 
 def trial_name(overrides: Overrides) -> str:
-    """A directory name from the overrides: 'latent_dim=2,seed=0'."""
-    return ",".join(f"{field.split('.')[-1]}={value}" for field, value in overrides.items())
+    """A directory name from the overrides: 'latent_dim=2,seed=0'; fields whose last parts
+    coincide keep their whole names: 'train.seed=0,labels.seed=0,num=100'."""
+    last = [field.split(".")[-1] for field in overrides]
+    return ",".join(f"{field if last.count(short) > 1 else short}={value}"
+                    for short, (field, value) in zip(last, overrides.items(), strict=True))
+
+
+def named(name: str, known: dict[str, Callable[[], list[Overrides]]], file: str
+          ) -> list[Overrides]:
+    """The sweep called `name` among an experiment file's `known` ones, for its
+    `get_sweep(name)`; "" is the file's default sweep (`--sweep` alone). An unknown name is
+    a SweepError naming the known ones."""
+    if name not in known:
+        allowed = ", ".join(f"--sweep={n}" if n else "--sweep" for n in known)
+        what = f"--sweep={name}: {file} has no sweep of that name" if name else (
+            f"--sweep: {file} has no default sweep")
+        raise SweepError(f"{what}; use {allowed}")
+    return known[name]()
 
 
 def apply_overrides(base: ml_collections.ConfigDict, overrides: Overrides
@@ -117,7 +136,10 @@ def write_tables(rows: list[dict[str, Any]], fields: list[str], workdir: str) ->
         writer.writeheader()
         writer.writerows(rows)
     shown = ["trial", *fields, *(c for c in SUMMARY_COLUMNS if any(c in r for r in rows))]
-    fmt = lambda v: f"{v:.5g}" if isinstance(v, float) else str(v)
+
+    def fmt(v: Any) -> str:
+        return f"{v:.5g}" if isinstance(v, float) else str(v)
+
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in shown) + " |" for r in rows]
     with open(os.path.join(workdir, "sweep.md"), "w") as f:

@@ -6,11 +6,11 @@ cores busy: its steps are too short to split well. So on a CPU a sweep's trials 
 and the BLAS libraries single-threaded, taking units of work from one queue until it is
 empty. A unit is one trial (an ordinary `router.run` in its own workdir, with its own
 lock, checkpoints and resume) or a share of a vectorizable group, trained as one vmapped
-program (`aevb/vectorized.py`): the router splits each group over the workers. A unit's
+program (`aevb/regimes/vectorized.py`): the router splits each group over the workers. A unit's
 console lines go to `<root>/logs/<first trial>[+n].log`, and the sweep prints one line per
 finished unit. Workers share the persistent compilation cache
-(`aevb/compile_cache.py`), so trials of one shape compile once. On accelerators the router
-keeps vmapped trials (`aevb/vectorized.py`) instead.
+(`aevb/run/compile_cache.py`), so trials of one shape compile once. On accelerators the router
+keeps vmapped trials (`aevb/regimes/vectorized.py`) instead.
 
 The worker count: `--workers` on `launch.py` (default 0: one process; -1, `auto_workers`:
 one per core this process may use, on a single-process CPU backend). On the 2-core CPU

@@ -67,7 +67,7 @@ def epoch_function(objective: Callable[..., Metrics],
     With `labeled_batch` = (num_classes, per_class), every step also draws a class-balanced
     batch (`balanced_batches`) from `labeled` = (inputs [M, ...], labels [M]), prepared the
     same way, and calls `objective(params, x, key, step, x_labeled, y_labeled)`.
-    With a mesh, every batch is split over the `data` axis (see aevb/parallel.py); the
+    With a mesh, every batch is split over the `data` axis (see aevb/run/parallel.py); the
     numbers are those of one device, up to float rounding.
     """
     prepare = _prepare(binarize)

@@ -57,3 +57,16 @@ class DataKeys(NamedTuple):
 def data_keys(seed: int) -> DataKeys:
     root = jax.random.key(seed)
     return DataKeys(*(jax.random.fold_in(root, i) for i in (1, 2, 3)))
+
+
+class ClassifierKeys(NamedTuple):
+    """The keys the classifiers of a run draw from, all from `RunKeys.classifier`."""
+
+    init: jax.Array         # a classifier's or M2's initial parameters
+    train: jax.Array        # pretraining's classifier: round r ending at step s: fold_in(s)
+    m2_train: jax.Array     # M2's epochs: epoch e: fold_in(m2_train, e)
+    m2_pictures: jax.Array  # M2's class samples
+
+
+def classifier_keys(run: RunKeys) -> ClassifierKeys:
+    return ClassifierKeys(*(jax.random.fold_in(run.classifier, i) for i in range(4)))

@@ -5,10 +5,13 @@ pretraining, a vectorized group of trials) describes a stretch of training as a 
 its initial state, its compiled round (an epoch, or N steps), its evaluation. The loop
 owns, once for all of them:
 
-  * checkpoint restore (resume) and save, every `checkpoint_every` rounds and the last;
-  * the evaluation cadence: every `eval_every` rounds and the last (`due`);
+  * each round's keys (`Phase.keys`, the round folded in) and the (epoch, step) cursor
+    that places every phase's lines after the previous phase's;
+  * checkpoint restore (resume) and save, every `Cadence.checkpoint_every` rounds and the
+    last; the evaluation cadence: every `Cadence.eval_every` rounds and the last (`due`);
+    `cadence(config, section)` reads both from the regime's config section;
   * the non-finite-loss stop (`checks.NonFiniteLossError`; the last good checkpoint stays);
-  * model selection and early stopping (`Phase.select`, `Phase.patience`): the parameters
+  * model selection and early stopping (`Phase.select`, a `Select`): the parameters
     of the evaluation with the best validation metric are kept (in the checkpoint too, so
     a resumed run selects as an uninterrupted one), training stops after `patience`
     evaluations without improvement, and the phase reports the selected parameters;
@@ -34,88 +37,18 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from aevb.config.checks import NonFiniteLossError
-from aevb.run import parallel
+from aevb.run import files, parallel
 from aevb.run.checkpoints import checkpoint_manager, restore_or_keep
 from aevb.run.metrics import MetricWriter
+from aevb.training.phase import Cadence, Display, Phase, Select, cadence, due
 from aevb.training.selection import Selection, copy_tree, restorable, unpack
 
 Metrics = dict[str, Any]
-SUMMARY, STALE_SUMMARY = "summary.json", "summary.stale.json"
+__all__ = ["TIME_PARTS", "Cadence", "Display", "Phase", "PhaseResult", "Run", "Select",
+           "cadence", "due"]
 # Where a run's wall time goes, printed by `Run.finish` as its `time:` line. compilation:
 # the first round's time beyond the mean of the others (JIT of the round, on first use).
 TIME_PARTS = ("compilation", "training", "evaluation", "checkpoints", "pictures")
-
-
-def due(r: int, every: int, last: int) -> bool:
-    """Whether round r gets the periodic action: every `every` rounds, and the last one."""
-    return r % every == 0 or r == last
-
-
-@dataclasses.dataclass
-class Phase:
-    """One stretch of training with its own state and checkpoints.
-
-    run: the compiled `run(state, r) -> (state, metrics)` of round r = 1 .. num_rounds;
-      metrics are means over the round (scalars, or [T] for vectorized trials), `loss` among
-      them. evaluate: `evaluate(params, r) -> metrics` of the same form.
-    name: '' for a plain run; else it prefixes the metric names (`phase_1/train_loss`)
-      and fills the `phase` field of each metrics line.
-    log_offset, step_offset: round r is logged as epoch log_offset + r, at step
-      step_offset + the state's step (phases of one run follow each other in one file).
-    steps_per_round, total_steps: rounds of steps (a classifier), shown as steps.
-    initial: (name, metrics of the initial parameters) to log as round 0 and checkpoint,
-      when the phase starts fresh (the assembled stack before fine-tuning).
-    profile: trace one round, the first after compilation (`train.profile`), with
-      `jax.profiler` into `profile/` beside `checkpoint_dir`.
-    select: an evaluation metric to maximise (e.g. `validation_accuracy`, never a test
-      metric): the phase's result is the parameters of its best evaluation (the earliest
-      among equals), not the last. '' = the last parameters. One trial only.
-    patience: with `select`, stop after this many evaluations without a strict
-      improvement (0 = run every round).
-    """
-
-    state: Any
-    run: Callable[[Any, int], tuple[Any, Metrics]]
-    num_rounds: int
-    evaluate: Callable[[Any, int], Metrics]
-    checkpoint_dir: str
-    name: str = ""
-    eval_every: int = 1
-    checkpoint_every: int = 1
-    max_checkpoints: int = 2
-    examples_per_round: int = 0
-    log_offset: int = 0
-    step_offset: int = 0
-    headline: str = ""
-    learning_rate_field: str = "train.learning_rate"
-    steps_per_round: int = 0
-    total_steps: int = 0
-    initial: tuple[str, Callable[[Any], Metrics]] | None = None
-    profile: bool = False
-    select: str = ""
-    patience: int = 0
-
-    @property
-    def unit(self) -> str:
-        """What a round is called: checkpoints are numbered by it."""
-        return "round" if self.steps_per_round else "epoch"
-
-    def label(self, r: int, width: bool = True) -> str:
-        """'epoch   3/30', or 'step   250/1000' for rounds of steps; `width=False`: 'epoch 3'."""
-        if self.steps_per_round:
-            step = min(r * self.steps_per_round, self.total_steps)
-            return f"step {step:5d}/{self.total_steps}" if width else f"step {step}"
-        return f"epoch {r:3d}/{self.num_rounds}" if width else f"epoch {r}"
-
-
-def epoch_cadence(config: Any) -> dict[str, Any]:
-    """The Phase fields every epoch-counted phase takes from the config: evaluation every
-    `eval.every_epochs`, checkpoints every `train.checkpoint_every_epochs`, keeping
-    `train.max_checkpoints`, and `train.profile`."""
-    return {"eval_every": config.eval.every_epochs,
-            "checkpoint_every": config.train.checkpoint_every_epochs,
-            "max_checkpoints": config.train.max_checkpoints,
-            "profile": config.train.profile}
 
 
 @dataclasses.dataclass
@@ -144,18 +77,10 @@ def _trace(phase: Phase, on: bool) -> Iterator[None]:
     if not on:
         yield
         return
-    directory = os.path.join(os.path.dirname(os.path.abspath(phase.checkpoint_dir)), "profile")
+    directory = files.path(os.path.dirname(os.path.abspath(phase.checkpoint_dir)), files.PROFILE)
     with jax.profiler.trace(directory):
         yield
     Run.log(f"profile of one {phase.unit} written to {directory}")
-
-
-def set_summary_aside(workdir: str) -> None:
-    """Moves `workdir`'s summary.json to summary.stale.json (process 0): the run it
-    describes is being changed, and `finish` will write the new one."""
-    path = os.path.join(workdir, SUMMARY)
-    if jax.process_index() == 0 and os.path.exists(path):
-        os.replace(path, os.path.join(workdir, STALE_SUMMARY))
 
 
 def _format_eta(seconds: float) -> str:
@@ -183,6 +108,11 @@ class Run:
         self.trial_names = None if trial_names is None else list(trial_names)
         self.writers = [MetricWriter(w) for w in workdirs]
         self.seconds: dict[str, float] = dict.fromkeys(TIME_PARTS, 0.0)
+        # The cursor: the epoch and step after the last line of the phases run so far.
+        # A phase's round r is logged as epoch `epoch + r` (one more with an initial line)
+        # at step `step` + its state's step; the final line goes at the cursor.
+        self.epoch, self.step = 0, 0
+        self._offset = 0
 
     @contextlib.contextmanager
     def timed(self, part: str) -> Iterator[None]:
@@ -213,7 +143,7 @@ class Run:
         for writer, metrics in zip(self.writers, per_trial, strict=True):
             if name:
                 metrics = {"phase": name, **{f"{name}/{k}": v for k, v in metrics.items()}}
-            writer.write(phase.log_offset + r, step, metrics)
+            writer.write(self._offset + r, step, metrics)
 
     def _stop_if_not_finite(self, phase: Phase, r: int, step: int, train: list[Metrics],
                             manager: ocp.CheckpointManager) -> None:
@@ -230,97 +160,105 @@ class Run:
             f"{losses[0] if len(losses) == 1 else losses}{bad}; stopped. The last good "
             f"checkpoint ({phase.unit} {manager.latest_step()}) is kept in "
             f"{phase.checkpoint_dir}. "
-            f"Try a smaller {phase.learning_rate_field}.")
+            f"Try a smaller {phase.display.learning_rate_field}.")
 
     def _progress(self, phase: Phase, r: int, train: list[Metrics], evals: list[Metrics],
                   rate: float) -> None:
         join = lambda values: " ".join(f"{v:.4g}" for v in values)
         line = f"{phase.name + ' ' if phase.name else ''}{phase.label(r)}  loss " + join(
             m["train_loss"] for m in train)
-        key = f"test_{phase.headline}"
-        if phase.headline and all(key in m for m in evals):
+        key = f"test_{phase.display.headline}"
+        if phase.display.headline and all(key in m for m in evals):
             line += f"  {key.replace('_', ' ')} " + join(m[key] for m in evals)
-        eta = (phase.num_rounds - r) * phase.examples_per_round / rate if rate else 0.0
+        eta = ((phase.num_rounds - r) * phase.display.examples_per_round / rate if rate
+               else 0.0)
         self.log(f"{line}  {rate:,.0f} ex/s  ETA {_format_eta(eta)}")
 
     def train(self, phase: Phase) -> PhaseResult:
         """Restores the phase's latest checkpoint (if any) and runs its remaining rounds."""
-        manager = checkpoint_manager(phase.checkpoint_dir, phase.max_checkpoints)
+        manager = checkpoint_manager(phase.checkpoint_dir, phase.cadence.max_checkpoints)
         selection = Selection(copy_tree(phase.state.params)) if phase.select else None
+        self._offset = self.epoch + (phase.initial is not None)
         try:
             with self.timed("checkpoints"):
                 saved, start = restore_or_keep(manager, restorable(phase.state, selection),
                                                phase.unit)
             state, selection = unpack(saved, selection)
             done = start >= phase.num_rounds or (
-                selection is not None and selection.exhausted(phase.patience))
+                selection is not None and selection.exhausted(phase.select.patience))
             fresh_initial = start == 0 and phase.initial is not None
             if not done or fresh_initial:
                 for workdir, writer in zip(self.workdirs, self.writers, strict=True):
-                    writer.drop_from(phase.log_offset + (0 if fresh_initial else start + 1))
-                    set_summary_aside(workdir)
+                    writer.drop_from(self._offset + (0 if fresh_initial else start + 1))
+                    files.set_summary_aside(workdir)
             if start:
                 self.log(f"resuming {phase.checkpoint_dir} from the checkpoint of "
                          f"{phase.unit} {start}")
             elif phase.initial is not None:
                 name, initial_metrics = phase.initial
-                step = phase.step_offset + int(np.max(parallel.fetch(state.step)))
+                step = self.step + int(np.max(parallel.fetch(state.step)))
                 self._write(phase, 0, step, self._split(initial_metrics(state.params)), name)
                 manager.save(0, args=ocp.args.StandardSave(restorable(state, selection)))
-            return self._rounds(phase, state, start, manager, selection, done)
+            result = self._rounds(phase, state, start, manager, selection, done)
         finally:
             manager.close()
+        self.epoch = self._offset + phase.num_rounds
+        self.step += int(np.max(parallel.fetch(result.state.step)))
+        return result
 
     def _rounds(self, phase: Phase, state: Any, start: int, manager: ocp.CheckpointManager,
                 selection: Selection | None, done: bool) -> PhaseResult:
         blank = [{} for _ in self.writers]
         train, evals = blank, blank
         t_start, timed_examples, timed_seconds, rate = time.perf_counter(), 0, 0.0, 0.0
-        traced = min(start + 2, phase.num_rounds) if phase.profile else None
+        traced = min(start + 2, phase.num_rounds) if phase.cadence.profile else None
+        per_round = phase.display.examples_per_round
         round_seconds, last = [], start
         for r in range(start + 1, phase.num_rounds + 1):
             if done:
                 break
             t0 = time.perf_counter()
             with _trace(phase, r == traced):
-                state, metrics = phase.run(state, r)
+                train_key, eval_key = phase.round_keys(r)
+                state, metrics = phase.run(state, r, train_key)
                 train = self._split({f"train_{k}": v for k, v in metrics.items()})
             seconds = time.perf_counter() - t0
             round_seconds.append(seconds)
             if r > start + 1 or r == phase.num_rounds:  # the first round of a process compiles
-                timed_examples += phase.examples_per_round
+                timed_examples += per_round
                 timed_seconds += seconds
             rate = (timed_examples / timed_seconds if timed_seconds
-                    else phase.examples_per_round / seconds)
-            step = phase.step_offset + int(np.max(parallel.fetch(state.step)))
+                    else per_round / seconds)
+            step = self.step + int(np.max(parallel.fetch(state.step)))
             self._stop_if_not_finite(phase, r, step, train, manager)
             with self.timed("evaluation"):
-                evals = (self._split(phase.evaluate(state.params, r))
-                         if due(r, phase.eval_every, phase.num_rounds) else blank)
-            if selection is not None and phase.select in evals[0]:
-                selection.update(state.params, evals[0][phase.select], r)
-                done = selection.exhausted(phase.patience)
-            rate_metric = {"examples_per_s": rate} if phase.examples_per_round else {}
+                evals = (self._split(phase.evaluate(state.params, eval_key))
+                         if due(r, phase.cadence.eval_every, phase.num_rounds) else blank)
+            if selection is not None and phase.select.metric in evals[0]:
+                selection.update(state.params, evals[0][phase.select.metric], r)
+                done = selection.exhausted(phase.select.patience)
+            rate_metric = {"examples_per_s": rate} if per_round else {}
             self._write(phase, r, step, [{**t, **e, **rate_metric}
                                          for t, e in zip(train, evals, strict=True)])
-            if due(r, phase.checkpoint_every, phase.num_rounds) or done:
+            if due(r, phase.cadence.checkpoint_every, phase.num_rounds) or done:
                 with self.timed("checkpoints"):  # waits for the previous save, if running
                     manager.save(r, args=ocp.args.StandardSave(restorable(state, selection)))
             self._progress(phase, r, train, evals, rate)
             last = r
             if done:
                 self.log(f"{phase.name + ' ' if phase.name else ''}early stop at "
-                         f"{phase.label(r, width=False)}: {phase.select} has not improved "
-                         f"on {selection.score:.4g} ({phase.label(selection.round, False)}) "
-                         f"in {phase.patience} evaluations")
+                         f"{phase.label(r, width=False)}: {phase.select.metric} has not "
+                         f"improved on {selection.score:.4g} "
+                         f"({phase.label(selection.round, False)}) in "
+                         f"{phase.select.patience} evaluations")
         with self.timed("checkpoints"):
             manager.wait_until_finished()
         self._count_rounds(round_seconds)
         params = state.params if selection is None else selection.params
         if last == start or selection is not None:  # evaluate what the phase reports
             with self.timed("evaluation"):
-                evals = self._split(phase.evaluate(params, selection.round if selection
-                                                   else phase.num_rounds))
+                reported = selection.round if selection else phase.num_rounds
+                evals = self._split(phase.evaluate(params, phase.round_keys(reported)[1]))
         return PhaseResult(state=state, train=train, eval=evals, rounds_run=last - start,
                            seconds=time.perf_counter() - t_start,
                            examples_per_s=timed_examples / timed_seconds if timed_seconds
@@ -335,11 +273,12 @@ class Run:
         self.seconds["compilation"] += compile_seconds
         self.seconds["training"] += sum(round_seconds) - compile_seconds
 
-    def finish(self, summaries: Sequence[Metrics], finals: Sequence[Metrics], epoch: int,
-               step: int, pictures: Sequence[Callable[[], Any]] = ()) -> None:
+    def finish(self, summaries: Sequence[Metrics], finals: Sequence[Metrics],
+               pictures: Sequence[Callable[[], Any]] = ()) -> None:
         """Ends the run's files: the pictures, `summary.json` (a stale one removed), the
-        numbers of each `final` as the last, `"final": true` line of metrics.jsonl, and a
-        summary line. Process 0 draws and writes; the others do nothing."""
+        numbers of each `final` as the last, `"final": true` line of metrics.jsonl at the
+        cursor (the epoch and step after the last phase), and a summary line. Process 0
+        draws and writes; the others do nothing."""
         with self.timed("pictures"):
             if jax.process_index() == 0:
                 for draw in pictures:
@@ -347,11 +286,12 @@ class Run:
         for workdir, writer, summary, final in zip(self.workdirs, self.writers, summaries,
                                                    finals, strict=True):
             if jax.process_index() == 0:
-                with open(os.path.join(workdir, SUMMARY), "w") as f:
+                with open(files.path(workdir, files.SUMMARY), "w") as f:
                     json.dump(summary, f, indent=2)
-                if os.path.exists(os.path.join(workdir, STALE_SUMMARY)):  # superseded now
-                    os.remove(os.path.join(workdir, STALE_SUMMARY))
-                writer.write(epoch, step, {k: v for k, v in final.items()
+                stale = files.path(workdir, files.STALE_SUMMARY)
+                if os.path.exists(stale):  # superseded now
+                    os.remove(stale)
+                writer.write(self.epoch, self.step, {k: v for k, v in final.items()
                                            if isinstance(v, (int, float))}, final=True)
             writer.close()
             # Grouped metrics (`test_kl_units/07`) stay in summary.json, off the console.

@@ -3,7 +3,7 @@ the optimizer step: pure, so a resumed run (whose checkpoint holds the step) con
 exactly the curve it left.
 
 A schedule here is a *shape*: a factor in (0, 1] that multiplies the peak rate
-`train.learning_rate`. The optimizer (`aevb/epoch.py`) keeps the peak in its state and
+`train.learning_rate`. The optimizer (`aevb/training/epoch.py`) keeps the peak in its state and
 applies the shape through `optax.inject_hyperparams`, so trials of a vectorized sweep may
 differ in the peak under one shared shape, and the rate in force is in the state for the
 metrics (`learning_rate`, each epoch's mean).

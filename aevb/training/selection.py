@@ -1,6 +1,6 @@
 """Model selection on a validation metric, and early stopping, for the loop's phases.
 
-A phase with `select` (`aevb/loop.py`: `Phase.select`, `Phase.patience`) keeps the
+A phase with `select` (`aevb/training/loop.py`: `Phase.select`, `Phase.patience`) keeps the
 parameters of its best evaluation so far in a `Selection`, which goes into every checkpoint
 beside the train state: a resumed run selects exactly as an uninterrupted one would, and
 an early-stopped run, restored, knows it is done.

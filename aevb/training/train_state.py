@@ -52,7 +52,8 @@ def _optimizer(learning_rate, scale, name: str, weight_decay: float,
 def make_optimizer(section: ml_collections.ConfigDict,
                    total_steps: int = 0) -> optax.GradientTransformation:
     """Optax optimizer from a config section (`train` or `classifier`): `optimizer`,
-    `learning_rate` (the peak), `lr_schedule` over `total_steps` steps (`aevb/schedules.py`),
+    `learning_rate` (the peak), `lr_schedule` over `total_steps` steps
+    (`aevb/training/schedules.py`),
     `weight_decay` (decoupled for adamw, else L2 added to the gradients) and `adam_eps`
     (adam and adamw).
 
