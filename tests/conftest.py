@@ -3,8 +3,10 @@ the small configs of each regime, model set-up, and the interrupt-and-resume har
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
+import shutil
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,51 @@ from aevb.training.train_state import TrainState, make_optimizer
 
 FASHION_DIR = data_lib.FASHION_MNIST_DEBIAN_DIR
 TIMING = ("_seconds", "examples_per_s")
+# Compiling XLA programs is most of the suite's time. Without XLA's backend optimizations
+# three end-to-end tests took 35 s instead of 59 s; the pinned summaries of
+# tests/test_experiments.py hold to 1e-5 either way, and a comparison of two runs in one
+# session compares programs compiled alike. AEVB_TEST_XLA_OPTIMIZE=1: optimize.
+FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+
+
+# The tests that take far longer than the rest, longest first. They start first, and the
+# workers take one test at a time (--maxschedchunk=1 in pyproject.toml), so that no worker
+# is left with one of them while the other has finished. Other files' slow tests belong
+# here too (`pytest --durations=20` lists them).
+VAE_PIN = "test_experiment_runs_through_launch_and_reproduces_its_pinned_summary[vae]"
+SLOW_FIRST = (
+    "tests/test_parallel.py::test_eight_devices_match_one_device",
+    "tests/test_parallel.py::test_two_processes_match_one_process",
+    f"tests/test_experiments.py::{VAE_PIN}",  # and a real process
+    "tests/test_experiments.py::",
+    "tests/test_layerwise.py::test_interrupted_run_resumes_mid_phase",
+    "tests/test_iwae.py::test_warmup_and_schedule_resume_exactly_after_a_kill",
+    "tests/test_pretrain.py::test_run_compares_with_scratch_and_resumes",
+    "tests/test_sweeps.py::test_worker_processes_give_the_trials_run_alone",
+    "tests/test_sweeps.py::test_vectorized_trials_equal_the_same_trials_run_alone",
+    "tests/test_semisupervised.py::test_m2_",
+    # The first user of a run `built_once`: the others find it made.
+    "tests/test_train.py::test_run_leaves_its_files",
+    "tests/test_faults.py::test_damaged_newest_checkpoint_falls_back_to_the_previous_one",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Runs the tests of SLOW_FIRST first, in its order; the others keep theirs."""
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(SLOW_FIRST)
+                     if item.nodeid.startswith(prefix)), len(SLOW_FIRST))
+
+    items.sort(key=rank)
+
+
+def pytest_configure(config) -> None:
+    """XLA_FLAGS for this process's backend (not started yet) and every process it starts."""
+    del config
+    if not os.environ.get("AEVB_TEST_XLA_OPTIMIZE"):
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        os.environ["XLA_FLAGS"] = " ".join([*flags, *(f for f in FAST_COMPILE
+                                                      if f not in flags)])
 
 
 def write_idx(path: str, array: np.ndarray) -> None:
@@ -34,21 +81,25 @@ def write_idx(path: str, array: np.ndarray) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _caches_in_a_temporary_directory(tmp_path_factory) -> Iterator[Path]:
-    """Every cache the suite would write under ~/.cache goes to one temporary directory,
-    shared by the whole session (both xdist workers and every process they start):
-    XDG_CACHE_HOME (launch.py's JAX compilation cache `<it>/aevb/jax`, matplotlib's font
-    cache), AEVB_CACHE_DIR (the PCA baselines) and JAX's persistent compilation cache of
-    this process and of every JAX process it starts, so a program compiled once, by any
-    test or subprocess, is loaded by the next that needs it."""
-    from jax._src import compilation_cache as jax_cache
+    """Every cache the suite would write under ~/.cache goes to a temporary directory of
+    this test process (an xdist worker), which the processes it starts inherit:
+    XDG_CACHE_HOME (launch.py's JAX compilation cache `<it>/aevb/jax`), MPLCONFIGDIR
+    (matplotlib's font cache), AEVB_CACHE_DIR (the PCA baselines) and JAX's persistent
+    compilation cache, so that a program compiled once by a test or a subprocess is loaded
+    by the next that needs it. One per worker: JAX writes a cache entry in place, so two
+    processes that compile at once must not share a directory (a subprocess that runs
+    beside its test, not in its stead, turns the cache off). A shared directory under
+    JAX's file lock (`jax_compilation_cache_max_size`) was tried: the suite took 2.8 times
+    as long."""
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
     from aevb.run import compile_cache
 
-    base = tmp_path_factory.getbasetemp()
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "caches"
+    root = tmp_path_factory.getbasetemp() / "caches"
     jax_dir = root / "xdg" / "aevb" / "jax"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(root / "xdg"))
+        patch.setenv("MPLCONFIGDIR", str(root / "matplotlib"))
         patch.setenv("AEVB_CACHE_DIR", str(root / "aevb"))
         patch.setenv("JAX_COMPILATION_CACHE_DIR", str(jax_dir))
         patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
@@ -68,17 +119,39 @@ def _release_workdir_locks():
     lock.release_all()
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`<dir>/name`, made by `build(<dir>/name)` once in the session: the first xdist worker
+    to ask builds it in a directory both workers share, the other waits for it. For runs
+    several tests read (or copy, to change them)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    target, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            build(target)
+            lock.release_all()  # the run's workdir lock: the readers are other processes
+            done.touch()
+    return target
+
+
 @pytest.fixture(scope="session")
 def tiny_idx_dir(tmp_path_factory) -> str:
-    """1,000 training and 200 test images of real Fashion-MNIST, in the standard IDX layout."""
+    """1,000 training and 200 test images of real Fashion-MNIST, in the standard IDX layout
+    (one directory for both workers: a run `built_once` names it in its config)."""
     if not os.path.isdir(FASHION_DIR):
         pytest.skip(f"{FASHION_DIR} is missing: apt-get install dataset-fashion-mnist")
-    train, test = data_lib.load_idx_dir(FASHION_DIR)
-    out = tmp_path_factory.mktemp("tiny_fashion_mnist")
-    for prefix, split, n in (("train", train, 1000), ("t10k", test, 200)):
-        write_idx(str(out / f"{prefix}-images-idx3-ubyte.gz"), split.images[:n, :, :, 0])
-        write_idx(str(out / f"{prefix}-labels-idx1-ubyte.gz"), split.labels[:n].astype(np.uint8))
-    return str(out)
+
+    def write(out: Path) -> None:
+        train, test = data_lib.load_idx_dir(FASHION_DIR)
+        out.mkdir()
+        for prefix, split, n in (("train", train, 1000), ("t10k", test, 200)):
+            write_idx(str(out / f"{prefix}-images-idx3-ubyte.gz"), split.images[:n, :, :, 0])
+            write_idx(str(out / f"{prefix}-labels-idx1-ubyte.gz"),
+                      split.labels[:n].astype(np.uint8))
+
+    return str(built_once(tmp_path_factory, "tiny_fashion_mnist", write))
 
 
 # ----------------------------------------------------------------------------- small configs

@@ -19,7 +19,7 @@ from aevb.training.epoch import make_train_epoch
 
 
 def _model_and_params(config, d=784):
-    family, model, _, state = model_and_state(config, (1, d, 1))
+    _, model, _, state = model_and_state(config, (1, d, 1))
     return model, state.params
 
 

@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import comparable, interrupt_and_resume, model_and_state, small_vae_config
+from conftest import model_and_state, small_vae_config
 from jax import lax
 
-from aevb import models, regimes, sweeps
+from aevb import models
 from aevb.data import noise
 from aevb.families import vae as vae_family
 from aevb.models import conv as conv_models
@@ -222,7 +222,7 @@ def test_conv_denoising_scores_the_clean_input(kind):
 
 def test_conv_vae_lk_is_at_least_the_elbo_and_does_not_decrease_with_k():
     config = conv_vae_config("")
-    family, model, _, state = model_and_state(config, (8, 8, 1))
+    _, model, _, state = model_and_state(config, (8, 8, 1))
     x = jnp.tile(jax.random.bernoulli(jax.random.key(1), 0.4, (10, 64)).astype(jnp.float32),
                  (40, 1))
     jitted = jax.jit(lambda key, k, objective: vae_family.vae_terms(
@@ -239,7 +239,7 @@ def test_conv_vae_lk_is_at_least_the_elbo_and_does_not_decrease_with_k():
 
 # ----------------------------------------------------------------------------- end to end
 
-@pytest.mark.parametrize("case", ["feature_map", "stacked+masking", "gaussian+kl", "l1"])
+@pytest.mark.parametrize("case", ["feature_map", "stacked+masking+l1", "gaussian+kl"])
 def test_every_conv_autoencoder_composition_runs(tiny_idx_dir, tmp_path, case):
     """Undercomplete (the feature map as the code), stacked (dense layers between the convs
     and the code), denoising under each noise, sparse codes under each penalty."""
@@ -257,75 +257,27 @@ def test_every_conv_autoencoder_composition_runs(tiny_idx_dir, tmp_path, case):
     assert 0 < summary["test_mse"] < 0.2 and summary["pca_mse"] > 0
     if "masking" in parts:  # half the pixels dropped: already restored after 100 steps
         assert summary["test_denoising_mse"] < summary["test_corrupted_mse"]
-    if "kl" in parts:
-        assert 0 < summary["code_mean_activation"] < 1
+    if "kl" in parts:  # towards the target 0.1: 0.19 here; without the penalty, 0.99999
+        assert summary["code_mean_activation"] < 0.5
     assert (tmp_path / "run" / "filters.png").exists()
 
 
-@pytest.mark.parametrize("case", ["gaussian", "iwae"])
-def test_every_conv_vae_composition_runs(tiny_idx_dir, tmp_path, case):
-    """Both decoders and both objectives (the Bernoulli decoder and the ELBO run in the
-    resume, vectorized and mesh tests)."""
-    config = conv_vae_config(tiny_idx_dir)
-    if case == "gaussian":
-        config.model.decoder, config.data.binarize = "gaussian", "dequantize"
-    if case == "iwae":
-        config.train.objective, config.train.num_samples = "iwae", 3
-    summary = train.train_and_evaluate(config, str(tmp_path / case))
-    assert np.isfinite(summary["test_neg_elbo"])
-    assert summary["test_log_likelihood"] >= -summary["test_neg_elbo"] - 1.0
-    assert {"filters.png", "samples.png"} <= {p.name for p in (tmp_path / case).iterdir()}
-
-
 @pytest.mark.parametrize("kind", ["autoencoder", "vae"])
-def test_a_conv_encoder_is_pretrained_and_reused_by_the_classifier(tiny_idx_dir, tmp_path,
-                                                                   kind, monkeypatch):
-    """Pretraining exports the conv encoder: the classifier starts from its kernels."""
-    from conftest import small_pretrain_config
-
-    config = small_pretrain_config(tiny_idx_dir)
-    base = conv_autoencoder_config() if kind == "autoencoder" else conv_vae_config("")
-    config.model = base.model
-    config.data.binarize = base.data.binarize
-    config.classifier.encoder_layers = 1 if kind == "autoencoder" else 0
-    seen = {}
-    original = pretrain.classifier.build
-
-    def build(*args, **kwargs):
-        model, pretrained, scratch = original(*args, **kwargs)
-        seen["pretrained"], seen["ae_params"] = pretrained, args[4]
-        return model, pretrained, scratch
-
-    monkeypatch.setattr(pretrain.classifier, "build", build)
-    summary = regimes.run(config, str(tmp_path / kind))
-    assert 0 < summary["pretrained_test_accuracy"] <= 1
-    encoder = seen["pretrained"]["params"]["encoder"]
-    ae_encoder = seen["ae_params"]["params"]["encoder"]
+def test_a_conv_encoder_is_exported_to_the_classifier(kind):
+    """The classifier of pretraining starts from the conv encoder's kernels (the regime
+    hands it the trained parameters: tests/test_pretrain.py)."""
+    config = conv_autoencoder_config() if kind == "autoencoder" else conv_vae_config("")
+    family, _, _, state = model_and_state(config)
+    layers = 1 if kind == "autoencoder" else 0  # the autoencoder: its lower conv layer only
+    _, pretrained, scratch = pretrain.classifier.build(
+        family, config.model, (28, 28, 1), 10, state.params, layers, jax.random.key(5))
+    encoder = pretrained["params"]["encoder"]
+    ae_encoder = state.params["params"]["encoder"]
     first = ae_encoder["conv_0"] if kind == "autoencoder" else ae_encoder["body"]["conv_0"]
     exported = encoder["conv_0"] if kind == "autoencoder" else encoder["body"]["conv_0"]
     np.testing.assert_array_equal(exported["kernel"], first["kernel"])
+    fresh = scratch["params"]["encoder"]
+    fresh = fresh["conv_0"] if kind == "autoencoder" else fresh["body"]["conv_0"]
+    assert not np.allclose(fresh["kernel"], first["kernel"])  # scratch: its own kernels
     if kind == "autoencoder":   # one layer exported: no second conv layer under the head
         assert set(encoder) == {"conv_0"}
-
-
-def test_an_interrupted_conv_run_resumes_to_the_same_result(tiny_idx_dir, tmp_path,
-                                                           monkeypatch):
-    config = conv_vae_config(tiny_idx_dir)
-    config.train.num_epochs = 3
-    config.eval.every_epochs = 1
-    straight = train.train_and_evaluate(config.copy_and_resolve_references(),
-                                        str(tmp_path / "straight"))
-    resumed = interrupt_and_resume(monkeypatch, train.train_and_evaluate, config,
-                                   str(tmp_path / "resumed"), "", 2)
-    assert comparable(resumed) == comparable(straight)
-
-
-def test_vectorized_conv_trials_equal_the_same_trials_run_alone(tiny_idx_dir, tmp_path):
-    config = conv_vae_config(tiny_idx_dir)
-    sweep = sweeps.zip_({"train.seed": [0, 1], "train.learning_rate": [1e-3, 3e-3]})
-    rows = sweeps.run_sweep(config, sweep, str(tmp_path / "sweep"))
-    assert all(row["vectorized_trials"] == 2 for row in rows)
-    for row, (name, _, trial) in zip(rows, sweeps.make_trials(config, sweep), strict=True):
-        alone = train.train_and_evaluate(trial, str(tmp_path / "alone" / name))
-        for key in ("train_loss", "test_neg_elbo", "test_log_likelihood"):
-            assert row[key] == pytest.approx(alone[key], rel=1e-4), (name, key)

@@ -27,8 +27,8 @@ import pytest
 from conftest import write_idx
 
 from aevb import data
-from aevb.data import tfds as tfds_data
 from aevb.data import sources
+from aevb.data import tfds as tfds_data
 
 IDX_FILES = {
     "train-images-idx3-ubyte.gz": "train_images",

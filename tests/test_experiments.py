@@ -1,9 +1,9 @@
 """Every experiment file runs end to end through launch.py on a small slice of real data,
 and reproduces its pinned summary: each experiment's runlocal variant, one epoch on the tiny
 Fashion-MNIST (tests/data/pinned_summaries.json, the values before the package was
-regrouped). The default experiment runs as a real process (the README's command shape),
-twice: the rerun loads every program from the persistent compilation cache. The others run
-in this process through `launch.cli`, the same parser and entry point.
+regrouped). Each runs in this process through `launch.cli`, the parser and entry point of
+`python launch.py`; the default experiment then runs again as a real process (the README's
+command), which loads every program from the persistent compilation cache.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from conftest import TIMING
 
 import launch
+from aevb.run import compile_cache
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PINNED = os.path.join(REPO, "tests", "data", "pinned_summaries.json")
@@ -53,12 +54,13 @@ def _differences(pinned: dict, summary: dict) -> list[str]:
     return out
 
 
-def _launch_in_a_process(args: list[str], cache: Path) -> tuple[int, str]:
-    """`python launch.py --config=experiments/vae.py:runlocal ARGS`, with its compilation
-    cache in `cache`; (exit status, output)."""
+def _launch_in_a_process(args: list[str]) -> tuple[int, str]:
+    """`python launch.py --config=experiments/vae.py:runlocal ARGS` with its default
+    compilation cache (this session's: tests/conftest.py), JAX logging each program it
+    compiles or loads; (exit status, output)."""
     proc = subprocess.run([sys.executable, "launch.py", "--config=experiments/vae.py:runlocal",
-                           *args, f"--compilation_cache={cache}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, check=False)
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          check=False, env={**os.environ, "JAX_LOG_COMPILES": "1"})
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -78,13 +80,9 @@ def test_experiment_runs_through_launch_and_reproduces_its_pinned_summary(
     args = [f"--config.data.dir={tiny_idx_dir}", "--config.data.num_validation=0",
             "--config.train.num_epochs=1", "--config.eval.iwae_num_examples=20",
             f"--workdir={workdir}"]
-    if name == "vae":  # the README's command, in a process of its own
-        status, out = _launch_in_a_process(args, tmp_path / "cache")
-    else:
-        status = launch.cli(["launch.py", f"--config={REPO}/experiments/{name}.py:runlocal",
-                             *args])
-        captured = capsys.readouterr()
-        out = captured.out + captured.err
+    status = launch.cli(["launch.py", f"--config={REPO}/experiments/{name}.py:runlocal", *args])
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
     assert status == 0, out
     assert "epoch   1/1" in out and "summary:" in out
     summary = json.loads((workdir / "summary.json").read_text())
@@ -109,10 +107,12 @@ def test_experiment_runs_through_launch_and_reproduces_its_pinned_summary(
     with open(PINNED) as f:
         pinned = json.load(f)[name]
     assert not _differences(pinned, summary), "\n".join(_differences(pinned, summary))
-    if name == "vae":  # a rerun of the command, in a fresh process, compiles nothing new
-        entries = _entries(tmp_path / "cache")
-        assert len(entries) >= 3  # the epoch, the evaluation, the final measurements at least
-        status, out = _launch_in_a_process([*args[:-1], f"--workdir={tmp_path / 'again'}"],
-                                           tmp_path / "cache")
-        assert status == 0, out
-        assert _entries(tmp_path / "cache") == entries  # every program loaded from the cache
+    if name == "vae":  # the README's command, in a fresh process, compiles nothing new
+        cache = Path(compile_cache.default_directory())
+        entries = _entries(cache)
+        status, out = _launch_in_a_process([*args[:-1], f"--workdir={tmp_path / 'again'}"])
+        assert status == 0 and "summary:" in out, out
+        assert "Persistent compilation cache hit for 'jit_train_epoch'" in out
+        assert _entries(cache) == entries  # every program loaded from the cache
+        again = json.loads((tmp_path / "again" / "summary.json").read_text())
+        assert not _differences(pinned, again), "\n".join(_differences(pinned, again))

@@ -208,7 +208,7 @@ def test_knn_prefers_one_neighbour_on_interleaved_clusters():
     sel = hc.fit_and_select("knn", tx, labels, vx, labels, SEED)
     assert sel.hparams == {"n_neighbors": 1}
     assert sel.validation_accuracy == 1.0
-    assert dict((h["n_neighbors"], a) for h, a in sel.candidates)[25] < 0.8
+    assert {h["n_neighbors"]: a for h, a in sel.candidates}[25] < 0.8
 
 
 def test_knn_prefers_many_neighbours_on_noisy_labels():
@@ -222,7 +222,7 @@ def test_knn_prefers_many_neighbours_on_noisy_labels():
     flip = rng.random(n) < 0.3
     noisy = np.where(flip, 1 - y, y)
     sel = hc.fit_and_select("knn", x[:200], noisy[:200], x[200:], noisy[200:], SEED)
-    accs = dict((h["n_neighbors"], a) for h, a in sel.candidates)
+    accs = {h["n_neighbors"]: a for h, a in sel.candidates}
     assert sel.hparams == {"n_neighbors": 25}
     assert accs[1] < sel.validation_accuracy - 0.05
 

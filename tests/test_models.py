@@ -129,8 +129,8 @@ def test_vae_heads_sit_beside_their_trunks(architecture):
     paths = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)}
     trunk = "mlp" if architecture == "mlp" else "body"
     enc = {"['params']['encoder']['mean_log_var']['kernel']",
-           f"['params']['encoder']['{trunk}']['{'hidden_0' if trunk == 'mlp' else 'conv_0'}']"
-           "['kernel']"}
+           (f"['params']['encoder']['{trunk}']['{'hidden_0' if trunk == 'mlp' else 'conv_0'}']"
+            "['kernel']")}
     dec = ({"['params']['decoder']['logits']['kernel']",
             "['params']['decoder']['mlp']['hidden_0']['kernel']"} if architecture == "mlp"
            else {"['params']['decoder']['body']['to_map']['kernel']",

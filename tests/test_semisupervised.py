@@ -30,20 +30,23 @@ def test_balanced_batches_hold_each_class_equally_without_repeats():
     assert counts.min() > 0 and counts.max() < 2 * counts.mean()
 
 
-def test_m1_host_classifier_selects_on_validation_only(tiny_idx_dir, tmp_path):
-    config = small_semisupervised_config(tiny_idx_dir)
-    config.semisupervised.classifier = "logistic"
-    summary = regimes.run(config, str(tmp_path / "run"))
-    assert summary["labels_num"] == summary["labels_num_validation"] == 100
-    assert 0 < summary["m1_active_units"] <= 4 and summary["features"] == "m1"
-    assert 0.3 < summary["test_accuracy"] <= 1 and 0.3 < summary["validation_accuracy"] <= 1
-    assert summary["selected_C"] in (1e-3, 1e-2, 1e-1, 1, 10, 100, 1000)
+def _small_conv(config) -> None:
+    """One conv layer of 4 filters, stride 2 (28 -> 14): compiles in seconds."""
+    conv = config.model.conv
+    conv.channels, conv.kernels, conv.strides, conv.pools, conv.paddings = (
+        (4,), (3,), (2,), (1,), ("same",))
 
 
 @pytest.mark.parametrize("variant", ["m2", "m1m2"])
 def test_m2_trains_selects_and_resumes_after_a_kill(tiny_idx_dir, tmp_path, monkeypatch,
                                                     variant):
+    """M2 on pixels, killed in its first epoch, resumes to the straight run (the regime's
+    resume test); a dense M2 on the codes of a conv M1."""
     config = small_semisupervised_config(tiny_idx_dir, variant)
+    if variant == "m1m2":
+        config.model.architecture, config.model.activation = "conv", "relu"
+        _small_conv(config)
+        config.eval.iwae_num_examples = 0
     straight = regimes.run(config.copy_and_resolve_references(), str(tmp_path / "straight"))
     assert straight["classifier"] == "m2" and 0 < straight["test_accuracy"] <= 1
     assert straight["train_loss"] > 0 and 0 < straight["train_entropy"] <= np.log(10)
@@ -57,9 +60,12 @@ def test_m2_trains_selects_and_resumes_after_a_kill(tiny_idx_dir, tmp_path, monk
     assert {"class_samples.png", "analogies.png"} <= {p.name for p in
                                                       (tmp_path / "straight").iterdir()}
 
-    resumed = interrupt_and_resume(monkeypatch, regimes.run, config,
-                                   str(tmp_path / "interrupted"), "m2", 1)
-    assert comparable(resumed) == comparable(straight)
+    if variant == "m1m2":
+        assert straight["features"] == "m1" and 0 < straight["m1_active_units"] <= 4
+    else:
+        resumed = interrupt_and_resume(monkeypatch, regimes.run, config,
+                                       str(tmp_path / "interrupted"), "m2", 1)
+        assert comparable(resumed) == comparable(straight)
 
 
 def test_m2_never_trains_on_the_validation_labels(tiny_idx_dir):
@@ -71,13 +77,6 @@ def test_m2_never_trains_on_the_validation_labels(tiny_idx_dir):
     labels = data_lib.load(config.data).train.labels
     labeled, held_out = pretrain.labeled_and_validation(config, labels)
     assert len(labeled) == len(held_out) == 100 and not set(labeled) & set(held_out)
-
-
-def _small_conv(config) -> None:
-    """One conv layer of 4 filters, stride 2 (28 -> 14): compiles in seconds."""
-    conv = config.model.conv
-    conv.channels, conv.kernels, conv.strides, conv.pools, conv.paddings = (
-        (4,), (3,), (2,), (1,), ("same",))
 
 
 def test_m2_on_conv_trunks_trains_predicts_and_evaluates_at_its_cadence(tiny_idx_dir,
@@ -96,16 +95,6 @@ def test_m2_on_conv_trunks_trains_predicts_and_evaluates_at_its_cadence(tiny_idx
     assert evaluated == [2, 3] and summary["selected_epoch"] in (2, 3)
     assert {"class_samples.png", "analogies.png"} <= {p.name for p in
                                                       (tmp_path / "run").iterdir()}
-
-
-def test_m1_on_conv_trunks_under_a_dense_m2(tiny_idx_dir, tmp_path):
-    config = small_semisupervised_config(tiny_idx_dir, "m1m2")
-    config.model.architecture, config.model.activation = "conv", "relu"
-    _small_conv(config)
-    config.eval.iwae_num_examples, config.m2.num_epochs = 0, 1
-    summary = regimes.run(config, str(tmp_path / "run"))
-    assert summary["features"] == "m1" and 0 < summary["m1_active_units"] <= 4
-    assert 0 < summary["test_accuracy"] <= 1
 
 
 def test_conv_m2_on_m1_codes_is_refused_in_one_line(tiny_idx_dir):

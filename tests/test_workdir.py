@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -29,10 +30,10 @@ def test_more_epochs_under_a_schedule_is_refused_before_anything_is_written(tmp_
     workdir = str(tmp_path)
     claim(_config(schedule, 30), workdir)
     lock.release_all()
-    before = sorted(os.listdir(workdir)), open(files.path(workdir, files.CONFIG)).read()
+    before = sorted(os.listdir(workdir)), Path(files.path(workdir, files.CONFIG)).read_text()
     with pytest.raises(ConfigError, match=rf"train\.num_epochs.*30 -> 60.*{schedule}"):
         claim(_config(schedule, 60), workdir)
-    assert (sorted(os.listdir(workdir)), open(files.path(workdir, files.CONFIG)).read()) == before
+    assert (sorted(os.listdir(workdir)), Path(files.path(workdir, files.CONFIG)).read_text()) == before
 
 
 def test_more_epochs_under_a_constant_rate_resumes(tmp_path):
@@ -50,11 +51,11 @@ def test_the_refusal_is_one_line_and_exit_status_2(tmp_path, tiny_idx_dir, capsy
     config.data.dir = tiny_idx_dir
     claim(config, workdir)  # as a cosine run of 30 epochs would have left it
     lock.release_all()
-    before = sorted(os.listdir(workdir)), open(files.path(workdir, files.CONFIG)).read()
+    before = sorted(os.listdir(workdir)), Path(files.path(workdir, files.CONFIG)).read_text()
     status = launch.cli(["launch.py", "--config=experiments/vae.py",
                          f"--config.data.dir={tiny_idx_dir}", "--config.train.lr_schedule=cosine",
                          "--config.train.num_epochs=60", f"--workdir={workdir}",
                          "--compilation_cache="])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "train.num_epochs" in err[0]
-    assert (sorted(os.listdir(workdir)), open(files.path(workdir, files.CONFIG)).read()) == before
+    assert (sorted(os.listdir(workdir)), Path(files.path(workdir, files.CONFIG)).read_text()) == before
