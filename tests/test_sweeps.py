@@ -158,10 +158,27 @@ def test_worker_processes_give_the_trials_run_alone(tiny_config, tmp_path):
     assert [[name for name, _ in unit] for unit in units] == [["seed=2"]]
     rows = sweeps.run_sweep(tiny_config, sweep, str(root))  # seed=2, in this process
     assert [row.get("vectorized_trials") for row in rows] == [2, 2, None]
+    # Another seed, other numbers (the same seed, the same numbers: every resume test and
+    # the pinned experiments of tests/test_experiments.py).
+    assert len({row["train_loss"] for row in rows}) == 3
     for row, (name, _, config) in zip(rows[:2], trials[:2], strict=True):
         alone = train.train_and_evaluate(config, str(tmp_path / "alone" / name))
         for key in ("train_loss", "test_neg_elbo", "test_log_likelihood"):
             assert row[key] == pytest.approx(alone[key], rel=1e-4), (name, key)
+
+
+def test_worker_processes_keep_the_users_xla_flags(monkeypatch):
+    """The workers' single-threading flags are added to XLA_FLAGS, not put in its place."""
+    from aevb.sweeps import workers
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with workers._environment(workers.SINGLE_THREADED):
+        assert os.environ["XLA_FLAGS"] == ("--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen="
+                                           "false intra_op_parallelism_threads=1")
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"
+    assert "OMP_NUM_THREADS" not in os.environ
 
 
 NAMED_SWEEPS = """

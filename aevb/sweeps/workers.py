@@ -99,9 +99,11 @@ def _next_result(done, workers) -> tuple[str, Any, float]:
 
 @contextlib.contextmanager
 def _environment(variables: dict[str, str]) -> Iterator[None]:
-    """`variables` set in os.environ inside the block (a spawned process inherits them)."""
+    """`variables` set in os.environ inside the block (a spawned process inherits them);
+    XLA_FLAGS added to the flags already set, which stay."""
     saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
+    os.environ.update({k: f"{saved[k] or ''} {v}".strip() if k == "XLA_FLAGS" else v
+                       for k, v in variables.items()})
     try:
         yield
     finally:
