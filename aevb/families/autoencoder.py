@@ -24,7 +24,7 @@ from aevb.config import checks
 from aevb.data import noise
 from aevb.evaluation import measures, plots
 from aevb.evaluation.measures import EvalData, map_in_chunks
-from aevb.families.base import Family, Objective, Params
+from aevb.families.base import Family, Objective, Params, compiled
 from aevb.models import losses, sparsity
 from aevb.run import files, parallel
 
@@ -258,7 +258,8 @@ class AutoencoderFamily(Family):
         `code_activations.png` (the units' mean activations against the target)."""
         n = min(config.eval.num_images, test_x.shape[0])
         x = test_x[:n]
-        written = [plots.save_reconstructions(x, model.apply(params, x).x_hat, image_shape,
+        forward = compiled(model)
+        written = [plots.save_reconstructions(x, forward(params, x).x_hat, image_shape,
                                               workdir)]
         kernel = model.apply(params, method=model.first_layer_kernel)
         written.append(plots.save_filters(architectures.get(config.model.architecture)
@@ -267,12 +268,12 @@ class AutoencoderFamily(Family):
             rows = min(max(1, int(np.sqrt(n))), n)
             corrupted = noise.corrupt(x[:rows], config.noise.kind, key, config.noise.std,
                                       config.noise.rate)
-            restored = model.apply(params, corrupted).x_hat
+            restored = forward(params, corrupted).x_hat
             stack = np.concatenate([np.clip(corrupted, 0, 1), restored, x[:rows]])
             written.append(plots.save_grid(stack, image_shape, workdir, files.DENOISING,
                                            columns=rows))
         if config.model.code_activation == "sigmoid":
-            codes = model.apply(params, test_x, method=model.encode)
+            codes = compiled(model, model.encode)(params, test_x)
             target = config.sparsity.target if config.sparsity.kind == "kl" else None
             written.append(plots.activation_histogram(
                 np.asarray(codes).mean(axis=0), target,

@@ -11,6 +11,7 @@ a new family is one new file plus one line in `aevb/families/__init__.py`
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,13 @@ Params = Any
 # is the batch mean of "loss". `step` is the optimizer step of the update being computed
 # (None outside training): what a warm-up reads.
 Objective = Callable[..., dict[str, jax.Array]]
+
+
+def compiled(model: nn.Module, method: Callable | None = None) -> Callable[..., Any]:
+    """`model.apply(params, *args, method=method)` as one compiled program. Pictures apply a
+    model once per run: op by op, each of its operations would be compiled on its own (for
+    a small conv model, seconds)."""
+    return jax.jit(functools.partial(model.apply, method=method))
 
 
 class Family(abc.ABC):

@@ -37,7 +37,7 @@ from aevb.config import checks
 from aevb.data import noise
 from aevb.evaluation import plots
 from aevb.evaluation.measures import EvalData, map_in_chunks
-from aevb.families.base import Family, Objective, Params
+from aevb.families.base import Family, Objective, Params, compiled
 from aevb.models import iwae, losses
 from aevb.models.distributions import Gaussian
 from aevb.run import files, parallel
@@ -317,14 +317,15 @@ class VAEFamily(Family):
         figure 4)."""
         n = min(config.eval.num_images, test_x.shape[0])
         x = test_x[:n]
-        recon = model.apply(params, model.apply(params, x, method=model.encode).mean(),
-                            method=model.generate)
+        encode, generate = compiled(model, model.encode), compiled(model, model.generate)
+        recon = generate(params, encode(params, x).mean())
         written = [plots.save_reconstructions(x, recon, image_shape, workdir)]
         z = jax.random.normal(key, (n, config.model.latent_dim))
-        samples = model.apply(params, z, method=model.generate)
-        written.append(plots.save_grid(samples, image_shape, workdir, files.SAMPLES))
+        written.append(plots.save_grid(generate(params, z), image_shape, workdir,
+                                       files.SAMPLES))
         if test_x.shape[0] >= 2:
-            rows = latent_interpolations(model, params, test_x[:2 * min(8, n // 2 or 1)])
+            rows = jax.jit(functools.partial(latent_interpolations, model))(
+                params, test_x[:2 * min(8, n // 2 or 1)])
             written.append(plots.save_grid(rows, image_shape, workdir, files.INTERPOLATIONS,
                                            columns=INTERPOLATION_STEPS + 2))
         kernel = model.apply(params, method=model.first_layer_kernel)
@@ -332,8 +333,7 @@ class VAEFamily(Family):
                                           .filter_tiles(kernel, image_shape), workdir))
         if config.model.latent_dim == 2:
             side = 20
-            grid = model.apply(params, jnp.asarray(plots.latent_grid(side)),
-                               method=model.generate)
+            grid = generate(params, jnp.asarray(plots.latent_grid(side)))
             written.append(plots.save_grid(grid, image_shape, workdir, files.LATENT_MANIFOLD,
                                            columns=side, pad=0))
         return written

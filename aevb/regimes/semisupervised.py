@@ -281,9 +281,15 @@ def m2_pictures(model, params, features: Features, test_x: np.ndarray,
     test_x: the test images' features [S, F]; test_images: their pixels [S, D]."""
     s = len(test_x)
     z = jax.random.normal(key, (s, model.latent_dim))
-    samples = features.to_pixels(m2_lib.class_conditional_samples(model, params, z))
-    rows = m2_lib.analogies(model, params, jnp.asarray(test_x))[s:]
-    analogies = np.concatenate([test_images, np.asarray(features.to_pixels(rows))])
+
+    @jax.jit  # one program each, not one per operation
+    def draw(params, z, test_x):
+        samples = m2_lib.class_conditional_samples(model, params, z)
+        rows = m2_lib.analogies(model, params, test_x)[s:]
+        return features.to_pixels(samples), features.to_pixels(rows)
+
+    samples, rows = draw(params, z, jnp.asarray(test_x))
+    analogies = np.concatenate([test_images, np.asarray(rows)])
     return [plots.save_grid(np.asarray(samples), image_shape, workdir, files.CLASS_SAMPLES,
                             columns=s),
             plots.save_grid(analogies, image_shape, workdir, files.ANALOGIES, columns=s)]
