@@ -47,7 +47,7 @@ import numpy as np
 
 from aevb import architectures, families, models
 from aevb.config.checks import ConfigError
-from aevb.evaluation import host_classifiers, plots
+from aevb.evaluation import plots
 from aevb.evaluation.measures import map_in_chunks
 from aevb.models import m2 as m2_lib
 from aevb.models.distributions import Gaussian
@@ -139,6 +139,9 @@ def host_classifier(config: ml_collections.ConfigDict, features: Features, label
                     test_labels: np.ndarray, labeled: np.ndarray, held_out: np.ndarray
                     ) -> dict[str, Any]:
     """A classical classifier on the labeled features, selected on the validation split."""
+    # scikit-learn takes a second to import: only the runs that use it pay for it
+    from aevb.evaluation import host_classifiers
+
     t0 = time.perf_counter()
     x = features.train_eval
     selection = host_classifiers.fit_and_select(
