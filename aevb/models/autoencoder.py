@@ -41,7 +41,22 @@ class Reconstruction:
     x_hat: jax.Array
 
 
-class Autoencoder(nn.Module):
+class Reconstructs(nn.Module):
+    """What every autoencoder derives from its `encode_with_preactivation` and
+    `decode_logits` (and its field `output_activation`): `generate` and the forward pass."""
+
+    def generate(self, code: jax.Array) -> jax.Array:
+        """Reconstruction x_hat [..., D] of a code [..., code_dim]."""
+        return get_activation(self.output_activation)(self.decode_logits(code))
+
+    def __call__(self, x: jax.Array) -> Reconstruction:
+        code, pre = self.encode_with_preactivation(x)
+        logits = self.decode_logits(code)
+        return Reconstruction(code=code, code_preactivation=pre, logits=logits,
+                              x_hat=get_activation(self.output_activation)(logits))
+
+
+class Autoencoder(Reconstructs):
     """A deterministic MLP autoencoder, symmetric around its coding layer.
 
     Layer widths D -> hidden_sizes... -> code_dim -> reversed(hidden_sizes)... -> D. Every
@@ -107,16 +122,6 @@ class Autoencoder(nn.Module):
         activations = (self.activation,) * (n - 1) + ("linear",)
         return dense_forward(code, self._decoder_kernels(), self.decoder_biases, activations)[0]
 
-    def generate(self, code: jax.Array) -> jax.Array:
-        """Reconstruction x_hat [..., D] of a code [..., code_dim]."""
-        return get_activation(self.output_activation)(self.decode_logits(code))
-
-    def __call__(self, x: jax.Array) -> Reconstruction:
-        code, pre = self.encode_with_preactivation(x)
-        logits = self.decode_logits(code)
-        return Reconstruction(code=code, code_preactivation=pre, logits=logits,
-                              x_hat=get_activation(self.output_activation)(logits))
-
     def first_layer_kernel(self) -> jax.Array:
         """encoder_kernel_0 [D, w_1]: filter pictures."""
         return self.encoder_kernels[0]
@@ -127,7 +132,7 @@ class Autoencoder(nn.Module):
         return enc + [(o, i) for i, o in reversed(enc)]
 
 
-class TrunkAutoencoder(nn.Module):
+class TrunkAutoencoder(Reconstructs):
     """An autoencoder on an architecture's trunks, with the interface of `Autoencoder`.
 
     `encoder`: x [..., D] -> (code, its pre-activation) [..., J] (an encoder trunk whose top
@@ -151,16 +156,6 @@ class TrunkAutoencoder(nn.Module):
     def decode_logits(self, code: jax.Array) -> jax.Array:
         """code [..., J] -> output layer before its activation [..., D]."""
         return self.decoder(code)[0]
-
-    def generate(self, code: jax.Array) -> jax.Array:
-        """Reconstruction x_hat [..., D] of a code [..., J]."""
-        return get_activation(self.output_activation)(self.decode_logits(code))
-
-    def __call__(self, x: jax.Array) -> Reconstruction:
-        code, pre = self.encoder(x)
-        logits = self.decode_logits(code)
-        return Reconstruction(code=code, code_preactivation=pre, logits=logits,
-                              x_hat=get_activation(self.output_activation)(logits))
 
     def first_layer_kernel(self) -> jax.Array:
         """The encoder trunk's first kernel: filter pictures."""
