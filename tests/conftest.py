@@ -23,11 +23,15 @@ from aevb.training.train_state import TrainState, make_optimizer
 
 FASHION_DIR = data_lib.FASHION_MNIST_DEBIAN_DIR
 TIMING = ("_seconds", "examples_per_s")
-# Compiling XLA programs is most of the suite's time. Without XLA's backend optimizations
-# three end-to-end tests took 35 s instead of 59 s; the pinned summaries of
-# tests/test_experiments.py hold to 1e-5 either way, and a comparison of two runs in one
-# session compares programs compiled alike. AEVB_TEST_XLA_OPTIMIZE=1: optimize.
-FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+# Compiling XLA programs is most of the suite's time, so the tests compile for speed of
+# compiling: without XLA's backend optimizations (three end-to-end tests: 59 s -> 35 s) and
+# with XLA:CPU's older loop emitters instead of its fusion emitters (the 1-device half of
+# tests/test_parallel.py: 42 s -> 30 s; the suite: 337-353 s -> 233 s). The pinned summaries
+# of tests/test_experiments.py hold to 1e-5 either way, and a comparison of two runs in one
+# session compares programs compiled alike. The flags are those of the jaxlib in
+# constraints.txt. AEVB_TEST_XLA_OPTIMIZE=1: XLA's defaults.
+FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
+                "--xla_cpu_use_fusion_emitters=false")
 
 
 # The tests that take far longer than the rest, longest first. They start first, and the
