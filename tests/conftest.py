@@ -1,5 +1,6 @@
-"""Shared test helpers: one IDX writer, a small IDX dataset cut from the real Fashion-MNIST,
-the small configs of each regime, model set-up, and the interrupt-and-resume harness."""
+"""Shared test helpers: the IDX, .npz and image-folder writers, a small dataset cut from the
+real Fashion-MNIST in each of those forms, the small configs of each regime, model set-up, and
+the interrupt-and-resume harness."""
 
 from __future__ import annotations
 
@@ -83,6 +84,17 @@ def write_idx(path: str, array: np.ndarray) -> None:
         f.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
 
 
+def write_folder(root: Path, images: dict[str, np.ndarray]) -> Path:
+    """Writes each uint8 image [H, W, 1 or 3] as a PNG at `root/<relative path>`."""
+    from PIL import Image
+
+    for name, pixels in images.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+        Image.fromarray(np.ascontiguousarray(pixels)).save(root / name)
+    return root
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _caches_in_a_temporary_directory(tmp_path_factory) -> Iterator[Path]:
     """Every cache the suite would write under ~/.cache goes to a temporary directory of
@@ -148,24 +160,61 @@ def tiny_idx_dir(tmp_path_factory) -> str:
         pytest.skip(f"{FASHION_DIR} is missing: apt-get install dataset-fashion-mnist")
 
     def write(out: Path) -> None:
-        train, test = data_lib.load_idx_dir(FASHION_DIR)
         out.mkdir()
-        for prefix, split, n in (("train", train, 1000), ("t10k", test, 200)):
-            write_idx(str(out / f"{prefix}-images-idx3-ubyte.gz"), split.images[:n, :, :, 0])
-            write_idx(str(out / f"{prefix}-labels-idx1-ubyte.gz"),
-                      split.labels[:n].astype(np.uint8))
+        for prefix, split in zip(("train", "t10k"), _tiny_splits()):
+            write_idx(str(out / f"{prefix}-images-idx3-ubyte.gz"), split.images[..., 0])
+            write_idx(str(out / f"{prefix}-labels-idx1-ubyte.gz"), split.labels.astype(np.uint8))
 
     return str(built_once(tmp_path_factory, "tiny_fashion_mnist", write))
 
 
+def _tiny_splits() -> tuple[data_lib.Split, data_lib.Split]:
+    """The images and labels of `tiny_idx_dir`: the first 1,000 training and 200 test."""
+    train, test = data_lib.load_idx_dir(FASHION_DIR)
+    return (data_lib.Split(images=train.images[:1000], labels=train.labels[:1000]),
+            data_lib.Split(images=test.images[:200], labels=test.labels[:200]))
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tiny_idx_dir, tmp_path_factory) -> str:
+    """`tiny_idx_dir`'s images and labels in one .npz (x_train, y_train, x_test, y_test):
+    a run on it is the run on the IDX files, the dataset's name aside."""
+    def write(out: Path) -> None:
+        train, test = _tiny_splits()
+        out.mkdir()
+        np.savez(out / "tiny.npz", x_train=train.images[..., 0], y_train=train.labels,
+                 x_test=test.images[..., 0], y_test=test.labels)
+
+    return str(built_once(tmp_path_factory, "tiny_npz", write) / "tiny.npz")
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tiny_idx_dir, tmp_path_factory) -> str:
+    """`tiny_idx_dir`'s images as PNG files in train/ and test/, without labels (no class
+    sub-folders), named in their IDX order: a label-free run on it is the run on the IDX
+    files."""
+    def write(out: Path) -> None:
+        for split, part in zip(("train", "test"), _tiny_splits()):
+            write_folder(out, {f"{split}/{i:04d}.png": x for i, x in enumerate(part.images)})
+
+    return str(built_once(tmp_path_factory, "tiny_folder", write))
+
+
 # ----------------------------------------------------------------------------- small configs
+def use_data(config, where: str) -> None:
+    """Points `config` at the tiny data in any of its forms: data.dir for the IDX directory,
+    data.path for the .npz file or the image folder."""
+    own = where.endswith(".npz") or not list(Path(where).glob("train-images*"))
+    config.data.dir, config.data.path = ("", where) if own else (where, "")
+
+
 
 def small_vae_config(data_dir: str):
     """The default VAE config shrunk to seconds: tiny data, small model, small IWAE."""
     from experiments import vae
 
     config = vae.get_config()
-    config.data.dir = data_dir
+    use_data(config, data_dir)
     config.model.hidden_sizes = (64,)
     config.model.latent_dim = 4
     config.train.num_epochs = 2
@@ -183,7 +232,7 @@ def small_layerwise_config(data_dir: str, tied: bool = False):
     from experiments import layerwise as experiment
 
     config = experiment.get_config()
-    config.data.dir = data_dir
+    use_data(config, data_dir)
     config.data.num_validation = 0
     config.model.hidden_sizes = (48, 24)
     config.model.latent_dim = 8
@@ -201,7 +250,7 @@ def small_pretrain_config(data_dir: str, variant: str = ""):
     from experiments import pretrain as experiment
 
     config = experiment.get_config(variant)
-    config.data.dir = data_dir
+    use_data(config, data_dir)
     config.model.hidden_sizes = (32,)
     config.model.latent_dim = 8
     config.train.num_epochs = 1
@@ -223,7 +272,7 @@ def small_semisupervised_config(data_dir: str, variant: str = ""):
     from experiments import semisupervised as experiment
 
     config = experiment.get_config(variant)
-    config.data.dir = data_dir
+    use_data(config, data_dir)
     config.model.hidden_sizes = (32,)
     config.model.latent_dim = 4
     config.train.num_epochs = 1

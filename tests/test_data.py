@@ -86,7 +86,9 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
         "name": "fashion_mnist",
         "source": "auto",
         "dir": "",
+        "path": "",
         "tfds_data_dir": "",
+        "test_fraction": 0.1,
         "num_validation": 0,
         "seed": 0,
     }
@@ -409,11 +411,11 @@ def test_binarize_under_jit_and_scan():
 
 
 def _modules_loaded_by(module: str) -> list[str]:
-    """TensorFlow and TFDS modules in sys.modules after a fresh `import <module>`."""
+    """aevb, TensorFlow, TFDS and Pillow modules in sys.modules after a fresh `import <module>`."""
     code = (
         f"import sys, {module}; "
         "print(sorted(m for m in sys.modules "
-        "if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets', 'aevb')))"
+        "if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets', 'aevb', 'PIL')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
@@ -422,10 +424,12 @@ def _modules_loaded_by(module: str) -> list[str]:
 
 
 def test_import_does_not_load_tfds_or_tensorflow():
-    # aevb.data does not even import the optional TFDS module until load() needs it.
+    # aevb.data does not even import the optional TFDS module (or Pillow, which only the
+    # folder source decodes with) until load() needs it.
     assert _modules_loaded_by("aevb.data") == [
-        "aevb", "aevb.config", "aevb.config.checks", "aevb.data", "aevb.data.datasets",
-        "aevb.data.idx", "aevb.data.pixels", "aevb.data.sources"]
+        "aevb", "aevb.config", "aevb.config.checks", "aevb.data", "aevb.data.arrays",
+        "aevb.data.datasets", "aevb.data.folder", "aevb.data.idx", "aevb.data.pixels",
+        "aevb.data.sources"]
 
 
 def test_tfds_module_imports_tfds_only_when_used():
@@ -434,7 +438,7 @@ def test_tfds_module_imports_tfds_only_when_used():
 
 
 def test_sources_are_the_config_values():
-    assert data.SOURCES == ("auto", "idx", "tfds")
+    assert data.SOURCES == ("auto", "idx", "tfds", "npz", "folder")
 
 
 def test_host_reachable_local_listener():

@@ -18,8 +18,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import built_once, comparable
+from conftest import built_once, comparable, write_folder
 
 import launch
 from aevb.data import tfds as tfds_data
@@ -59,6 +60,31 @@ def _bad_idx_dir(tiny_idx_dir: str, tmp_path: Path) -> str:
     return str(bad)
 
 
+def _own(path: Path | str) -> list[str]:
+    """The flags that read `path` (an .npz file or an image folder) instead of the IDX files."""
+    return ["--config.data.dir=", f"--config.data.path={path}"]
+
+
+def _images(n: int, shape: tuple[int, ...] = (8, 8)) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, *shape), np.uint8)
+
+
+def _npz(tmp_path: Path, **arrays: np.ndarray) -> list[str]:
+    np.savez(tmp_path / "mine.npz", **arrays)
+    return _own(tmp_path / "mine.npz")
+
+
+def _folder(tmp_path: Path, files: dict[str, np.ndarray | bytes]) -> list[str]:
+    """A folder of the `files` (relative path -> an image [H, W, C] or the file's bytes)."""
+    root = tmp_path / "images"
+    write_folder(root, {k: v for k, v in files.items() if isinstance(v, np.ndarray)})
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(content)
+    return _own(root)
+
+
 def _no_sweep_file(tmp_path: Path) -> str:
     path = tmp_path / "no_sweep.py"
     path.write_text(f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
@@ -93,6 +119,34 @@ BAD = [
      "absent"),
     ("bad IDX file", lambda d, t: [f"--config.data.dir={_bad_idx_dir(d, t)}"],
      "train-images-idx3-ubyte.gz", "empty"),
+    ("IDX files and an .npz", lambda d, t: [f"--config.data.path={t}/mine.npz"], "data.path",
+     "absent"),
+    ("missing .npz file", lambda d, t: _own(f"{t}/none.npz"), "none.npz", "absent"),
+    ("missing image folder", lambda d, t: _own(f"{t}/no_folder"), "no_folder", "absent"),
+    ("float images", lambda d, t: _npz(t, x_train=_images(60) / 255.0),
+     "(x * 255).round().astype(np.uint8)", "absent"),
+    ("labels unlike the images in number", lambda d, t: _npz(
+        t, x_train=_images(60), y_train=np.zeros(59, int)), "y_train has 59 labels", "absent"),
+    ("an array of another name", lambda d, t: _npz(t, images=_images(60)), "x_train",
+     "absent"),
+    ("no images in a folder", lambda d, t: _folder(t, {"notes.txt": b"mine"}), "no image files",
+     "absent"),
+    ("an unreadable image", lambda d, t: _folder(t, {"a.png": _images(1, (8, 8, 1))[0],
+                                                     "b.png": b"not a png"}), "b.png", "absent"),
+    ("images of mixed sizes", lambda d, t: _folder(t, {"a.png": _images(1, (8, 8, 1))[0],
+                                                       "b.png": _images(1, (9, 8, 1))[0]}),
+     "mixed sizes", "absent"),
+    ("images of mixed channel counts", lambda d, t: _folder(
+        t, {"a.png": _images(1, (8, 8, 1))[0], "b.png": _images(1, (8, 8, 3))[0]}),
+     "mixed channel counts", "absent"),
+    ("class folders that differ", lambda d, t: _folder(t, {
+        f"{split}/{label}/{i}.png": _images(1, (8, 8, 1))[0]
+        for i, (split, label) in enumerate([("train", "bag"), ("train", "coat"),
+                                            ("test", "bag"), ("test", "shoe")])}),
+     "only in train: ['coat']; only in test: ['shoe']", "absent"),
+    ("pretraining on images without labels", lambda d, t: [
+        f"--config={REPO}/experiments/pretrain.py", *_npz(t, x_train=_images(60))], "task",
+     "absent"),
     ("workdir is a file", lambda d, t: [], "--workdir", "file"),
     ("missing config file", lambda d, t: [f"--config={t}/nope.py"], "nope.py", "absent"),
     ("unknown variant", lambda d, t: [f"--config={VAE}:papr"], "papr", "absent"),

@@ -19,12 +19,12 @@ def _lines(workdir) -> list[dict]:
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_warmup_and_schedule_resume_exactly_after_a_kill(tiny_idx_dir, tmp_path, monkeypatch):
+def test_warmup_and_schedule_resume_exactly_after_a_kill(tiny_npz, tmp_path, monkeypatch):
     """The joint regime's resume-equality test: killed after epoch 1 of 3, the rerun's
     summary and metrics lines are the straight run's, with the IWAE objective, a KL warm-up,
     the IWAE schedule and the rbg generator (whose keys the loop derives again on resume,
-    as threefry's)."""
-    config = small_vae_config(tiny_idx_dir)
+    as threefry's), on data from an .npz file."""
+    config = small_vae_config(tiny_npz)
     config.train.num_epochs = 3
     config.train.prng_impl = "rbg"
     config.train.objective, config.train.num_samples = "iwae", 3

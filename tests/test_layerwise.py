@@ -115,8 +115,9 @@ def _saved_epochs(phase_dir) -> list[int]:
     return sorted(int(p.name) for p in (phase_dir / "checkpoints").glob("*") if p.name.isdigit())
 
 
-def test_interrupted_run_resumes_mid_phase(tiny_idx_dir, tmp_path, monkeypatch):
-    config = small_layerwise_config(tiny_idx_dir)
+def test_interrupted_run_resumes_mid_phase(tiny_folder, tmp_path, monkeypatch):
+    """On data from a folder of PNG files without labels."""
+    config = small_layerwise_config(tiny_folder)
     straight = layerwise.train_and_evaluate(config.copy_and_resolve_references(),
                                             str(tmp_path / "straight"))
     assert straight["phases"] == 3 and straight["steps"] == (3 * 2 + 1) * 20

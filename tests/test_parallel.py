@@ -9,7 +9,8 @@ with its schedule and KL warm-up under the rbg generator, whose draws of a batch
 over 8 devices are 1 device's; its final log-likelihood estimate), then both classifiers
 on its encoder; M1 + M2 in both of its phases, M2 with its balanced labeled batches; a
 layer-wise stack of autoencoders in every phase and the fine-tuning; and a vectorized
-sweep of 8 seeds whose trial axis the 8 devices split.
+sweep of 8 seeds whose trial axis the 8 devices split. The layer-wise stack reads the tiny
+data as a folder of PNG files and the sweep as an .npz (`DATA_OF`), the others as IDX files.
 """
 
 from __future__ import annotations
@@ -34,14 +35,19 @@ CHECKPOINTS = {"m1m2": [("", "m2/checkpoints"), ("m1", "checkpoints")],
                             ("", "classifier_pretrained/checkpoints")],
                "layerwise": [("", "checkpoints")]}
 SEEDS = 8  # the vectorized sweep: one trial per device
+# kind -> the form of the tiny data it reads (the same images): idx (the default) | npz | folder
+DATA_OF = {"layerwise": "folder", "sweep": "npz"}
 
 
-def tiny_config(kind: str, data_dir: str, batch: int = 40):
-    """The experiment of `kind`, shrunk to seconds on the tiny data (one epoch per phase)."""
+def tiny_config(kind: str, data: str, batch: int = 40):
+    """The experiment of `kind`, shrunk to seconds on the tiny data (one epoch per phase).
+    `data`: 'IDX_DIR,NPZ_FILE,FOLDER', the tiny data in its three forms."""
     name = {"m1m2": "semisupervised", "sweep": "vae"}.get(kind, kind)
     experiment = __import__(f"experiments.{name}", fromlist=["get_config"])
     config = experiment.get_config({"m1m2": "m1m2", "pretrain": "vae"}.get(kind, ""))
-    config.data.dir = data_dir
+    where = dict(zip(("idx", "npz", "folder"), data.split(",")))
+    form = DATA_OF.get(kind, "idx")
+    config.data.dir, config.data.path = (where["idx"], "") if form == "idx" else ("", where[form])
     config.data.num_validation = 0
     config.model.hidden_sizes = (64, 16) if kind == "layerwise" else (64,)
     config.model.latent_dim = 4
@@ -79,11 +85,11 @@ def tiny_config(kind: str, data_dir: str, batch: int = 40):
     return config
 
 
-def train_kind(kind: str, data_dir: str, workdir: str, batch: int = 40) -> None:
+def train_kind(kind: str, data: str, workdir: str, batch: int = 40) -> None:
     """Trains `kind` (or the sweep of SEEDS seeds) into `workdir`."""
     from aevb import regimes, sweeps
 
-    config = tiny_config(kind, data_dir, batch)
+    config = tiny_config(kind, data, batch)
     if kind == "sweep":
         sweeps.run_sweep(config, sweeps.product({"train.seed": list(range(SEEDS))}), workdir)
     else:
@@ -91,7 +97,7 @@ def train_kind(kind: str, data_dir: str, workdir: str, batch: int = 40) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """DATA_DIR ROOT [KIND ...] [--distributed ADDRESS NUM_PROCESSES PROCESS_ID]: trains
+    """DATA ROOT [KIND ...] [--distributed ADDRESS NUM_PROCESSES PROCESS_ID]: trains
     each kind (default: all, then a batch of 50 that 8 devices cannot split) under ROOT."""
     from aevb.config import checks
     from aevb.run import compile_cache, parallel
@@ -103,23 +109,23 @@ def main(argv: list[str]) -> None:
         argv = argv[:i]
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         compile_cache.enable(os.environ["JAX_COMPILATION_CACHE_DIR"])
-    data_dir, root, *kinds = argv
+    data, root, *kinds = argv
     for kind in kinds or [*CHECKPOINTS, "sweep"]:
-        train_kind(kind, data_dir, os.path.join(root, kind))
+        train_kind(kind, data, os.path.join(root, kind))
     if not kinds:
         try:
-            train_kind("vae", data_dir, os.path.join(root, "indivisible"), batch=50)
+            train_kind("vae", data, os.path.join(root, "indivisible"), batch=50)
         except checks.ConfigError as e:
             print(f"error: {e}", flush=True)
 
 
-def _start(data_dir: str, root: Path, *args: str, devices: int = 1) -> subprocess.Popen:
-    """`main(DATA_DIR ROOT ARGS)` in a process of `devices` devices, beside this one (its
+def _start(data: str, root: Path, *args: str, devices: int = 1) -> subprocess.Popen:
+    """`main(DATA ROOT ARGS)` in a process of `devices` devices, beside this one (its
     own compilation cache off: JAX writes cache entries in place, so two processes that
     compile at once must not share a cache directory)."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
     env = {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_COMPILATION_CACHE_DIR": ""}
-    return subprocess.Popen([sys.executable, "-m", "tests.test_parallel", data_dir,
+    return subprocess.Popen([sys.executable, "-m", "tests.test_parallel", data,
                              str(root), *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -168,17 +174,23 @@ def _assert_same(a, b, rtol=1e-4):
         np.testing.assert_allclose(pa[name], pb[name], rtol=1e-3, atol=1e-3, err_msg=name)
 
 
-def test_eight_devices_match_one_device(tiny_idx_dir, tmp_path):
+@pytest.fixture
+def tiny_data(tiny_idx_dir, tiny_npz, tiny_folder) -> str:
+    """The tiny data in its three forms, as `tiny_config` takes them."""
+    return f"{tiny_idx_dir},{tiny_npz},{tiny_folder}"
+
+
+def test_eight_devices_match_one_device(tiny_data, tmp_path):
     """Every regime, family and architecture runs on the mesh: 8 devices give the 1-device
     numbers; 8 trials of a sweep, their trial axis split over the 8 devices, give the
     1-device numbers; a batch 8 devices cannot split is refused before anything is written.
     (One test, so that the two processes' runs are made once; compared kind by kind.)"""
     assert jax.device_count() == 1
     one, eight = tmp_path / "one", tmp_path / "eight"
-    proc = _start(tiny_idx_dir, eight, devices=8)
+    proc = _start(tiny_data, eight, devices=8)
     try:
         for kind in [*CHECKPOINTS, "sweep"]:
-            train_kind(kind, tiny_idx_dir, str(one / kind))
+            train_kind(kind, tiny_data, str(one / kind))
     finally:
         out = _finish(proc)
     assert "8 devices in 1 processes" in out
@@ -209,14 +221,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process(tiny_idx_dir, tmp_path):
+def test_two_processes_match_one_process(tiny_data, tmp_path):
     """A VAE (the IWAE bound, a cosine rate and a KL warm-up, its final log-likelihood
     estimate) trained by 2 processes of 1 device each gives the numbers of 1 process."""
     address = f"127.0.0.1:{_free_port()}"
-    procs = [_start(tiny_idx_dir, tmp_path / "two", "vae", "--distributed", address, "2",
+    procs = [_start(tiny_data, tmp_path / "two", "vae", "--distributed", address, "2",
                     str(i)) for i in range(2)]
     try:
-        train_kind("vae", tiny_idx_dir, str(tmp_path / "one" / "vae"))
+        train_kind("vae", tiny_data, str(tmp_path / "one" / "vae"))
     finally:
         out0, out1 = (_finish(p) for p in procs)
     assert "2 devices in 2 processes" in out0

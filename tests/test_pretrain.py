@@ -208,8 +208,9 @@ def test_labels_beyond_the_data_fail_before_writing(tiny_idx_dir, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_run_compares_with_scratch_and_resumes(tiny_idx_dir, tmp_path, monkeypatch):
-    config = small_pretrain_config(tiny_idx_dir)
+def test_run_compares_with_scratch_and_resumes(tiny_npz, tmp_path, monkeypatch):
+    """On data and labels from an .npz file."""
+    config = small_pretrain_config(tiny_npz)
     straight = router.run(config.copy_and_resolve_references(), str(tmp_path / "straight"))
     assert straight["experiment"] == "pretrain" and straight["labels_num"] == 100
     for name in ("pretrained", "scratch"):

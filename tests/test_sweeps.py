@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 
+import numpy as np
 import pytest
 
 import launch
@@ -81,7 +83,12 @@ def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path
         assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 2]
 
 
-def test_rerun_skips_finished_trials(tiny_config, tmp_path, monkeypatch):
+def test_rerun_skips_finished_trials(tiny_config, tiny_npz, tmp_path, monkeypatch):
+    """On data from an .npz file, which then changes: a rerun refuses even the finished
+    trials, whose results came from other data."""
+    npz = tmp_path / "mine.npz"
+    shutil.copy(tiny_npz, npz)
+    tiny_config.data.dir, tiny_config.data.path = "", str(npz)
     sweep = sweeps.product({"train.seed": [0, 1]})
     workdir = tmp_path / "sweep"
     sweeps.run_sweep(tiny_config, sweep, str(workdir), vectorize=False)  # one by one
@@ -102,6 +109,14 @@ def test_rerun_skips_finished_trials(tiny_config, tmp_path, monkeypatch):
     rows = sweeps.run_sweep(tiny_config, sweep, str(workdir), vectorize=False)
     assert calls == [str(workdir / "seed=0"), str(workdir / "seed=1")]
     assert all(r["epochs"] == tiny_config.train.num_epochs for r in rows)
+
+    arrays = dict(np.load(npz))
+    arrays["x_train"][0, 0, 0] ^= 1
+    np.savez(npz, **arrays)
+    calls.clear()
+    with pytest.raises(sweeps.SweepError, match="trial seed=0: workdir .* other data"):
+        sweeps.run_sweep(tiny_config, sweep, str(workdir), vectorize=False)
+    assert calls == []
 
 
 def test_launch_sweep_print_lists_one_command_per_trial(monkeypatch, capsys):

@@ -22,8 +22,11 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "fashion_mnist"       # any MNIST-layout IDX dataset or TFDS image dataset
-    c.data.source = "auto"              # auto | idx | tfds (see aevb/data/sources.py: load)
+    c.data.source = "auto"              # auto | idx | tfds | npz | folder (aevb/data/sources.py)
     c.data.dir = ""                     # directory with the four IDX files ('' = default)
+    c.data.path = ""                    # npz: an .npz file (or a directory of train.npz,
+    #                                     test.npz); folder: a directory of images (docs/data.md)
+    c.data.test_fraction = 0.1          # npz, folder without a test split: held out for test
     c.data.tfds_data_dir = ""           # TFDS data_dir ('' = TFDS default)
     c.data.binarize = "dynamic"         # dynamic | static | none | dequantize (grey levels
     #                                     (g + u) / 256, u ~ U[0, 1): a Gaussian decoder's data)

@@ -9,15 +9,10 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aevb.data.datasets import DataError, Split
-
-if TYPE_CHECKING:
-    pass
-
 
 # IDX magic numbers: two zero bytes, type code 0x08 (unsigned byte), number of dimensions.
 _IDX_MAGIC_IMAGES = 0x00000803

@@ -4,14 +4,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
-
-if TYPE_CHECKING:
-    pass
-
 
 BINARIZATIONS = ("dynamic", "static", "none", "dequantize")
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from aevb import data
 from aevb.run import parallel
 
 
@@ -108,7 +109,7 @@ def cached_pca_mse(cache_key: str, train_x: Callable[[], np.ndarray], test_x: np
     cached yet. The cache is a JSON file in $AEVB_CACHE_DIR (default ~/.cache/aevb) keyed
     by `cache_key` (the dataset, its binarization and split) and the number of components.
     """
-    cache_dir = os.environ.get("AEVB_CACHE_DIR", os.path.expanduser("~/.cache/aevb"))
+    cache_dir = data.cache_root()
     path = os.path.join(cache_dir, "pca_mse.json")
     name = f"{cache_key}/k={num_components}"
     cache = {}

@@ -83,7 +83,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     data.DataError before writing anything when the config or the data is unusable.
     """
     datasets = load_and_check(config)
-    claim(config, workdir)
+    claim(config, workdir, datasets.record())
     mesh = parallel.make_mesh()
     built = setup(config, datasets, mesh)
     family, model, run_keys, images = built.family, built.model, built.run_keys, built.images

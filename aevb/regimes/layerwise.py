@@ -167,7 +167,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     (the stack before fine-tuning) and the timings.
     """
     datasets = load_and_check(config)
-    claim(config, workdir)
+    claim(config, workdir, datasets.record())
     mesh = parallel.make_mesh()
     family = families.get(config.model.kind)
     num_pixels = datasets.num_pixels

@@ -27,8 +27,8 @@ def load_and_check(config: ml_collections.ConfigDict) -> data_lib.Datasets:
     """Validates the config, loads the data, checks the config against it. Writes nothing."""
     validate(config)
     datasets = data_lib.load(config.data)
-    validate_against_data(config, datasets.train.images.shape[0],
-                                  datasets.image_shape)
+    validate_against_data(config, datasets.train.images.shape[0], datasets.image_shape,
+                          datasets.has_labels)
     return datasets
 
 
@@ -38,9 +38,9 @@ def flat_images(split: data_lib.Split) -> np.ndarray:
 
 
 def dataset_identity(config: ml_collections.ConfigDict, datasets: data_lib.Datasets) -> str:
-    """The dataset, its directory, binarization and training split, as one string (the
+    """The dataset (its content hash), binarization and training split, as one string (the
     cache key of measurements that depend only on the data, such as PCA's error)."""
-    return (f"{datasets.name}/{config.data.dir or 'default'}/{config.data.binarize}/"
+    return (f"{datasets.name}/{datasets.fingerprint[:16]}/{config.data.binarize}/"
             f"train={datasets.train.images.shape[0]}/val_seed={config.data.seed}/"
             "fit=model_inputs")
 

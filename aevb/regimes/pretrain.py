@@ -239,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     or the labeled subset is unusable."""
     datasets = load_and_check(config)
     labeled, held_out = labeled_and_validation(config, datasets.train.labels)
-    claim(config, workdir)
+    claim(config, workdir, datasets.record())
     cc = config.classifier
     ae_summary, ae_params = pretrain_autoencoder(
         config, os.path.join(workdir, "autoencoder"), datasets.image_shape, train_autoencoder)

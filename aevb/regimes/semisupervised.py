@@ -312,7 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     sc = config.semisupervised
     if sc.classifier == "m2":
         _check_balanced(config, labels[labeled], int(labels.max()) + 1)
-    claim(config, workdir)
+    claim(config, workdir, datasets.record())
     run = loop.Run([workdir])
     t0 = time.perf_counter()
     features = (m1_features(config, workdir, datasets, train_autoencoder)

@@ -48,6 +48,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         fail("data.name", config.data.name,
              "must be a dataset name such as 'fashion_mnist', 'mnist' or 'kmnist'")
     check_int(config, "data.num_validation", 0)
+    if not isinstance(config.data.path, str):
+        fail("data.path", config.data.path, "must be a path: an .npz file or an image folder")
+    check_number(config, "data.test_fraction", 0.0, 1.0, low_open=True)
 
     check_choice(config, "model.kind", families.KINDS)
     check_choice(config, "model.architecture", architectures.NAMES)
@@ -187,12 +190,17 @@ def _check_m2_architecture(config: ml_collections.ConfigDict) -> None:
 
 
 def validate_against_data(config: ml_collections.ConfigDict, num_train: int,
-                          image_shape: tuple[int, int, int]) -> None:
+                          image_shape: tuple[int, int, int], has_labels: bool = True) -> None:
     """Checks the fields that depend on the loaded data and the devices; raises ConfigError.
 
-    The architecture's layers against the images' (H, W, C); every regime's batch fields:
-    each must split evenly over the devices.
+    The architecture's layers against the images' (H, W, C); the classification tasks
+    against data without labels; every regime's batch fields: each must split evenly over
+    the devices.
     """
+    if config.task != "reconstruct" and not has_labels:
+        fail("task", config.task, "the data have no labels (an .npz without y_train, or a "
+             "folder without class sub-folders): give them labels, or train without them "
+             "(task='reconstruct': the VAE and the autoencoders)")
     architectures.get(config.model.architecture).validate(config, tuple(image_shape))
     if config.train.batch_size > num_train:
         fail("train.batch_size", config.train.batch_size,

@@ -61,8 +61,8 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     num_train, shape, num_trials = len(datasets.train.images), datasets.image_shape, len(trials)
     for name, config in trials:
         validate(config)
-        validate_against_data(config, num_train, shape)
-        claim(config, os.path.join(workdir, name))
+        validate_against_data(config, num_train, shape, datasets.has_labels)
+        claim(config, os.path.join(workdir, name), datasets.record())
     mesh = parallel.make_mesh()
     family = families.get(base.model.kind)
     model = family.make_model(base.model, shape)

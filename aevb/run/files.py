@@ -3,6 +3,7 @@
 A run's workdir holds:
 
   config.json          the resolved config (`workdir.claim`); a resume must match it
+  data.json            the data's content hash, sizes and image shape; a resume must match
   .lock                the lock of the process that runs there (`lock.py`)
   metrics.jsonl        one JSON object per logged round; the last, `"final": true`
   tensorboard/         the same metrics as TensorBoard event files
@@ -24,6 +25,7 @@ import os
 import jax
 
 CONFIG = "config.json"
+DATA = "data.json"
 LOCK = ".lock"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"

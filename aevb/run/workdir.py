@@ -1,5 +1,5 @@
-"""Claiming a workdir: the lock, `config.json` and the resume check (`claim`), and the one
-test of "this run is done" (`finished`).
+"""Claiming a workdir: the lock, `config.json`, `data.json` and the resume checks (`claim`),
+and the one test of "this run is done" (`finished`).
 
 A regime claims its workdir only after the config and the data have been checked, so a
 mistake writes nothing, not even the lock file.
@@ -15,6 +15,7 @@ import ml_collections
 from flax import traverse_util
 
 from aevb.config.checks import ConfigError, WorkdirError
+from aevb.data.datasets import DataError
 from aevb.run import files, lock, parallel
 
 # Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
@@ -64,6 +65,21 @@ def _check_schedule_length(saved: dict, new: dict, workdir: str) -> None:
             f"train.lr_schedule='constant' resumes with more epochs), not {workdir}")
 
 
+def check_same_data(workdir: str, data: dict) -> None:
+    """Refuses to resume in `workdir` on data other than those it was trained on: the content
+    hash in its `data.json` against `data["fingerprint"]` (a DataError naming both)."""
+    path = files.path(workdir, files.DATA)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    if saved.get("fingerprint") != data["fingerprint"]:
+        raise DataError(
+            f"workdir {workdir} holds a run on other data ({saved.get('name')}, content hash "
+            f"{str(saved.get('fingerprint'))[:12]}; now {data['name']}, "
+            f"{data['fingerprint'][:12]}): resume on the same data, or pass a new --workdir")
+
+
 def lock_workdir(workdir: str) -> None:
     """Refuses a `workdir` that is not a directory, then takes its lock (process 0 only: the
     processes of one run share the workdir; every process learns process 0's answer)."""
@@ -80,20 +96,26 @@ def lock_workdir(workdir: str) -> None:
         raise WorkdirError(error or f"workdir {workdir} is in use (see process 0's message)")
 
 
-def claim(config: ml_collections.ConfigDict, workdir: str) -> None:
+def claim(config: ml_collections.ConfigDict, workdir: str, data: dict) -> None:
     """Makes `workdir` this run's, after the config and the data have been checked: checks
-    that it may resume there, locks it, and writes `config.json`. A changed config (a run
-    extended) moves the earlier `summary.json` to `summary.stale.json` at once; the loop
-    does the same for any run that restores a checkpoint with rounds left to run."""
+    that it may resume there (the same config, up to `RESUMABLE_CHANGES`, and the same data,
+    by `data` = `Datasets.record()`), locks it, and writes `config.json` and `data.json`. A
+    changed config (a run extended) moves the earlier `summary.json` to
+    `summary.stale.json` at once; the loop does the same for any run that restores a
+    checkpoint with rounds left to run."""
     _check_resumable(config, workdir)  # a refusal writes nothing, not even the lock
+    check_same_data(workdir, data)
     lock_workdir(workdir)
     current, saved = _check_resumable(config, workdir)  # again, now no one else writes it
+    check_same_data(workdir, data)
     parallel.barrier("aevb: config.json read")  # every process read it before it changes
     if jax.process_index() == 0:
         if saved is not None and saved != current:
             files.set_summary_aside(workdir)
         with open(files.path(workdir, files.CONFIG), "w") as f:
             json.dump(current, f, indent=2)
+        with open(files.path(workdir, files.DATA), "w") as f:
+            json.dump(data, f, indent=2)
 
 
 def finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:

@@ -12,11 +12,11 @@ from typing import Any
 import ml_collections
 
 from aevb import data as data_lib
-from aevb.config.checks import ConfigError
+from aevb.config.checks import UserError
 from aevb.regimes import run, vectorized
 from aevb.regimes.validation import validate_against_data
 from aevb.run import lock
-from aevb.run.workdir import finished, lock_workdir
+from aevb.run.workdir import check_same_data, finished, lock_workdir
 from aevb.sweeps import trials as sweeps
 from aevb.sweeps import workers
 from aevb.training import loop
@@ -84,17 +84,20 @@ def _units(groups: list[list[Trial]], root: str, num_workers: int
     return units
 
 
-def _check_against_data(trials: Sequence[Trial]) -> None:
-    """Every trial's config against its data, each distinct `data` section loaded once."""
-    shapes: dict[str, tuple[int, tuple[int, int, int]]] = {}  # (num_train, image_shape)
+def _check_against_data(trials: Sequence[Trial], root: str) -> None:
+    """Every trial's config against its data, each distinct `data` section loaded once, and
+    every trial run before (finished ones included) against the data it ran on."""
+    loaded: dict[str, data_lib.Datasets] = {}
     for name, _, config in trials:
         key = config.data.to_json()
         try:
-            if key not in shapes:
-                datasets = data_lib.load(config.data)
-                shapes[key] = (datasets.train.images.shape[0], datasets.image_shape)
-            validate_against_data(config, *shapes[key])
-        except ConfigError as e:
+            if key not in loaded:
+                loaded[key] = data_lib.load(config.data)
+            datasets = loaded[key]
+            validate_against_data(config, datasets.train.images.shape[0], datasets.image_shape,
+                                  datasets.has_labels)
+            check_same_data(os.path.join(root, name), datasets.record())
+        except UserError as e:
             raise sweeps.SweepError(f"trial {name}: {e}") from e
 
 
@@ -109,7 +112,7 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[sweeps.Overrides]
     `num_workers` > 1: the work runs in that many processes, one per core
     (`aevb/sweeps/workers.py`, the faster way on a CPU), each vectorizable group split over them."""
     trials = sweeps.make_trials(base, sweep)
-    _check_against_data(trials)
+    _check_against_data(trials, root)
     groups = group_for_vectorizing(trials) if vectorize else [[t] for t in trials]
     note = grouping_note(trials, groups) if vectorize else ""
     if note:
