@@ -17,7 +17,9 @@ Every config field can be overridden as --config.a.b=value. Sweeps: an experimen
 `<workdir>/<trial name>`. A user's mistake (an unknown flag, field, variant or sweep name, a
 missing config file, a wrong type or an impossible value, unusable data, a busy or unusable
 workdir, no restorable checkpoint) is one line on stderr and exit status 2, and nothing is
-written; a non-finite training loss is exit status 3; a traceback is a bug. Compiled
+written; a non-finite training loss is exit status 3; a run stopped by SIGTERM or SIGINT
+saves the round it was in and exits with status 75, and the same command resumes it
+(aevb/training/preemption.py); a traceback is a bug. Compiled
 programs are cached in ~/.cache/aevb/jax (--compilation_cache).
 """
 
@@ -161,12 +163,28 @@ def cli(argv: list[str]) -> int:
     return 0
 
 
+def _run(config, workdir: str) -> None:
+    """The command: print a sweep's commands, run a sweep, or run one config."""
+    from aevb import regimes, sweeps
+    from aevb.sweeps import workers
+
+    if _SWEEP_PRINT.value is not None:
+        config_arg = config_flags.get_config_filename(flags.FLAGS["config"])
+        print("\n".join(sweeps.commands(config_arg, workdir,
+                                        _get_sweep(_SWEEP_PRINT.value), config)))
+    elif _SWEEP.value is not None:
+        num_workers = _WORKERS.value if _WORKERS.value >= 0 else workers.auto_workers()
+        sweeps.run_sweep(config, _get_sweep(_SWEEP.value), workdir,
+                         vectorize=_VECTORIZE.value, num_workers=num_workers)
+    else:
+        regimes.run(config, workdir)
+
+
 def main(argv: list[str]) -> None:
     del argv  # parse_flags refused any stray argument
-    from aevb import regimes, sweeps
     from aevb.config import checks
     from aevb.run import compile_cache, parallel
-    from aevb.sweeps import workers
+    from aevb.training import preemption
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -180,21 +198,16 @@ def main(argv: list[str]) -> None:
     workdir = _WORKDIR.value or os.path.join(
         "runs", f"{config.experiment}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     try:
-        if _SWEEP_PRINT.value is not None:
-            config_arg = config_flags.get_config_filename(flags.FLAGS["config"])
-            print("\n".join(sweeps.commands(config_arg, workdir,
-                                            _get_sweep(_SWEEP_PRINT.value), config)))
-        elif _SWEEP.value is not None:
-            num_workers = _WORKERS.value if _WORKERS.value >= 0 else workers.auto_workers()
-            sweeps.run_sweep(config, _get_sweep(_SWEEP.value), workdir,
-                             vectorize=_VECTORIZE.value, num_workers=num_workers)
-        else:
-            regimes.run(config, workdir)
+        with preemption.WATCH.installed():  # SIGTERM, SIGINT: stop after a round, saved
+            _run(config, workdir)
     except checks.UserError as e:
         _user_error(str(e))
     except checks.NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
+    except checks.Preempted as e:
+        print(f"preempted: {e}", flush=True)
+        sys.exit(preemption.EXIT_STATUS)
 
 
 if __name__ == "__main__":

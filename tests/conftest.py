@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import fcntl
 import gzip
+import json
 import os
 import shutil
+import signal
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 
 from aevb import data as data_lib
 from aevb import families
+from aevb.config.checks import Preempted
 from aevb.run import lock
 from aevb.training import loop
 from aevb.training.train_state import TrainState, make_optimizer
@@ -42,7 +45,7 @@ FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expens
 VAE_PIN = "test_experiment_runs_through_launch_and_reproduces_its_pinned_summary[vae]"
 SLOW_FIRST = (
     "tests/test_parallel.py::test_eight_devices_match_one_device",
-    "tests/test_parallel.py::test_two_processes_match_one_process",
+    "tests/test_parallel.py::test_two_processes_match_one_process_also_preempted",
     f"tests/test_experiments.py::{VAE_PIN}",  # and a real process
     "tests/test_experiments.py::",
     "tests/test_layerwise.py::test_interrupted_run_resumes_mid_phase",
@@ -310,23 +313,42 @@ def comparable(summary: dict) -> dict:
 # ----------------------------------------------------------------------------- resume harness
 
 class Interrupted(Exception):
-    """Stands for a kill right after a round was logged and checkpointed."""
+    """Stands for a kill right after a round was logged (and checkpointed, if due)."""
 
 
 def interrupt_and_resume(monkeypatch, run: Callable[[object, str], dict], config, workdir: str,
-                         phase: str, round_: int) -> dict:
-    """Runs `run(config, workdir)` until phase `phase` ('' for a plain run) has logged and
-    checkpointed round `round_`, stops it there as a kill would, then runs it again to the
-    end; returns the resumed run's summary."""
-    original = loop.Run._progress
+                         phase: str, round_: int, how: str = "preempt") -> dict:
+    """Runs `run(config, workdir)` until phase `phase` ('' for a plain run) reaches round
+    `round_`, stops it there, then runs it again to the end; returns the resumed run's
+    summary. how='preempt': SIGTERM arrives during the round, which the run finishes,
+    saves and marks before it stops (`checks.Preempted`); how='kill': it stops right after
+    the round was logged, as a kill would, with the checkpoints its cadence made."""
+    if how == "kill":
+        original = loop.Run._progress
 
-    def progress(self, p, r, *args):
-        original(self, p, r, *args)
-        if p.name == phase and r == round_:
-            raise Interrupted
+        def progress(self, p, r, *args):
+            original(self, p, r, *args)
+            if p.name == phase and r == round_:
+                raise Interrupted
+
+        with monkeypatch.context() as patch:
+            patch.setattr(loop.Run, "_progress", progress)
+            with pytest.raises(Interrupted):
+                run(config.copy_and_resolve_references(), workdir)
+        return run(config, workdir)
+
+    round_keys = loop.Phase.round_keys
+
+    def signalled(self, r):
+        if self.name == phase and r == round_:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return round_keys(self, r)
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop.Run, "_progress", progress)
-        with pytest.raises(Interrupted):
+        patch.setattr(loop.Phase, "round_keys", signalled)
+        with pytest.raises(Preempted) as stopped:
             run(config.copy_and_resolve_references(), workdir)
+    assert stopped.value.round == round_
+    metrics = [json.loads(line) for line in Path(workdir, "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["preempted"] and not Path(workdir, "summary.json").exists()
     return run(config, workdir)

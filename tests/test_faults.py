@@ -35,6 +35,7 @@ def tiny_flags(data_dir: str, epochs: int = 3) -> list[str]:
     return [f"--config={VAE}", f"--config.data.dir={data_dir}",
             "--config.model.hidden_sizes=(32,)", "--config.model.latent_dim=4",
             f"--config.train.num_epochs={epochs}", "--config.train.batch_size=50",
+            "--config.train.checkpoint_every_epochs=1",
             "--config.eval.iwae_k=10", "--config.eval.iwae_num_examples=20",
             "--config.eval.num_images=4", "--compilation_cache="]
 
@@ -305,6 +306,28 @@ def test_busy_workdir_is_refused_and_a_killed_holder_blocks_nothing(tiny_idx_dir
     lock.release_all()
 
 
+# --workdir paths that cannot be made, each for another reason the OS gives (as root too).
+UNUSABLE = {"a parent is a file": ("{t}/notes.txt/run", "Not a directory"),
+            "a name too long": ("{t}/new/" + "x" * 300 + "/run", "File name too long"),
+            "a special filesystem": ("/proc/aevb-run/run", "No such file or directory"),
+            "a device": ("/dev/null/run", "Not a directory")}
+
+
+@pytest.mark.parametrize("reason", UNUSABLE)
+def test_a_workdir_that_cannot_be_made_is_one_line_and_leaves_nothing(tiny_idx_dir, tmp_path,
+                                                                      capsys, reason):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    before = tree(tmp_path)
+    path, because = UNUSABLE[reason]
+    workdir = path.format(t=tmp_path)
+    status = run_cli(*tiny_flags(tiny_idx_dir, 1), f"--workdir={workdir}")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert err[0] == (f"error: --workdir {workdir} cannot be created or written ({because}): "
+                      "pass a directory you can write to")
+    assert tree(tmp_path) == before  # not even {t}/new, made before the long name failed
+
+
 def test_lock_is_reentrant_in_one_process_and_released_by_scope(tmp_path):
     with lock.scope():
         lock.acquire(str(tmp_path / "a"))
@@ -419,3 +442,36 @@ def test_kill_during_a_checkpoint_save_resumes_to_the_straight_result(tiny_idx_d
     assert "from the checkpoint of epoch 2" in capsys.readouterr().out
     resumed = json.loads((workdir / "summary.json").read_text())
     assert comparable(resumed) == comparable(json.loads((straight / "summary.json").read_text()))
+
+
+def test_a_real_sigterm_saves_the_round_and_the_same_command_resumes(tiny_idx_dir, straight,
+                                                                    tmp_path, capsys):
+    """A real process with checkpoints every 100 epochs gets SIGTERM during epoch 2 or 3
+    (after epoch 1's line): it ends that epoch, saves it (the only checkpoint that can carry
+    the progress), marks it in metrics.jsonl and exits with status 75, writing no summary.
+    The same command resumes it to the uninterrupted run's metrics.jsonl and summary."""
+    workdir = tmp_path / "run"
+    args = [*tiny_flags(tiny_idx_dir, epochs=4), "--config.train.checkpoint_every_epochs=100",
+            "--config.train.checkpoint_every_secs=0", f"--workdir={workdir}"]
+    proc = subprocess.Popen([sys.executable, "launch.py", *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if line.startswith("epoch   1/4"):
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 75, "".join(out)
+    stopped = int(out[-1].split("stopped after epoch ")[1].split(",")[0])
+    assert out[-1].startswith("preempted: SIGTERM: stopped after epoch") and stopped in (2, 3)
+    names = sorted(n for n in os.listdir(workdir / "checkpoints") if n.isdigit())
+    assert names == [str(stopped)] and not (workdir / "summary.json").exists()
+    marked = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert marked == {"epoch": stopped, "step": stopped * 20, "preempted": True}
+
+    capsys.readouterr()
+    assert run_cli(*args) == 0
+    assert f"from the checkpoint of epoch {stopped}\n" in capsys.readouterr().out
+    resumed = json.loads((workdir / "summary.json").read_text())
+    assert comparable(resumed) == comparable(json.loads((straight / "summary.json").read_text()))
+    assert ([comparable(json.loads(line)) for line in (workdir / "metrics.jsonl").open()]
+            == [comparable(json.loads(line)) for line in (straight / "metrics.jsonl").open()])

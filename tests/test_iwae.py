@@ -20,19 +20,20 @@ def _lines(workdir) -> list[dict]:
 
 
 def test_warmup_and_schedule_resume_exactly_after_a_kill(tiny_npz, tmp_path, monkeypatch):
-    """The joint regime's resume-equality test: killed after epoch 1 of 3, the rerun's
-    summary and metrics lines are the straight run's, with the IWAE objective, a KL warm-up,
-    the IWAE schedule and the rbg generator (whose keys the loop derives again on resume,
-    as threefry's), on data from an .npz file."""
+    """The joint regime's resume-equality test: killed after epoch 1 of 3 (checkpoints every
+    epoch), the rerun's summary and metrics lines are the straight run's, with the IWAE
+    objective, a KL warm-up, the IWAE schedule and the rbg generator (whose keys the loop
+    derives again on resume, as threefry's), on data from an .npz file."""
     config = small_vae_config(tiny_npz)
     config.train.num_epochs = 3
     config.train.prng_impl = "rbg"
     config.train.objective, config.train.num_samples = "iwae", 3
     config.train.lr_schedule, config.train.kl_warmup_epochs = "iwae", 2
+    config.train.checkpoint_every_epochs = 1
     straight = train.train_and_evaluate(config.copy_and_resolve_references(),
                                         str(tmp_path / "straight"))
     resumed = interrupt_and_resume(monkeypatch, train.train_and_evaluate, config,
-                                   str(tmp_path / "resumed"), phase="", round_=1)
+                                   str(tmp_path / "resumed"), phase="", round_=1, how="kill")
     assert comparable(resumed) == comparable(straight)
     assert ([comparable(line) for line in _lines(tmp_path / "resumed")]
             == [comparable(line) for line in _lines(tmp_path / "straight")])

@@ -1,7 +1,8 @@
 """The loop's guarantees, once, on toy phases (no model, no data): the round keys and the
-(epoch, step) cursor, the evaluation and checkpoint cadence, resume from any round with the
-metrics rolled back, the non-finite stop, the summary set aside while a run changes,
-vectorized trials, model selection and early stopping, the profile trace.
+(epoch, step) cursor, the evaluation and checkpoint cadence (rounds and seconds), resume from
+any round with the metrics rolled back, preemption by a signal, the non-finite stop, the
+summary set aside while a run changes, vectorized trials, model selection and early
+stopping, the profile trace.
 
 A toy phase's state is a few integers and its round a tiny jitted function of them, so
 every expected number below is computed here independently, in plain Python.
@@ -9,8 +10,10 @@ every expected number below is computed here independently, in plain Python.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import signal
 from pathlib import Path
 
 import jax
@@ -18,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aevb.config.checks import NonFiniteLossError
+from aevb.config.checks import NonFiniteLossError, Preempted
 from aevb.training import loop
 from aevb.training.train_state import TrainState
 
@@ -155,6 +158,60 @@ def test_a_run_killed_in_any_round_resumes_to_the_straight_run(tmp_path, capsys,
     assert int(result.state.params["w"]) == expected_w(7)[-1]
     assert result.rounds_run == 7 - restored
     assert result.eval == [{"w": float(expected_w(7)[-1]), "draw": float(eval_draw(7))}]
+
+
+def test_time_based_checkpoints_fall_on_the_first_round_boundary_due(tmp_path, monkeypatch):
+    """Rounds of 4 s on the loop's clock and a checkpoint every 10 s (no round count): saved
+    after round 3 (12 s), round 6 (12 s after), and the last round."""
+    now = [0.0]
+    monkeypatch.setattr(loop, "clock", lambda: now[0])
+    phase = toy_phase(tmp_path, 7, cadence=loop.Cadence(
+        checkpoint_every=0, checkpoint_every_secs=10.0, max_checkpoints=10))
+    run_round = phase.run
+
+    def four_seconds(state, r, key):
+        now[0] += 4.0
+        return run_round(state, r, key)
+
+    loop.Run([str(tmp_path)]).train(dataclasses.replace(phase, run=four_seconds))
+    assert saved(tmp_path) == [3, 6, 7]
+    assert lines(tmp_path) == straight_lines(7, eval_every=1)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_round_saves_it_and_the_rerun_is_the_straight_run(tmp_path, signum):
+    """The signal arrives during round 3, with no periodic checkpoint due before round 7:
+    the round ends, is saved, and a `"preempted": true` line follows its line; the rerun
+    restores it, removes the mark and ends with the uninterrupted run's lines and state.
+    A second SIGINT stops at once."""
+    cadence = loop.Cadence(checkpoint_every=0, max_checkpoints=10)
+    phase = toy_phase(tmp_path, 7, cadence=cadence)
+    run_round = phase.run
+
+    def signalled(state, r, key):
+        if r == 3:
+            os.kill(os.getpid(), signum)
+        return run_round(state, r, key)
+
+    with pytest.raises(Preempted) as stopped:
+        loop.Run([str(tmp_path)]).train(dataclasses.replace(phase, run=signalled))
+    assert stopped.value.round == 3 and stopped.value.checkpoint_dir == phase.checkpoint_dir
+    assert str(stopped.value).startswith(f"{signal.Signals(signum).name}: stopped after epoch 3")
+    assert saved(tmp_path) == [3]
+    assert lines(tmp_path) == [*straight_lines(3, eval_every=1),
+                               {"epoch": 3, "step": 3 * STEPS, "preempted": True}]
+    assert signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)
+    result = loop.Run([str(tmp_path)]).train(toy_phase(tmp_path, 7, cadence=cadence))
+    assert result.rounds_run == 4 and saved(tmp_path) == [3, 7]
+    assert lines(tmp_path) == straight_lines(7, eval_every=1)
+    assert int(result.state.params["w"]) == expected_w(7)[-1]
+
+    (tmp_path / "twice").mkdir()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C twice: at once, the round unsaved
+        loop.Run([str(tmp_path / "twice")]).train(dataclasses.replace(
+            toy_phase(tmp_path / "twice", 7, cadence=cadence), run=lambda s, r, k: (
+                os.kill(os.getpid(), signal.SIGINT), os.kill(os.getpid(), signal.SIGINT))))
+    assert saved(tmp_path / "twice") == []
 
 
 def _finish(run: loop.Run, result: loop.PhaseResult) -> None:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -35,6 +37,7 @@ CHECKPOINTS = {"m1m2": [("", "m2/checkpoints"), ("m1", "checkpoints")],
                             ("", "classifier_pretrained/checkpoints")],
                "layerwise": [("", "checkpoints")]}
 SEEDS = 8  # the vectorized sweep: one trial per device
+SLOW_ROUNDS = "AEVB_TEST_ROUND_SECONDS"  # main(): each round lasts this much longer
 # kind -> the form of the tiny data it reads (the same images): idx (the default) | npz | folder
 DATA_OF = {"layerwise": "folder", "sweep": "npz"}
 
@@ -76,6 +79,7 @@ def tiny_config(kind: str, data: str, batch: int = 40):
         config.train.prng_impl = "rbg"
         config.eval.iwae_num_examples = 40
     if kind == "vae":  # k = 3 samples, the bound L_3, a cosine rate and a KL warm-up
+        config.train.num_epochs = 4
         config.train.num_samples, config.train.objective = 3, "iwae"
         config.train.lr_schedule, config.train.kl_warmup_epochs = "cosine", 2
         config.eval.iwae_num_examples = 40
@@ -109,9 +113,19 @@ def main(argv: list[str]) -> None:
         argv = argv[:i]
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         compile_cache.enable(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    if os.environ.get(SLOW_ROUNDS):  # rounds that last long enough to be preempted in
+        from aevb.training import loop
+
+        progress = loop.Run._progress
+        loop.Run._progress = lambda *a: (time.sleep(float(os.environ[SLOW_ROUNDS])),
+                                         progress(*a))
     data, root, *kinds = argv
     for kind in kinds or [*CHECKPOINTS, "sweep"]:
-        train_kind(kind, data, os.path.join(root, kind))
+        try:
+            train_kind(kind, data, os.path.join(root, kind))
+        except checks.Preempted as e:
+            print(f"preempted: {e}", flush=True)
+            sys.exit(75)
     if not kinds:
         try:
             train_kind("vae", data, os.path.join(root, "indivisible"), batch=50)
@@ -119,12 +133,14 @@ def main(argv: list[str]) -> None:
             print(f"error: {e}", flush=True)
 
 
-def _start(data: str, root: Path, *args: str, devices: int = 1) -> subprocess.Popen:
+def _start(data: str, root: Path, *args: str, devices: int = 1,
+           round_seconds: float = 0.0) -> subprocess.Popen:
     """`main(DATA ROOT ARGS)` in a process of `devices` devices, beside this one (its
     own compilation cache off: JAX writes cache entries in place, so two processes that
     compile at once must not share a cache directory)."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
-    env = {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_COMPILATION_CACHE_DIR": ""}
+    env = {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_COMPILATION_CACHE_DIR": "",
+           SLOW_ROUNDS: str(round_seconds or "")}
     return subprocess.Popen([sys.executable, "-m", "tests.test_parallel", data,
                              str(root), *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -221,17 +237,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process(tiny_data, tmp_path):
+def test_two_processes_match_one_process_also_preempted(tiny_data, tmp_path):
     """A VAE (the IWAE bound, a cosine rate and a KL warm-up, its final log-likelihood
-    estimate) trained by 2 processes of 1 device each gives the numbers of 1 process."""
-    address = f"127.0.0.1:{_free_port()}"
-    procs = [_start(tiny_data, tmp_path / "two", "vae", "--distributed", address, "2",
-                    str(i)) for i in range(2)]
+    estimate) trained by 2 processes of 1 device each gives the numbers of 1 process, also
+    when only process 1 receives SIGTERM (after epoch 1 of 4): both stop after the same
+    epoch (JAX's preemption sync point), save it and exit with status 75; the same command
+    run again by both ends as the uninterrupted run."""
+    def two_processes(round_seconds: float) -> list[subprocess.Popen]:
+        address = f"127.0.0.1:{_free_port()}"
+        return [_start(tiny_data, tmp_path / "two", "vae", "--distributed", address, "2",
+                       str(i), round_seconds=round_seconds) for i in range(2)]
+
+    procs = two_processes(0.5)  # epochs long enough for the signal to arrive in one
     try:
+        for line in procs[0].stdout:
+            if line.startswith("epoch   1/4"):
+                procs[1].send_signal(signal.SIGTERM)
+                break
         train_kind("vae", tiny_data, str(tmp_path / "one" / "vae"))
+        outs = [p.communicate(timeout=600)[0] for p in procs]
     finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [75, 75], outs
+    stops = {int(out.split("stopped after epoch ")[1].split(",")[0]) for out in outs}
+    checkpoints = tmp_path / "two" / "vae" / "checkpoints"
+    assert len(stops) == 1 and min(stops) < 4  # one epoch, before the last
+    assert [int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()] == [*stops]
+
+    procs = two_processes(0.0)
+    try:
         out0, out1 = (_finish(p) for p in procs)
-    assert "2 devices in 2 processes" in out0
+    finally:
+        for p in procs:
+            p.kill()
+    assert "2 devices in 2 processes" in out0 and f"checkpoint of epoch {[*stops][0]}" in out0
     assert "summary:" in out0 and "summary:" not in out1  # process 0 reports
     _assert_same(_results(tmp_path / "one" / "vae"), _results(tmp_path / "two" / "vae"))
 

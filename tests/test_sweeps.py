@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import statistics
 
 import numpy as np
@@ -16,6 +17,7 @@ from aevb import sweeps
 from aevb.config import checks
 from aevb.regimes import joint as train
 from aevb.sweeps import report, runner
+from aevb.training import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -84,15 +86,27 @@ def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path
 
 
 def test_rerun_skips_finished_trials(tiny_config, tiny_npz, tmp_path, monkeypatch):
-    """On data from an .npz file, which then changes: a rerun refuses even the finished
-    trials, whose results came from other data."""
+    """Preempted (SIGTERM) in trial seed=1's first epoch, the sweep stops with status 75's
+    exception and the rerun runs that trial alone. On data from an .npz file, which then
+    changes: a rerun refuses even the finished trials, whose results came from other data."""
     npz = tmp_path / "mine.npz"
     shutil.copy(tiny_npz, npz)
     tiny_config.data.dir, tiny_config.data.path = "", str(npz)
     sweep = sweeps.product({"train.seed": [0, 1]})
     workdir = tmp_path / "sweep"
-    sweeps.run_sweep(tiny_config, sweep, str(workdir), vectorize=False)  # one by one
-    (workdir / "seed=1" / "summary.json").unlink()  # as if killed before the end
+    round_keys = loop.Phase.round_keys
+
+    def signalled(phase, r):
+        if r == 1 and "seed=1" in phase.checkpoint_dir:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return round_keys(phase, r)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop.Phase, "round_keys", signalled)
+        with pytest.raises(checks.Preempted, match="stopped after epoch 1"):
+            sweeps.run_sweep(tiny_config, sweep, str(workdir), vectorize=False)  # one by one
+    assert (workdir / "seed=0" / "summary.json").exists()
+    assert not (workdir / "seed=1" / "summary.json").exists()
     calls = []
     original = train.train_and_evaluate
     monkeypatch.setattr(train, "train_and_evaluate",

@@ -103,7 +103,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(finished, tmp_path, mon
     config.train.num_epochs, config.train.profile = 3, False
     with pytest.raises(checks.NonFiniteLossError, match="epoch 3.*epoch 2.*train.learning_rate"):
         train.train_and_evaluate(config, workdir)
-    assert sorted(os.listdir(f"{workdir}/checkpoints")) == ["1", "2"]
+    assert sorted(os.listdir(f"{workdir}/checkpoints")) == ["2"]  # its end; epoch 3 unsaved
     # No summary.json describes the run now: the finished 2-epoch run's is set aside as
     # stale, and no sweep or pretraining takes this run for finished.
     assert not os.path.exists(f"{workdir}/summary.json")

@@ -37,6 +37,15 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
 
 
+class Preempted(Exception):
+    """The run was asked to stop (SIGTERM, SIGINT) and stopped after a round, with a
+    checkpoint of it: not an error; the same command resumes (aevb/training/preemption.py)."""
+
+    def __init__(self, message: str, checkpoint_dir: str = "", round_: int = 0):
+        super().__init__(message)
+        self.checkpoint_dir, self.round = checkpoint_dir, round_
+
+
 def get(config: Any, field: str) -> Any:
     """The value at dotted path `field` ('train.batch_size'); ConfigError if it is missing."""
     try:

@@ -79,7 +79,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.kl_warmup_epochs = 0        # vae: KL weight rises linearly from 0 over these
     c.train.seed = 0
     c.train.prng_impl = "threefry2x32"  # threefry2x32 | rbg | unsafe_rbg (often faster on TPU)
-    c.train.checkpoint_every_epochs = 1
+    # Checkpoints on round boundaries, every phase; also after the last round and on SIGTERM:
+    c.train.checkpoint_every_secs = 600.0   # when this long has passed since the last (0: off)
+    c.train.checkpoint_every_epochs = 0     # and every this many epochs (0: off)
     c.train.max_checkpoints = 2
     c.train.profile = False             # a jax.profiler trace of one round: <phase dir>/profile
 

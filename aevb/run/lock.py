@@ -51,8 +51,12 @@ def acquire(workdir: str) -> None:
     path = _path(workdir)
     if path in _held:
         return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    made = _make_directories(workdir)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        _remove_directories(made)
+        raise _unusable(workdir, e) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -72,6 +76,36 @@ def acquire(workdir: str) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, (_holder() + "\n").encode())
     _held[path] = fd
+
+
+def _unusable(workdir: str, error: OSError) -> WorkdirError:
+    return WorkdirError(f"--workdir {workdir} cannot be created or written "
+                        f"({error.strerror or error}): pass a directory you can write to")
+
+
+def _make_directories(workdir: str) -> list[str]:
+    """Creates `workdir` and its missing parents; returns them, deepest first. If one cannot
+    be created (a parent is a file, a name too long, a read-only or special filesystem, no
+    permission), removes those it made and raises WorkdirError: nothing is left behind."""
+    missing, path = [], os.path.abspath(workdir)
+    while not os.path.lexists(path) and path != os.path.dirname(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    made: list[str] = []
+    try:
+        for directory in reversed(missing):
+            os.mkdir(directory)
+            made.insert(0, directory)
+    except OSError as e:
+        _remove_directories(made)
+        raise _unusable(workdir, e) from None
+    return made
+
+
+def _remove_directories(made: list[str]) -> None:
+    for directory in made:  # deepest first
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
 
 
 def _release(paths) -> None:

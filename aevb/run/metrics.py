@@ -50,6 +50,18 @@ class MetricWriter:
         if self.enabled:
             self._keep(lambda record: record["epoch"] < epoch and not record.get("final"))
 
+    def mark_preempted(self, epoch: int, step: int) -> None:
+        """Records that the run stopped after `epoch` on a preemption notice: a
+        `"preempted": true` line in metrics.jsonl only, which `drop_preempted` removes."""
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"epoch": epoch, "step": step, "preempted": True}) + "\n")
+
+    def drop_preempted(self) -> None:
+        """Removes the lines of `mark_preempted`: a resumed run reads as an uninterrupted one."""
+        if self.enabled:
+            self._keep(lambda record: not record.get("preempted"))
+
     def write(self, epoch: int, step: int, metrics: Mapping[str, float],
               final: bool = False) -> None:
         """Records one line {epoch, step, **metrics} and one TensorBoard scalar per metric."""

@@ -20,6 +20,7 @@ from aevb.run import files, lock, parallel
 
 # Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
 RESUMABLE_CHANGES = ("train.num_epochs", "train.checkpoint_every_epochs",
+                     "train.checkpoint_every_secs",
                      "train.max_checkpoints", "train.profile")
 
 

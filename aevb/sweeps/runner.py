@@ -12,7 +12,7 @@ from typing import Any
 import ml_collections
 
 from aevb import data as data_lib
-from aevb.config.checks import UserError
+from aevb.config.checks import Preempted, UserError
 from aevb.regimes import run, vectorized
 from aevb.regimes.validation import validate_against_data
 from aevb.run import lock
@@ -20,6 +20,7 @@ from aevb.run.workdir import check_same_data, finished, lock_workdir
 from aevb.sweeps import trials as sweeps
 from aevb.sweeps import workers
 from aevb.training import loop
+from aevb.training.preemption import WATCH
 
 Trial = tuple[str, sweeps.Overrides, ml_collections.ConfigDict]
 
@@ -117,13 +118,17 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: Sequence[sweeps.Overrides]
     note = grouping_note(trials, groups) if vectorize else ""
     if note:
         loop.Run.log(note)
-    with lock.scope():
+    with lock.scope(), WATCH.installed():
         lock_workdir(root)
         if num_workers > 1:
             workers.run_units(_units(groups, root, num_workers), root, num_workers, run_unit)
             groups = []
         for group in groups:
             todo = [t for t in group if finished(t[2], os.path.join(root, t[0])) is None]
+            if todo and WATCH.requested:  # between trials: start no other
+                raise Preempted(f"{WATCH.signal_name}: the sweep in {root} stopped before "
+                                f"trial {todo[0][0]}; the same command runs the unfinished "
+                                "trials")
             if len(todo) == 1:
                 name, _, config = todo[0]
                 loop.Run.log(f"== trial {name}")

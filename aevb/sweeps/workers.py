@@ -30,6 +30,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from aevb.config.checks import Preempted
+from aevb.training.preemption import WATCH
+
 SINGLE_THREADED = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
                                 "intra_op_parallelism_threads=1",
                    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -53,22 +56,28 @@ def _worker(core: int, todo, done, root: str, cache_dir: str | None,
 
     if cache_dir:
         compile_cache.enable(cache_dir)
-    while (item := todo.get()) is not None:  # None: every unit is taken
-        name, unit_json = item
-        unit = [(trial, _config_from_json(config)) for trial, config in unit_json]
-        os.makedirs(os.path.join(root, "logs"), exist_ok=True)
-        t0 = time.perf_counter()
-        with open(os.path.join(root, "logs", f"{name}.log"), "w") as log, \
-                contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            try:
-                outcome: Any = run(unit, root)
-            except Exception as e:  # noqa: BLE001  reported by the parent, with its type
-                outcome = e
+    with WATCH.installed():
+        while not WATCH.requested and (item := todo.get()) is not None:  # None: all taken
+            _run_unit(item, done, root, run)
+
+
+def _run_unit(item: tuple[str, list], done, root: str, run: Callable[[list, str], Any]) -> None:
+    """Runs one unit of `todo` and puts (its name, summaries or error, seconds) on `done`."""
+    name, unit_json = item
+    unit = [(trial, _config_from_json(config)) for trial, config in unit_json]
+    os.makedirs(os.path.join(root, "logs"), exist_ok=True)
+    t0 = time.perf_counter()
+    with open(os.path.join(root, "logs", f"{name}.log"), "w") as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
-            pickle.dumps(outcome)
-        except Exception:  # noqa: BLE001  an error that cannot cross processes as itself
-            outcome = RuntimeError(f"{type(outcome).__name__}: {outcome}")
-        done.put((name, outcome, time.perf_counter() - t0))
+            outcome: Any = run(unit, root)
+        except Exception as e:  # noqa: BLE001  reported by the parent, with its type
+            outcome = e
+    try:
+        pickle.dumps(outcome)
+    except Exception:  # noqa: BLE001  an error that cannot cross processes as itself
+        outcome = RuntimeError(f"{type(outcome).__name__}: {outcome}")
+    done.put((name, outcome, time.perf_counter() - t0))
 
 
 def _config_from_json(text: str):
@@ -143,14 +152,29 @@ def run_units(units: Sequence[Sequence[tuple[str, Any]]], root: str, num_workers
         for worker in workers:
             worker.start()
     errors: list[BaseException] = []
-    for _ in units:
-        name, outcome, seconds = _next_result(done, workers)
-        if isinstance(outcome, BaseException):
-            errors.append(outcome)
-            print(f"== {name}: failed after {seconds:.1f} s: {outcome}", flush=True)
-        else:
-            print(f"== {name}: done in {seconds:.1f} s", flush=True)
-    for worker in workers:
-        worker.join()
+    finished, preempted = 0, False
+    with WATCH.installed(forward_to=lambda: [w.pid for w in workers if w.is_alive()]):
+        for _ in units:
+            try:
+                name, outcome, seconds = _next_result(done, workers)
+            except RuntimeError:
+                if preempted or WATCH.requested:  # the workers stopped, units untaken
+                    break
+                raise
+            if isinstance(outcome, Preempted):
+                preempted = True
+                print(f"== {name}: {outcome}", flush=True)
+            elif isinstance(outcome, BaseException):
+                errors.append(outcome)
+                print(f"== {name}: failed after {seconds:.1f} s: {outcome}", flush=True)
+            else:
+                finished += 1
+                print(f"== {name}: done in {seconds:.1f} s", flush=True)
+        for worker in workers:
+            worker.join()
     if errors:
         raise errors[0]
+    if finished < len(units):
+        raise Preempted(f"{WATCH.signal_name}: the sweep's workers stopped with "
+                        f"{len(units) - finished} of {len(units)} units unfinished; the same "
+                        "command runs them")

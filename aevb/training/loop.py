@@ -7,9 +7,14 @@ owns, once for all of them:
 
   * each round's keys (`Phase.keys`, the round folded in) and the (epoch, step) cursor
     that places every phase's lines after the previous phase's;
-  * checkpoint restore (resume) and save, every `Cadence.checkpoint_every` rounds and the
-    last; the evaluation cadence: every `Cadence.eval_every` rounds and the last (`due`);
+  * checkpoint restore (resume) and save: every `Cadence.checkpoint_every` rounds, at the
+    first round boundary `Cadence.checkpoint_every_secs` after the last save (process 0's
+    clock decides for every process), after the last round and on preemption; the
+    evaluation cadence: every `Cadence.eval_every` rounds and the last (`due`);
     `cadence(config, section)` reads both from the regime's config section;
+  * preemption (SIGTERM, SIGINT; `aevb/training/preemption.py`): the round in progress ends,
+    is saved and marked `"preempted": true` in metrics.jsonl, and `checks.Preempted` is
+    raised; the resume removes the mark;
   * the non-finite-loss stop (`checks.NonFiniteLossError`; the last good checkpoint stays);
   * model selection and early stopping (`Phase.select`, a `Select`): the parameters
     of the evaluation with the best validation metric are kept (in the checkpoint too, so
@@ -36,16 +41,19 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from aevb.config.checks import NonFiniteLossError
+from aevb.config.checks import NonFiniteLossError, Preempted
 from aevb.run import files, parallel
 from aevb.run.checkpoints import checkpoint_manager, restore_or_keep
 from aevb.run.metrics import MetricWriter
 from aevb.training.phase import Cadence, Display, Phase, Select, cadence, due
+from aevb.training.preemption import WATCH
 from aevb.training.selection import Selection, copy_tree, restorable, unpack
 
 Metrics = dict[str, Any]
 __all__ = ["TIME_PARTS", "Cadence", "Display", "Phase", "PhaseResult", "Run", "Select",
            "cadence", "due"]
+# The clock of time-based checkpoints (tests replace it).
+clock = time.monotonic
 # Where a run's wall time goes, printed by `Run.finish` as its `time:` line. compilation:
 # the first round's time beyond the mean of the others (JIT of the round, on first use).
 TIME_PARTS = ("compilation", "training", "evaluation", "checkpoints", "pictures")
@@ -117,6 +125,7 @@ class Run:
         # at step `step` + its state's step; the final line goes at the cursor.
         self.epoch, self.step = 0, 0
         self._offset = 0
+        self._last_save = clock()
 
     @contextlib.contextmanager
     def timed(self, part: str) -> Iterator[None]:
@@ -187,6 +196,9 @@ class Run:
             with self.timed("checkpoints"):
                 saved, start = restore_or_keep(manager, restorable(phase.state, selection),
                                                phase.unit)
+            for writer in self.writers:
+                writer.drop_preempted()
+            self._last_save = clock()
             state, selection = unpack(saved, selection)
             done = start >= phase.num_rounds or (
                 selection is not None and selection.exhausted(phase.select.patience))
@@ -203,7 +215,8 @@ class Run:
                 step = self.step + int(np.max(parallel.fetch(state.step)))
                 self._write(phase, 0, step, self._split(initial_metrics(state.params)), name)
                 manager.save(0, args=ocp.args.StandardSave(restorable(state, selection)))
-            result = self._rounds(phase, state, start, manager, selection, done)
+            with WATCH.installed():
+                result = self._rounds(phase, state, start, manager, selection, done)
         finally:
             manager.close()
         self.epoch = self._offset + phase.num_rounds
@@ -244,10 +257,14 @@ class Run:
             rate_metric = {"examples_per_s": rate} if per_round else {}
             self._write(phase, r, step, [{**t, **e, **rate_metric}
                                          for t, e in zip(train, evals, strict=True)])
-            if due(r, phase.cadence.checkpoint_every, phase.num_rounds) or done:
+            preempted = WATCH.reached()
+            if preempted or done or self._checkpoint_due(phase, r):
                 with self.timed("checkpoints"):  # waits for the previous save, if running
                     manager.save(r, args=ocp.args.StandardSave(restorable(state, selection)))
+                self._last_save = clock()
             self._progress(phase, r, train, evals, rate)
+            if preempted:
+                self._stop_preempted(phase, r, step, manager)
             last = r
             if done:
                 self.log(f"{phase.name + ' ' if phase.name else ''}early stop at "
@@ -268,6 +285,29 @@ class Run:
                            examples_per_s=timed_examples / timed_seconds if timed_seconds
                            else None, params=params,
                            selected_round=None if selection is None else selection.round)
+
+    def _checkpoint_due(self, phase: Phase, r: int) -> bool:
+        """Round r's periodic checkpoint: every `checkpoint_every` rounds, the last round, or
+        `checkpoint_every_secs` after the last save by process 0's clock."""
+        c = phase.cadence
+        if due(r, c.checkpoint_every, phase.num_rounds):
+            return True
+        return c.checkpoint_every_secs > 0 and parallel.process_0_says(
+            clock() - self._last_save >= c.checkpoint_every_secs)
+
+    def _stop_preempted(self, phase: Phase, r: int, step: int,
+                        manager: ocp.CheckpointManager) -> None:
+        """After the checkpoint of round r: its save finished, the mark in metrics.jsonl,
+        then `Preempted`."""
+        with self.timed("checkpoints"):
+            manager.wait_until_finished()
+        for writer in self.writers:
+            writer.mark_preempted(self._offset + r, step)
+        where = f"{phase.name} " if phase.name else ""
+        raise Preempted(
+            f"{WATCH.signal_name}: stopped after {where}{phase.label(r, width=False)}, "
+            f"saved in {phase.checkpoint_dir}; the same command resumes the run",
+            phase.checkpoint_dir, r)
 
     def _count_rounds(self, round_seconds: list[float]) -> None:
         """Training time, less the compilation: the first round's excess over the others."""

@@ -16,37 +16,42 @@ Metrics = dict[str, Any]
 
 
 def due(r: int, every: int, last: int) -> bool:
-    """Whether round r gets the periodic action: every `every` rounds, and the last one."""
-    return r % every == 0 or r == last
+    """Whether round r gets the periodic action: every `every` rounds (0: never), and the
+    last one."""
+    return (every > 0 and r % every == 0) or r == last
 
 
 @dataclasses.dataclass(frozen=True)
 class Cadence:
-    """When the loop evaluates, checkpoints and traces: every `eval_every` and every
-    `checkpoint_every` rounds (and the last), keeping `max_checkpoints`; `profile` traces
-    one round, the first after compilation, with `jax.profiler` into `profile/` beside the
+    """When the loop evaluates, checkpoints and traces: every `eval_every` rounds (and the
+    last); a checkpoint every `checkpoint_every` rounds (0: off), at the first round
+    boundary `checkpoint_every_secs` after the phase's start or its last save (0: off),
+    after the last round and on preemption, keeping `max_checkpoints`; `profile` traces one
+    round, the first after compilation, with `jax.profiler` into `profile/` beside the
     phase's checkpoints. Built from a config section by `cadence`."""
 
     eval_every: int = 1
     checkpoint_every: int = 1
     max_checkpoints: int = 2
     profile: bool = False
+    checkpoint_every_secs: float = 0.0
 
 
 def cadence(config: Any, section: str = "train") -> Cadence:
     """The cadence of a phase trained under config section `section`.
 
-    train: evaluation every `eval.every_epochs`, checkpoints every
-    `train.checkpoint_every_epochs`; m2: evaluation every `m2.eval_every_epochs` (if the
-    section has it) and the train section's checkpoints; classifier: every round (a round
-    is `classifier.eval_every_steps` steps) is evaluated and checkpointed. All keep
-    `train.max_checkpoints` and trace with `train.profile`.
+    Evaluation: train, every `eval.every_epochs`; m2, every `m2.eval_every_epochs`;
+    classifier, every round (a round is `classifier.eval_every_steps` steps). Checkpoints:
+    every `train.checkpoint_every_secs` in every section, and every
+    `train.checkpoint_every_epochs` epochs in the sections whose rounds are epochs (train,
+    m2). All keep `train.max_checkpoints` and trace with `train.profile`.
     """
     every = {"train": config.eval.every_epochs, "classifier": 1,
              "m2": config.m2.eval_every_epochs}[section]
-    checkpoint_every = 1 if section == "classifier" else config.train.checkpoint_every_epochs
+    checkpoint_every = 0 if section == "classifier" else config.train.checkpoint_every_epochs
     return Cadence(eval_every=every, checkpoint_every=checkpoint_every,
-                   max_checkpoints=config.train.max_checkpoints, profile=config.train.profile)
+                   max_checkpoints=config.train.max_checkpoints, profile=config.train.profile,
+                   checkpoint_every_secs=float(config.train.checkpoint_every_secs))
 
 
 @dataclasses.dataclass(frozen=True)
