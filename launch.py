@@ -156,6 +156,9 @@ def cli(argv: list[str]) -> int:
         delattr(flags.FLAGS, name)  # the overrides of the previous call's config
     if flags.FLAGS.is_parsed():
         flags.FLAGS.unparse_flags()
+    from aevb.run import startup
+
+    startup.begin()  # this call's start-up, not the test process's
     try:
         main(parse_flags(argv))
     except SystemExit as e:
@@ -183,8 +186,10 @@ def _run(config, workdir: str) -> None:
 def main(argv: list[str]) -> None:
     del argv  # parse_flags refused any stray argument
     from aevb.config import checks
-    from aevb.run import compile_cache, parallel
+    from aevb.run import compile_cache, parallel, startup
     from aevb.training import preemption
+
+    startup.mark("imports")  # the interpreter, the packages, the experiment file, the flags
 
     if _DISTRIBUTED.value:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -194,6 +199,10 @@ def main(argv: list[str]) -> None:
     cache = _COMPILATION_CACHE.value
     if cache != "":
         compile_cache.enable(os.path.expanduser(cache or compile_cache.default_directory()))
+    import jax
+
+    jax.devices()  # the backend starts here (CUDA's or the TPU's initialization), not later
+    startup.mark("backend")
     config = _CONFIG.value
     workdir = _WORKDIR.value or os.path.join(
         "runs", f"{config.experiment}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
@@ -211,4 +220,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from aevb.run import startup
+
+    startup.begin(startup.process_start())
     app.run(main, flags_parser=parse_flags)

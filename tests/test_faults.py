@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -469,9 +471,31 @@ def test_a_real_sigterm_saves_the_round_and_the_same_command_resumes(tiny_idx_di
     assert marked == {"epoch": stopped, "step": stopped * 20, "preempted": True}
 
     capsys.readouterr()
+    t0 = time.time()
     assert run_cli(*args) == 0
-    assert f"from the checkpoint of epoch {stopped}\n" in capsys.readouterr().out
+    wall = time.time() - t0
+    out = capsys.readouterr().out
+    assert f"from the checkpoint of epoch {stopped}\n" in out
+    # The time line begins with the start-up, split by part, all inside the call's wall time.
+    line = next(x for x in out.splitlines() if x.startswith("time: "))
+    split = re.match(r"time: start-up ([\d.]+) s \(imports ([\d.]+), backend ([\d.]+), "
+                     r"data ([\d.]+), setup ([\d.]+)\), compilation", line)
+    assert split, line
+    total, *parts = map(float, split.groups())
+    rest = sum(map(float, re.findall(r"(?:compilation|training|evaluation|checkpoints|"
+                                     r"pictures) ([\d.]+) s", line)))
+    assert total == pytest.approx(sum(parts), abs=0.03) and total + rest <= wall + 0.05
     resumed = json.loads((workdir / "summary.json").read_text())
     assert comparable(resumed) == comparable(json.loads((straight / "summary.json").read_text()))
     assert ([comparable(json.loads(line)) for line in (workdir / "metrics.jsonl").open()]
             == [comparable(json.loads(line)) for line in (straight / "metrics.jsonl").open()])
+
+
+def test_the_start_up_counts_from_the_process_start():
+    """`startup.process_start()` in a fresh interpreter: before the first line of its
+    program ran, by no more than an interpreter's start (not the test process's start)."""
+    code = ("import time; t = time.time(); from aevb.run import startup; "
+            "print(t - startup.process_start())")
+    before_program = float(subprocess.run([sys.executable, "-c", code], cwd=REPO, text=True,
+                                          capture_output=True, check=True).stdout)
+    assert 0.0 < before_program < 2.0

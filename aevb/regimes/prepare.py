@@ -19,7 +19,7 @@ from aevb import data as data_lib
 from aevb.data.pixels import preprocess
 from aevb.evaluation.measures import EvalData
 from aevb.regimes.validation import validate, validate_against_data
-from aevb.run import parallel
+from aevb.run import parallel, startup
 from aevb.training import keys
 
 
@@ -29,6 +29,7 @@ def load_and_check(config: ml_collections.ConfigDict) -> data_lib.Datasets:
     datasets = data_lib.load(config.data)
     validate_against_data(config, datasets.train.images.shape[0], datasets.image_shape,
                           datasets.has_labels)
+    startup.mark("data")
     return datasets
 
 
