@@ -147,6 +147,8 @@ BAD = [
         for i, (split, label) in enumerate([("train", "bag"), ("train", "coat"),
                                             ("test", "bag"), ("test", "shoe")])}),
      "only in train: ['coat']; only in test: ['shoe']", "absent"),
+    ("train/ without test/", lambda d, t: _folder(t, {"train/a.png": _images(1, (8, 8, 1))[0]}),
+     "has train/ but not test/", "absent"),
     ("pretraining on images without labels", lambda d, t: [
         f"--config={REPO}/experiments/pretrain.py", *_npz(t, x_train=_images(60))], "task",
      "absent"),

@@ -271,7 +271,8 @@ def test_two_processes_match_one_process_also_preempted(tiny_data, tmp_path):
     finally:
         for p in procs:
             p.kill()
-    assert "2 devices in 2 processes" in out0 and f"checkpoint of epoch {[*stops][0]}" in out0
+    (stop,) = stops
+    assert "2 devices in 2 processes" in out0 and f"checkpoint of epoch {stop}" in out0
     assert "summary:" in out0 and "summary:" not in out1  # process 0 reports
     _assert_same(_results(tmp_path / "one" / "vae"), _results(tmp_path / "two" / "vae"))
 

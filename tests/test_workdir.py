@@ -85,5 +85,6 @@ def test_a_resume_on_changed_data_is_refused_before_anything_is_written(tmp_path
     np.savez(path, x_train=images)
     status = launch.cli(args)
     err = capsys.readouterr().err.strip().splitlines()
-    assert status == 2 and len(err) == 1 and f"workdir {workdir} holds a run on other data" in err[0]
+    assert status == 2 and len(err) == 1
+    assert f"workdir {workdir} holds a run on other data" in err[0]
     assert {name: Path(workdir, name).read_text() for name in os.listdir(workdir)} == before

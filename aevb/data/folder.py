@@ -121,8 +121,9 @@ def _listing(path: Path) -> dict[str, tuple[list[str], list[int] | None, list[st
     present = [d for d in SPLIT_DIRS if (path / d).is_dir()]
     if len(present) == 1:
         other = next(d for d in SPLIT_DIRS if d not in present)
-        raise DataError(f"{path} has {present[0]}/ but not {other}/: give both, or put the images directly in {path} (then "
-                        "data.test_fraction of them are held out for test)")
+        raise DataError(f"{path} has {present[0]}/ but not {other}/: give both, or put the "
+                        f"images directly in {path} (then data.test_fraction of them are "
+                        "held out for test)")
     splits = {d: _list_split(path / d) for d in present} if present else {
         "all": _list_split(path)}
     for split, (files, _, _) in splits.items():

@@ -102,7 +102,7 @@ def _format_eta(seconds: float) -> str:
 
 
 def _startup_text(parts: dict[str, float] | None) -> str:
-    """'start-up 2.10 s (imports 1.30, data 0.40, setup 0.40), ' or '' (`aevb/run/startup.py`)."""
+    """'start-up 2.10 s (imports 1.30, backend 0.01, data 0.40, setup 0.40), ' or ''."""
     if not parts:
         return ""
     split = ", ".join(f"{name} {s:.2f}" for name, s in parts.items())
