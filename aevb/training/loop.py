@@ -316,6 +316,7 @@ class Run:
             manager.wait_until_finished()
         for writer in self.writers:
             writer.mark_preempted(self._offset + r, step)
+            writer.close()  # TensorBoard's writer thread ends with the run, not at exit
         where = f"{phase.name} " if phase.name else ""
         raise Preempted(
             f"{WATCH.signal_name}: stopped after {where}{phase.label(r, width=False)}, "
