@@ -8,11 +8,12 @@ from /proc; elsewhere: when this module was imported), or the moment a test call
   backend  JAX's backend coming up (on a GPU, CUDA's initialization), and joining a
            multi-process run;
   data     reading, checking and hashing the data (`regimes/prepare.py`);
-  setup    the model, its parameters and optimizer, the evaluation inputs, the workdir, the
-           checkpoint manager and its restore, up to the first round (`training/loop.py`).
+  setup    the model, its parameters and optimizer, the evaluation inputs and the workdir,
+           up to the first phase's training (`training/loop.py`).
 
-The first round's compilation (or its load from the compilation cache) is the time line's
-`compilation` part. The first `Run` of a process takes the split (`take`); later runs of the
+The restore of a checkpoint is the time line's `checkpoints` part, and the first round's
+compilation (or its load from the compilation cache) its `compilation` part: no second of
+the run is counted twice. The first `Run` of a process takes the split (`take`); later runs of the
 same process (sweep trials, pretraining's classifier) start with no start-up of their own.
 """
 

@@ -199,6 +199,9 @@ class Run:
 
     def train(self, phase: Phase) -> PhaseResult:
         """Restores the phase's latest checkpoint (if any) and runs its remaining rounds."""
+        if self.startup is None:  # the process's first run: its start-up ends here
+            startup.mark("setup")
+            self.startup = startup.take()
         manager = checkpoint_manager(phase.checkpoint_dir, phase.cadence.max_checkpoints)
         selection = Selection(copy_tree(phase.state.params)) if phase.select else None
         self._offset = self.epoch + (phase.initial is not None)
@@ -244,9 +247,6 @@ class Run:
         for r in range(start + 1, phase.num_rounds + 1):
             if done:
                 break
-            if self.startup is None:  # the first round of the process's first run
-                startup.mark("setup")
-                self.startup = startup.take()
             t0 = time.perf_counter()
             with _trace(phase, r == traced, manager):
                 train_key, eval_key = phase.round_keys(r)
