@@ -448,17 +448,31 @@ def test_kill_during_a_checkpoint_save_resumes_to_the_straight_result(tiny_idx_d
     assert comparable(resumed) == comparable(json.loads((straight / "summary.json").read_text()))
 
 
+# launch.py whose rounds last 0.5 s longer (after their progress line), so that a signal
+# sent on a round's line arrives in the next round, whatever the machine's load.
+SLOW_ROUNDS = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {repo!r})
+    from aevb.training import loop
+    progress = loop.Run._progress
+    loop.Run._progress = lambda *args: (progress(*args), time.sleep(0.5))
+    import launch
+    sys.exit(launch.cli(["launch.py", *sys.argv[1:]]))
+""")
+
+
 def test_a_real_sigterm_saves_the_round_and_the_same_command_resumes(tiny_idx_dir, straight,
                                                                     tmp_path, capsys):
-    """A real process with checkpoints every 100 epochs gets SIGTERM during epoch 2 or 3
-    (after epoch 1's line): it ends that epoch, saves it (the only checkpoint that can carry
+    """A real process with checkpoints every 100 epochs gets SIGTERM during epoch 2 (after
+    epoch 1's line; epoch 3 on a slow machine): it ends that epoch, saves it (the only checkpoint that can carry
     the progress), marks it in metrics.jsonl and exits with status 75, writing no summary.
     The same command resumes it to the uninterrupted run's metrics.jsonl and summary."""
     workdir = tmp_path / "run"
     args = [*tiny_flags(tiny_idx_dir, epochs=4), "--config.train.checkpoint_every_epochs=100",
             "--config.train.checkpoint_every_secs=0", f"--workdir={workdir}"]
-    proc = subprocess.Popen([sys.executable, "launch.py", *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_ROUNDS.format(repo=str(REPO)), *args],
+                            cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     out = []
     for line in proc.stdout:
         out.append(line)
