@@ -27,6 +27,7 @@ import pytest
 from conftest import write_idx
 
 from aevb import data
+from aevb.data import idx as idx_lib
 from aevb.data import sources
 from aevb.data import tfds as tfds_data
 
@@ -225,6 +226,29 @@ def test_load_idx_dir_tiny(tmp_path, gzipped):
     assert test.images.shape == (4, 3, 5, 1)
     assert train.labels.dtype == np.int32
     np.testing.assert_array_equal(train.images[..., 0], arrays["train_images"])
+    np.testing.assert_array_equal(test.labels, arrays["test_labels"])
+
+
+def test_load_idx_dir_gunzips_once_then_reads_the_cache(tmp_path, monkeypatch):
+    """A rerun over untouched files reads the decoded arrays (aevb/data/cache.py); a file
+    rewritten with other bytes, even under an old time, is decoded again."""
+    arrays = tiny_arrays()
+    first = data.load_idx_dir(write_idx_dir(tmp_path, arrays))
+    unpack, unpacked = idx_lib._unpack, []
+    monkeypatch.setattr(idx_lib, "_unpack",
+                        lambda path, raw: unpacked.append(path.name) or unpack(path, raw))
+    again = data.load_idx_dir(tmp_path)
+    assert unpacked == []
+    for before, after in zip(first, again):
+        np.testing.assert_array_equal(after.images, before.images)
+        np.testing.assert_array_equal(after.labels, before.labels)
+
+    arrays["test_labels"][0] ^= 1
+    labels_file = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    idx_file(labels_file, arrays["test_labels"])
+    os.utime(labels_file, ns=(1, 1))
+    _, test = data.load_idx_dir(tmp_path)
+    assert sorted(unpacked) == sorted(IDX_FILES)
     np.testing.assert_array_equal(test.labels, arrays["test_labels"])
 
 
@@ -428,6 +452,7 @@ def test_import_does_not_load_tfds_or_tensorflow():
     # folder source decodes with) until load() needs it.
     assert _modules_loaded_by("aevb.data") == [
         "aevb", "aevb.config", "aevb.config.checks", "aevb.data", "aevb.data.arrays",
+        "aevb.data.cache",
         "aevb.data.datasets", "aevb.data.folder", "aevb.data.idx", "aevb.data.pixels",
         "aevb.data.sources"]
 

@@ -115,6 +115,8 @@ BAD = [
     ("learning rate", lambda d, t: ["--config.train.learning_rate=-1.0"],
      "train.learning_rate", "absent"),
     ("model kind", lambda d, t: ["--config.model.kind=foo"], "model.kind", "absent"),
+    ("seed beyond int32", lambda d, t: ["--config.train.seed=4294967296"], "2147483647",
+     "absent"),
     ("whole training set held out", lambda d, t: ["--config.data.num_validation=1000"],
      "data.num_validation", "empty"),
     ("data source", lambda d, t: ["--config.data.source=hdf5"], "data.source", "absent"),

@@ -65,10 +65,15 @@ def check_choice(config: Any, field: str, choices: tuple) -> None:
         fail(field, value, f"must be one of {list(choices)}")
 
 
-def check_int(config: Any, field: str, minimum: int) -> None:
+def check_int(config: Any, field: str, minimum: int, maximum: int | None = None) -> None:
     value = get(config, field)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        fail(field, value, f"must be an integer >= {minimum}")
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        fail(field, value, f"must be an integer >= {minimum}" if maximum is None else
+             f"must be an integer in [{minimum}, {maximum}]")
+
+
+SEED_MAX = 2**31 - 1  # a seed enters compiled programs as an int32
 
 
 def check_number(config: Any, field: str, low: float, high: float | None = None,

@@ -7,7 +7,8 @@ source is chosen). Re-exports what regimes and tests use as `data.<name>`.
 
 from aevb.data.arrays import load_npz
 from aevb.data.datasets import FASHION_MNIST_DEBIAN_DIR, DataError, Datasets, Split, fingerprint
-from aevb.data.folder import cache_root, load_folder
+from aevb.data.cache import cache_root
+from aevb.data.folder import load_folder
 from aevb.data.idx import load_idx_dir, read_idx
 from aevb.data.pixels import BINARIZATIONS, binarize, bits_per_dim, preprocess, to_unit_interval
 from aevb.data.sources import SOURCES, hold_out_test, load, split_validation

@@ -13,22 +13,20 @@ their alpha forms) give one channel, the rest RGB (an alpha channel is dropped);
 must have the same size and channel count. Sub-folders of a class folder belong to that class.
 
 Decoding is done once: the arrays are cached in ``$AEVB_CACHE_DIR/images`` (default
-``~/.cache/aevb/images``, beside the compilation cache) under a SHA-256 of every file's path
-and bytes, so a changed, added or removed file is a different key and a second run only reads
-and hashes the files.
+``~/.cache/aevb/images``) by `aevb/data/cache.py`, under a SHA-256 of every file's path and
+bytes, so a changed, added or removed file is a different key; a rerun over untouched files
+reads the arrays alone.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
+from aevb.data import cache
 from aevb.data.arrays import check_splits_agree
 from aevb.data.datasets import DataError, Split
 
@@ -37,11 +35,6 @@ SPLIT_DIRS = ("train", "test")
 _GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 # Bumped when decoding changes, so that old cache entries are not read.
 _DECODER_VERSION = b"aevb-folder-1"
-
-
-def cache_root() -> str:
-    """Where data-derived caches live: $AEVB_CACHE_DIR, by default ~/.cache/aevb."""
-    return os.environ.get("AEVB_CACHE_DIR") or os.path.expanduser("~/.cache/aevb")
 
 
 def _visible(path: Path) -> list[Path]:
@@ -140,58 +133,18 @@ def _listing(path: Path) -> dict[str, tuple[list[str], list[int] | None, list[st
     return splits
 
 
-def _stat_key(path: Path, splits: dict) -> str:
-    """A SHA-256 of the folder and every image file's name, size and modification time (ns):
-    the same on a rerun over untouched files, so that the content hash need not be redone."""
-    digest = hashlib.sha256(_DECODER_VERSION + os.fsencode(os.path.abspath(path)))
-    for files, _, _ in splits.values():
-        for file in files:
-            try:
-                stat = os.stat(file)
-            except OSError as err:
-                raise DataError(f"cannot read image {file}: {err}") from err
-            digest.update(f"{file}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
-    return digest.hexdigest()
-
-
-def _content_key(path: Path, splits: dict) -> tuple[str, dict[str, list[bytes]]]:
-    """(a SHA-256 of every image file's name under `path` and its bytes, the bytes by split)."""
-    digest = hashlib.sha256(_DECODER_VERSION)
-    contents, start = {}, len(str(path))
-    for split, (files, _, _) in splits.items():
-        contents[split] = []
-        for file in files:
-            try:
-                with open(file, "rb") as f:
-                    content = f.read()
-            except OSError as err:
-                raise DataError(f"cannot read image {file}: {err}") from err
-            contents[split].append(content)
-            digest.update(f"{file[start:]}\0{len(content)}\0".encode())
-            digest.update(content)
-    return digest.hexdigest(), contents
-
-
 def _decoded(path: Path, splits: dict) -> dict[str, np.ndarray]:
-    """The images of every split, uint8 [N, H, W, C]: from the cache entry of the files'
-    contents, found by their names, sizes and times when those are unchanged; else decoded
-    and cached."""
-    images_dir = Path(cache_root()) / "images"
-    by_stat = images_dir / f"stat-{_stat_key(path, splits)}.txt"
-    try:
-        arrays = _read_cache(images_dir / f"{by_stat.read_text().strip()}.npz")
-    except OSError:
-        arrays = None
-    if arrays is not None:
+    """The images of every split, uint8 [N, H, W, C]: decoded once, then from the cache."""
+    names = [file for files, _, _ in splits.values() for file in files]
+
+    def decode(contents: list[bytes]) -> dict[str, np.ndarray]:
+        arrays, start = {}, 0
+        for split, (files, _, _) in splits.items():
+            arrays[split] = _stack(files, contents[start:start + len(files)])
+            start += len(files)
         return arrays
-    key, contents = _content_key(path, splits)
-    arrays = _read_cache(images_dir / f"{key}.npz")
-    if arrays is None:
-        arrays = {split: _stack(files, contents[split])
-                  for split, (files, _, _) in splits.items()}
-        _write_atomically(images_dir / f"{key}.npz", lambda f: np.savez(f, **arrays))
-    _write_atomically(by_stat, lambda f: f.write(key.encode()))
-    return arrays
+
+    return cache.decoded("images", _DECODER_VERSION, path, names, decode, "image")
 
 
 def load_folder(path: str | os.PathLike[str]) -> tuple[Split, Split | None]:
@@ -211,25 +164,3 @@ def load_folder(path: str | os.PathLike[str]) -> tuple[Split, Split | None]:
                                                                  result["test"])
     check_splits_agree(train, test, str(path))
     return train, test
-
-
-def _read_cache(cache: Path) -> dict[str, np.ndarray] | None:
-    """The cached decoded images by split, or None when absent or unreadable."""
-    try:
-        with np.load(cache, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError):
-        return None
-
-
-def _write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    """`write(file)` to a temporary file renamed onto `target`, so that a reader in another
-    process sees the whole file or none; an unwritable cache only costs the next run."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
-    except OSError:
-        pass

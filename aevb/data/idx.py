@@ -1,4 +1,7 @@
 """The four standard IDX files (MNIST, Fashion-MNIST, KMNIST): reading and checking them.
+
+`load_idx_dir` decodes them once and keeps the arrays in ``$AEVB_CACHE_DIR/idx``
+(`aevb/data/cache.py`): gunzipping Fashion-MNIST took 0.3 s of every run's start-up.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from aevb.data import cache
 from aevb.data.datasets import DataError, Split
+
+# Bumped when reading changes, so that old cache entries are not read.
+_READER_VERSION = b"aevb-idx-1"
 
 # IDX magic numbers: two zero bytes, type code 0x08 (unsigned byte), number of dimensions.
 _IDX_MAGIC_IMAGES = 0x00000803
@@ -38,16 +45,12 @@ _IDX_STEMS = {
 
 
 # --- IDX files -------------------------------------------------------------
-def _read_file_bytes(path: Path) -> bytes:
-    """Whole content of `path`, gunzipped when it starts with the gzip magic.
+def _gunzipped(path: Path, raw: bytes) -> bytes:
+    """The content `raw` of `path`, gunzipped when it starts with the gzip magic.
 
     Sniffing the magic instead of trusting the '.gz' suffix accepts files that
     were decompressed but kept their name, and vice versa.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"cannot read IDX file {path}: {err}") from err
     if not raw.startswith(_GZIP_MAGIC):
         return raw
     try:
@@ -99,7 +102,16 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         truncated header or payload, trailing bytes, corrupt gzip).
     """
     path = Path(path)
-    data = _read_file_bytes(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read IDX file {path}: {err}") from err
+    return _unpack(path, raw)
+
+
+def _unpack(path: Path, raw: bytes) -> np.ndarray:
+    """`read_idx` of the content `raw` of `path`."""
+    data = _gunzipped(path, raw)
     dims = _parse_idx_header(path, data)
     header_size = 4 + 4 * len(dims)
     expected = math.prod(dims)
@@ -139,10 +151,10 @@ def _find_idx_files(directory: Path) -> dict[str, Path]:
     return found
 
 
-def _idx_split(images_path: Path, labels_path: Path) -> Split:
-    """One Split from an images file [N, H, W] and a labels file [N]."""
-    images = read_idx(images_path)
-    labels = read_idx(labels_path)
+def _idx_split(arrays: dict[str, np.ndarray], files: dict[str, Path], split: str) -> Split:
+    """One Split from its images file [N, H, W] and its labels file [N]."""
+    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    images_path, labels_path = files[f"{split}_images"], files[f"{split}_labels"]
     if images.ndim != 3:
         raise DataError(f"{images_path} holds a 1-D array, expected 3-D images [N, H, W]")
     if labels.ndim != 1:
@@ -170,8 +182,14 @@ def load_idx_dir(directory: str | os.PathLike[str]) -> tuple[Split, Split]:
     """
     directory = Path(directory)
     files = _find_idx_files(directory)
-    train = _idx_split(files["train_images"], files["train_labels"])
-    test = _idx_split(files["test_images"], files["test_labels"])
+    roles = list(files)
+
+    def decode(contents: list[bytes]) -> dict[str, np.ndarray]:
+        return {role: _unpack(files[role], raw) for role, raw in zip(roles, contents)}
+
+    arrays = cache.decoded("idx", _READER_VERSION, directory,
+                           [str(files[role]) for role in roles], decode, "IDX file")
+    train, test = (_idx_split(arrays, files, split) for split in ("train", "test"))
     if train.images.shape[1:] != test.images.shape[1:]:
         raise DataError(
             f"train images in {directory} are {list(train.images.shape[1:])} but test "

@@ -207,10 +207,13 @@ class AutoencoderFamily(Family):
 
     def init_params(self, model: nn.Module, key: jax.Array,
                     image_shape: tuple[int, int, int]) -> Params:
-        init_key, _ = jax.random.split(key)
+        def init(key: jax.Array) -> Params:
+            init_key, _ = jax.random.split(key)
+            return model.init(init_key, jnp.zeros((1, np.prod(image_shape)), jnp.float32))
+
         # One compiled program (persistently cached), not dozens of op-by-op ones; the same
         # values bit for bit.
-        return jax.jit(model.init)(init_key, jnp.zeros((1, np.prod(image_shape)), jnp.float32))
+        return jax.jit(init)(key)
 
     def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
                   hparams: dict[str, jax.Array] | None = None, steps_per_epoch: int = 0,

@@ -254,11 +254,14 @@ class VAEFamily(Family):
 
     def init_params(self, model: nn.Module, key: jax.Array,
                     image_shape: tuple[int, int, int]) -> Params:
-        init_key, sample_key = jax.random.split(key)
+        def init(key: jax.Array) -> Params:
+            init_key, sample_key = jax.random.split(key)
+            return model.init(init_key, jnp.zeros((1, np.prod(image_shape)), jnp.float32),
+                              sample_key)
+
         # One compiled program (persistently cached), not dozens of op-by-op ones; the same
         # values bit for bit.
-        return jax.jit(model.init)(init_key, jnp.zeros((1, np.prod(image_shape)), jnp.float32),
-                                   sample_key)
+        return jax.jit(init)(key)
 
     def objective(self, config: ml_collections.ConfigDict, model: nn.Module, train: bool,
                   hparams: dict[str, jax.Array] | None = None,

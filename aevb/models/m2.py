@@ -204,10 +204,13 @@ def dense_m2(num_classes: int, hidden_sizes: Sequence[int], latent_dim: int, out
 
 def init_params(model: M2, key: jax.Array) -> Params:
     """The parameters of `model`, from `key`, initialised on one dummy example."""
-    init_key, sample_key = jax.random.split(key)
-    x = jnp.zeros((1, model.output_dim), jnp.float32)
-    y = jax.nn.one_hot(jnp.zeros((1,), jnp.int32), model.num_classes)
-    return jax.jit(model.init)(init_key, x, y, sample_key)
+    def init(key: jax.Array) -> Params:
+        init_key, sample_key = jax.random.split(key)
+        x = jnp.zeros((1, model.output_dim), jnp.float32)
+        y = jax.nn.one_hot(jnp.zeros((1,), jnp.int32), model.num_classes)
+        return model.init(init_key, x, y, sample_key)
+
+    return jax.jit(init)(key)  # one compiled program; the values of op-by-op, bit for bit
 
 
 # ----------------------------------------------------------------------------- objectives

@@ -10,6 +10,7 @@ sets the summary of an earlier ending aside when the config changes, e.g. more e
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -46,6 +47,10 @@ def dataset_identity(config: ml_collections.ConfigDict, datasets: data_lib.Datas
             "fit=model_inputs")
 
 
+# One compiled program per mode (persistently cached), not op by op; the same values.
+_preprocess = jax.jit(preprocess, static_argnums=1)
+
+
 def eval_data(config: ml_collections.ConfigDict, datasets: data_lib.Datasets,
               mesh: Mesh | None) -> EvalData:
     """The evaluation inputs: test (and validation) splits as model inputs float32 [N, D]
@@ -57,11 +62,11 @@ def eval_data(config: ml_collections.ConfigDict, datasets: data_lib.Datasets,
     inputs = {}
     for name, (split, key) in splits.items():
         if split is not None:
-            x = preprocess(jnp.asarray(flat_images(split)), config.data.binarize, key)
+            x = _preprocess(jnp.asarray(flat_images(split)), config.data.binarize, key)
             inputs[name] = parallel.replicate(x, mesh) if mesh is not None else x
 
     def train_inputs() -> np.ndarray:
-        return np.asarray(preprocess(jnp.asarray(flat_images(datasets.train)),
+        return np.asarray(_preprocess(jnp.asarray(flat_images(datasets.train)),
                                      config.data.binarize, data_key.train))
 
     return EvalData(splits=inputs, train_inputs=train_inputs,

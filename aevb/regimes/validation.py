@@ -10,6 +10,7 @@ import ml_collections
 from aevb import architectures, families, models
 from aevb import data as data_lib
 from aevb.config.checks import (
+    SEED_MAX,
     check_choice,
     check_int,
     check_int_tuple,
@@ -48,6 +49,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         fail("data.name", config.data.name,
              "must be a dataset name such as 'fashion_mnist', 'mnist' or 'kmnist'")
     check_int(config, "data.num_validation", 0)
+    check_int(config, "data.seed", 0, SEED_MAX)
     if not isinstance(config.data.path, str):
         fail("data.path", config.data.path, "must be a path: an .npz file or an image folder")
     check_number(config, "data.test_fraction", 0.0, 1.0, low_open=True)
@@ -66,6 +68,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_int(config, "train.max_checkpoints", 1)
     check_choice(config, "train.profile", (False, True))
     check_choice(config, "train.prng_impl", keys.PRNG_IMPLS)
+    check_int(config, "train.seed", 0, SEED_MAX)
 
     check_choice(config, "noise.kind", noise.NOISE_KINDS)
     check_number(config, "noise.std", 0.0)
@@ -135,7 +138,7 @@ def _validate_regimes(config: ml_collections.ConfigDict) -> None:
         fail("train.finetune_epochs", config.train.finetune_epochs,
              "must be 0 unless train.schedule='layerwise' (it fine-tunes an assembled stack)")
     check_int(config, "labels.num", 0)
-    check_int(config, "labels.seed", 0)
+    check_int(config, "labels.seed", 0, SEED_MAX)
     check_choice(config, "classifier.encoder", CLASSIFIER_ENCODERS)
     check_int(config, "classifier.encoder_layers", 0)
     check_int(config, "classifier.num_steps", 1)

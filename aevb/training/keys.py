@@ -12,6 +12,7 @@ key folded from the eval key), so the figures in the README were measured with t
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -31,6 +32,7 @@ class RunKeys(NamedTuple):
 PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 
 
+@functools.partial(jax.jit, static_argnames="impl")  # one program at start-up, not eight ops
 def run_keys(seed: int | jax.Array, impl: str = "threefry2x32") -> RunKeys:
     """The named keys of a run with `train.seed = seed` (traceable: vmap over seeds).
 
@@ -54,6 +56,7 @@ class DataKeys(NamedTuple):
     train: jax.Array       # one binarization of the training set (the PCA baseline)
 
 
+@jax.jit
 def data_keys(seed: int) -> DataKeys:
     root = jax.random.key(seed)
     return DataKeys(*(jax.random.fold_in(root, i) for i in (1, 2, 3)))

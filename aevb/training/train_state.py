@@ -31,7 +31,9 @@ class TrainState(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, params: Any, tx: optax.GradientTransformation) -> TrainState:
         """Step 0: `params` and the optimizer's initial state for them."""
-        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+        # tx.init compiled as one program (persistently cached), not one op per leaf
+        return cls(step=jnp.zeros((), jnp.int32), params=params,
+                   opt_state=jax.jit(tx.init)(params))
 
 
 def num_parameters(params: Any) -> int:
