@@ -51,7 +51,9 @@ def tiny_config(kind: str, data: str, batch: int = 40):
     where = dict(zip(("idx", "npz", "folder"), data.split(",")))
     form = DATA_OF.get(kind, "idx")
     config.data.dir, config.data.path = (where["idx"], "") if form == "idx" else ("", where[form])
-    config.data.num_validation = 0
+    # 996 training images in the layer-wise run and the sweep: 8 devices hold 125 rows each,
+    # the last 4 of them padding (M2's 900 unlabeled examples: 113 each, 4 padding)
+    config.data.num_validation = 4 if kind in ("layerwise", "sweep") else 0
     config.model.hidden_sizes = (64, 16) if kind == "layerwise" else (64,)
     config.model.latent_dim = 4
     config.train.num_epochs = 1
@@ -113,6 +115,15 @@ def main(argv: list[str]) -> None:
         argv = argv[:i]
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         compile_cache.enable(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    shard_rows = parallel.shard_rows
+
+    def reporting(rows, first_row, num_rows, mesh):  # what this process holds of the set
+        out = shard_rows(rows, first_row, num_rows, mesh)
+        print(f"rows: process {jax.process_index()} holds {rows.shape[0]} of {num_rows} on its "
+              f"host, {[s.data.shape[0] for s in out.addressable_shards]} on its devices",
+              flush=True)
+        return out
+    parallel.shard_rows = reporting
     if os.environ.get(SLOW_ROUNDS):  # rounds that last long enough to be preempted in
         from aevb.training import loop
 
@@ -239,7 +250,8 @@ def _free_port() -> int:
 
 def test_two_processes_match_one_process_also_preempted(tiny_data, tmp_path):
     """A VAE (the IWAE bound, a cosine rate and a KL warm-up, its final log-likelihood
-    estimate) trained by 2 processes of 1 device each gives the numbers of 1 process, also
+    estimate) trained by 2 processes of 1 device each, each holding half of the training
+    images on its host and its device, gives the numbers of 1 process, also
     when only process 1 receives SIGTERM (after epoch 1 of 4): both stop after the same
     epoch (JAX's preemption sync point), save it and exit with status 75; the same command
     run again by both ends as the uninterrupted run."""
@@ -273,6 +285,10 @@ def test_two_processes_match_one_process_also_preempted(tiny_data, tmp_path):
             p.kill()
     (stop,) = stops
     assert "2 devices in 2 processes" in out0 and f"checkpoint of epoch {stop}" in out0
+    num_train = json.loads((tmp_path / "one" / "vae" / "data.json").read_text())["train"]
+    for i, out in enumerate((out0, out1)):  # each process holds its half, host and device
+        half = num_train // 2
+        assert f"rows: process {i} holds {half} of {num_train} on its host, [{half}]" in out
     assert "summary:" in out0 and "summary:" not in out1  # process 0 reports
     _assert_same(_results(tmp_path / "one" / "vae"), _results(tmp_path / "two" / "vae"))
 

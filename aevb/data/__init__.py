@@ -6,8 +6,8 @@ source is chosen). Re-exports what regimes and tests use as `data.<name>`.
 """
 
 from aevb.data.arrays import load_npz
-from aevb.data.datasets import FASHION_MNIST_DEBIAN_DIR, DataError, Datasets, Split, fingerprint
 from aevb.data.cache import cache_root
+from aevb.data.datasets import FASHION_MNIST_DEBIAN_DIR, DataError, Datasets, Split, fingerprint
 from aevb.data.folder import load_folder
 from aevb.data.idx import load_idx_dir, read_idx
 from aevb.data.pixels import BINARIZATIONS, binarize, bits_per_dim, preprocess, to_unit_interval

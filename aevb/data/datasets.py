@@ -88,6 +88,9 @@ class Datasets:
         when the source has none).
       fingerprint: `fingerprint` of the source's splits before any hold-out ('' = not
         computed): what a resume compares with the workdir's record.
+      first_train_row, num_train_rows: `train` holds rows first_train_row.. of a training
+        set of num_train_rows rows (0: `train` is the whole set). A process of a
+        multi-process run keeps only its share (`share`).
     """
 
     name: str
@@ -95,6 +98,8 @@ class Datasets:
     validation: Split | None
     test: Split
     fingerprint: str = ""
+    first_train_row: int = 0
+    num_train_rows: int = 0
 
     def __post_init__(self) -> None:
         for split_name in ("test", "validation"):
@@ -109,9 +114,27 @@ class Datasets:
         """What a workdir records of its data (`data.json`): the content hash a resume
         compares, and the sizes and shape for a reader."""
         return {"name": self.name, "fingerprint": self.fingerprint,
-                "train": len(self.train), "test": len(self.test),
+                "train": self.num_train, "test": len(self.test),
                 "validation": 0 if self.validation is None else len(self.validation),
                 "image_shape": list(self.image_shape), "labels": self.has_labels}
+
+    @property
+    def num_train(self) -> int:
+        """The number of training examples, in every process (not only this one's share)."""
+        return self.num_train_rows or len(self.train)
+
+    def share(self, rows: slice) -> Datasets:
+        """These datasets with only `rows` of the whole training set kept (images and
+        labels, copied, so that the rest can be freed)."""
+        first, total = self.first_train_row, self.num_train
+        if rows.start < first or rows.stop > first + len(self.train):
+            raise ValueError(f"rows {rows.start}..{rows.stop} are not among the training "
+                             f"rows held, {first}..{first + len(self.train)}")
+        cut = slice(rows.start - first, rows.stop - first)
+        train = Split(images=self.train.images[cut].copy(),
+                      labels=None if self.train.labels is None else self.train.labels[cut].copy())
+        return dataclasses.replace(self, train=train, first_train_row=rows.start,
+                                   num_train_rows=total)
 
     @property
     def has_labels(self) -> bool:

@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from aevb import data as data_lib
 from aevb import families
 from aevb.evaluation.measures import evaluate_splits
-from aevb.regimes.prepare import eval_data, flat_images, load_and_check
+from aevb.regimes.prepare import eval_data, load_and_check, train_rows
 from aevb.run import files, parallel
 from aevb.run.workdir import claim
 from aevb.training import keys, loop, schedules
@@ -60,17 +60,17 @@ def setup(config: ml_collections.ConfigDict, datasets: data_lib.Datasets, mesh: 
     and its data (`prepare.load_and_check`), on `mesh`; draws nothing but the parameters."""
     family = families.get(config.model.kind)
     model = family.make_model(config.model, datasets.image_shape)
-    steps_per_epoch = datasets.train.images.shape[0] // config.train.batch_size
+    steps_per_epoch = datasets.num_train // config.train.batch_size
     tx_steps = config.train.num_epochs * steps_per_epoch
     tx = make_optimizer(config.train, tx_steps)
     run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
     state = parallel.replicate(
         TrainState.create(family.init_params(model, run_keys.init, datasets.image_shape), tx),
         mesh)
-    images = parallel.replicate(flat_images(datasets.train), mesh)
+    images = train_rows(datasets, mesh)
     train_epoch = make_train_epoch(
         family.objective(config, model, train=True, steps_per_epoch=steps_per_epoch), tx,
-        config.train.batch_size, config.data.binarize, mesh)
+        config.train.batch_size, config.data.binarize, mesh, num_examples=datasets.num_train)
     return Setup(family=family, model=model, tx=tx, run_keys=run_keys, state=state,
                  images=images, train_epoch=train_epoch, steps_per_epoch=steps_per_epoch,
                  tx_steps=tx_steps)
@@ -101,7 +101,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                              examples_per_round=built.steps_per_epoch
                              * config.train.batch_size))
     num_params = num_parameters(built.state.params)
-    run.log(f"{config.experiment}: {datasets.name} ({images.shape[0]} train, "
+    run.log(f"{config.experiment}: {datasets.name} ({datasets.num_train} train, "
             f"{datasets.test.images.shape[0]} test), {num_params:,} parameters, "
             f"{config.train.num_epochs} epochs of {built.steps_per_epoch} steps, learning rate "
             f"{config.train.learning_rate:g} "

@@ -45,7 +45,7 @@ from aevb.config.checks import ConfigError
 from aevb.data.pixels import preprocess
 from aevb.evaluation.measures import EvalData, evaluate_splits, map_in_chunks
 from aevb.families.autoencoder import layer_model, layer_params, stack_widths, with_layer
-from aevb.regimes.prepare import eval_data, flat_images, load_and_check
+from aevb.regimes.prepare import eval_data, load_and_check, train_rows
 from aevb.run import checkpoints, files, parallel
 from aevb.run.workdir import claim
 from aevb.training import keys, loop
@@ -75,12 +75,14 @@ def encode_below(config: ml_collections.ConfigDict, num_pixels: int, stack_param
 
 def layer_trainer(config: ml_collections.ConfigDict, k: int, stack_params: Params,
                   images: jax.Array, key: jax.Array, tx: optax.GradientTransformation,
-                  mesh: Mesh | None = None
+                  mesh: Mesh | None = None, num_examples: int = 0
                   ) -> tuple[Any, TrainState, Callable[[TrainState, int, jax.Array], Any]]:
     """Phase k + 1: (its shallow model, its initial state, its compiled `run(state, e,
     epoch_key)`).
 
-    images: the training set, uint8 [N, D]. Phase 1 trains on them as a joint run does
+    images: the training set, uint8 [N, D] (its first `num_examples` rows, when it is split
+    over devices by rows and padded; the codes are split likewise). Phase 1 trains on them
+    as a joint run does
     (binarized per `data.binarize` at every step). Later phases train on the codes h_k of
     the layers below in `stack_params`, computed at the first epoch from the images
     binarized with fold_in(key, 0). Epoch e draws from the key the loop hands it
@@ -95,14 +97,16 @@ def layer_trainer(config: ml_collections.ConfigDict, k: int, stack_params: Param
     objective = family.objective(config, model, train=True,
                                  reconstruction_loss=None if k == 0 else "mse")
     binarize = config.data.binarize if k == 0 else None
-    epoch_fn = make_train_epoch(objective, tx, config.train.batch_size, binarize, mesh)
+    epoch_fn = make_train_epoch(objective, tx, config.train.batch_size, binarize, mesh,
+                                num_examples=num_examples)
 
     @functools.cache
     def inputs() -> jax.Array:
         if k == 0:
             return images
         x = preprocess(images, config.data.binarize, jax.random.fold_in(key, 0))
-        return encode_below(config, num_pixels, stack_params, k, x, mesh)
+        codes = encode_below(config, num_pixels, stack_params, k, x, mesh)
+        return codes if mesh is None else jax.device_put(codes, images.sharding)
 
     return model, state, lambda s, _, epoch_key: epoch_fn(s, inputs(), epoch_key)
 
@@ -122,20 +126,20 @@ def _checked_progress(done: Sequence[int], finetune_done: int | None, num_epochs
             "it was started with, or pass a new --workdir")
 
 
-def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, data: EvalData,
-            run_keys: keys.RunKeys, mesh: Mesh, workdir: str) -> tuple[Params, dict]:
+def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, num_train: int,
+            data: EvalData, run_keys: keys.RunKeys, mesh: Mesh, workdir: str
+            ) -> tuple[Params, dict]:
     """Phases 1..n, each through the loop: (the trained stack, phase metrics). Phase k + 1
     draws from fold_in(run_keys.train, k)."""
     family = families.get(config.model.kind)
     num_pixels, num_epochs = images.shape[-1], config.train.num_epochs
     widths = stack_widths(config.model, num_pixels)
-    tx = make_optimizer(config.train,
-                        num_epochs * (images.shape[0] // config.train.batch_size))
+    tx = make_optimizer(config.train, num_epochs * (num_train // config.train.batch_size))
     summary: dict[str, Any] = {}
     for k in range(len(widths) - 1):
         phase_key = jax.random.fold_in(run_keys.train, k)
         model, state, run_epoch = layer_trainer(config, k, stack_params, images, phase_key,
-                                                tx, mesh)
+                                                tx, mesh, num_train)
         test_codes = encode_below(config, num_pixels, stack_params, k, data.splits["test"],
                                   mesh)
         eval_terms = functools.partial(family.eval_terms, config, model)
@@ -149,7 +153,7 @@ def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, data
             checkpoint_dir=files.checkpoint_dir(workdir, f"phase_{k + 1}"),
             keys=(phase_key, run_keys.eval), cadence=loop.cadence(config),
             display=loop.Display(name=f"phase_{k + 1}", headline=family.headline,
-                                 examples_per_round=images.shape[0] // config.train.batch_size
+                                 examples_per_round=num_train // config.train.batch_size
                                  * config.train.batch_size)))
         stack_params = with_layer(stack_params, k, result.state.params)
         summary.update({f"phase_{k + 1}_{name}": v for name, v in result.eval[0].items()})
@@ -188,16 +192,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # Log positions: phase k's epoch e at k * E + e, the assembled stack at n * E + 1,
     # fine-tuning epoch f at n * E + 1 + f.
     run = loop.Run([workdir])
-    images = parallel.replicate(flat_images(datasets.train), mesh)
+    images = train_rows(datasets, mesh)
     data = eval_data(config, datasets, mesh)
-    steps_per_epoch = images.shape[0] // config.train.batch_size
-    run.log(f"{config.experiment}: {datasets.name} ({images.shape[0]} train, "
+    steps_per_epoch = datasets.num_train // config.train.batch_size
+    run.log(f"{config.experiment}: {datasets.name} ({datasets.num_train} train, "
             f"{datasets.test.images.shape[0]} test), stack {'-'.join(map(str, widths))}, "
             f"{num_params:,} parameters; {n} phases of {num_epochs} epochs of "
             f"{steps_per_epoch} steps, then {finetune_epochs} epochs end to end"
             f"{parallel.describe_devices()}")
-    stack_params, summary = _phases(config, run, stack_params, images, data, run_keys, mesh,
-                                    workdir)
+    stack_params, summary = _phases(config, run, stack_params, images, datasets.num_train,
+                                    data, run_keys, mesh, workdir)
 
     # The assembled stack, every layer as its phase left it; then fine-tuning end to end.
     eval_terms = functools.partial(family.eval_terms, config, stack)
@@ -209,7 +213,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"{assembled['test_mse']:.4g}")
     tx = make_optimizer(config.train, finetune_epochs * steps_per_epoch)
     finetune_epoch = make_train_epoch(family.objective(config, stack, train=True), tx,
-                                      config.train.batch_size, config.data.binarize, mesh)
+                                      config.train.batch_size, config.data.binarize, mesh,
+                                      num_examples=datasets.num_train)
     result = run.train(loop.Phase(
         state=parallel.replicate(TrainState.create(stack_params, tx), mesh),
         run=lambda s, _, key: finetune_epoch(s, images, key),

@@ -24,12 +24,20 @@ from aevb.run import parallel, startup
 from aevb.training import keys
 
 
-def load_and_check(config: ml_collections.ConfigDict) -> data_lib.Datasets:
-    """Validates the config, loads the data, checks the config against it. Writes nothing."""
+def load_and_check(config: ml_collections.ConfigDict, share: bool = True
+                   ) -> data_lib.Datasets:
+    """Validates the config, loads the data, checks the config against it. Writes nothing.
+
+    In a multi-process run with `share`, each process keeps only the training rows its
+    devices will hold (`parallel.row_block`); the regimes that pick labeled examples across
+    the whole set on the host (pretrain, semisupervised) keep every row.
+    """
     validate(config)
     datasets = data_lib.load(config.data)
     validate_against_data(config, datasets.train.images.shape[0], datasets.image_shape,
                           datasets.has_labels)
+    if share and jax.process_count() > 1:
+        datasets = datasets.share(parallel.row_block(datasets.num_train, parallel.make_mesh()))
     startup.mark("data")
     return datasets
 
@@ -39,11 +47,18 @@ def flat_images(split: data_lib.Split) -> np.ndarray:
     return split.images.reshape(split.images.shape[0], -1)
 
 
+def train_rows(datasets: data_lib.Datasets, mesh: Mesh) -> jax.Array:
+    """The training images as uint8 rows [N (padded), D] split over the devices by rows
+    (`parallel.shard_rows`), from the rows this host holds."""
+    return parallel.shard_rows(flat_images(datasets.train), datasets.first_train_row,
+                               datasets.num_train, mesh)
+
+
 def dataset_identity(config: ml_collections.ConfigDict, datasets: data_lib.Datasets) -> str:
     """The dataset (its content hash), binarization and training split, as one string (the
     cache key of measurements that depend only on the data, such as PCA's error)."""
     return (f"{datasets.name}/{datasets.fingerprint[:16]}/{config.data.binarize}/"
-            f"train={datasets.train.images.shape[0]}/val_seed={config.data.seed}/"
+            f"train={datasets.num_train}/val_seed={config.data.seed}/"
             "fit=model_inputs")
 
 
@@ -65,9 +80,10 @@ def eval_data(config: ml_collections.ConfigDict, datasets: data_lib.Datasets,
             x = _preprocess(jnp.asarray(flat_images(split)), config.data.binarize, key)
             inputs[name] = parallel.replicate(x, mesh) if mesh is not None else x
 
-    def train_inputs() -> np.ndarray:
-        return np.asarray(_preprocess(jnp.asarray(flat_images(datasets.train)),
-                                     config.data.binarize, data_key.train))
+    def train_inputs() -> np.ndarray:  # a process holding a share reads every row again
+        train = data_lib.load(config.data).train if datasets.num_train_rows else datasets.train
+        return np.asarray(_preprocess(jnp.asarray(flat_images(train)), config.data.binarize,
+                                      data_key.train))
 
     return EvalData(splits=inputs, train_inputs=train_inputs,
                     identity=dataset_identity(config, datasets),

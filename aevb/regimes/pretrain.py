@@ -237,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     evaluates both on the test set. Returns the summary (also in `<workdir>/summary.json`).
     Raises ConfigError or data.DataError before writing anything when the config, the data
     or the labeled subset is unusable."""
-    datasets = load_and_check(config)
+    datasets = load_and_check(config, share=False)  # labeled examples picked across every row
     labeled, held_out = labeled_and_validation(config, datasets.train.labels)
     claim(config, workdir, datasets.record())
     cc = config.classifier

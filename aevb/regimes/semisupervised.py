@@ -201,8 +201,9 @@ def train_m2(config: ml_collections.ConfigDict, workdir: str, features: Features
     state = parallel.replicate(TrainState.create(params, tx), mesh)
     objective = functools.partial(_m2_objective, model, mc.alpha, len(labeled) / len(labels))
     train_epoch = make_train_epoch(objective, tx, mc.batch_size, features.prepare, mesh,
-                                   (num_classes, mc.labeled_batch_size // num_classes))
-    inputs = parallel.replicate(features.train[unlabeled], mesh)
+                                   (num_classes, mc.labeled_batch_size // num_classes),
+                                   num_examples=len(unlabeled))
+    inputs = parallel.shard_rows(features.train[unlabeled], 0, len(unlabeled), mesh)
     labeled_set = parallel.replicate((features.train[labeled], labels[labeled]), mesh)
     splits = {"validation": (features.train_eval[held_out], labels[held_out]),
               "test": (features.test, test_labels)}
@@ -306,7 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     reports test accuracy. Returns the summary (also in `<workdir>/summary.json`). Raises
     ConfigError or data.DataError before writing anything when the config, the data or the
     labeled subsets are unusable."""
-    datasets = load_and_check(config)
+    datasets = load_and_check(config, share=False)  # labeled examples picked across every row
     labels = datasets.train.labels
     labeled, held_out = pretrain.labeled_and_validation(config, labels)
     sc = config.semisupervised

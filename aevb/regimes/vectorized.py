@@ -29,7 +29,7 @@ from jax.sharding import PartitionSpec as P
 from aevb import families
 from aevb.config import checks
 from aevb.evaluation.measures import evaluate_splits
-from aevb.regimes.prepare import eval_data, flat_images, load_and_check
+from aevb.regimes.prepare import eval_data, load_and_check, train_rows
 from aevb.regimes.validation import validate, validate_against_data
 from aevb.run import files, parallel
 from aevb.run.workdir import claim
@@ -58,7 +58,7 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     names = [name for name, _ in trials]
     base = trials[0][1]
     datasets = load_and_check(base)
-    num_train, shape, num_trials = len(datasets.train.images), datasets.image_shape, len(trials)
+    num_train, shape, num_trials = datasets.num_train, datasets.image_shape, len(trials)
     for name, config in trials:
         validate(config)
         validate_against_data(config, num_train, shape, datasets.has_labels)
@@ -84,14 +84,14 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
     group_id = hashlib.sha1("\n".join(names).encode()).hexdigest()[:10]
     checkpoints = files.checkpoint_dir(workdir, f"_vectorized_{group_id}")
     run = loop.Run([os.path.join(workdir, n) for n in names], trial_names=names)
-    images = parallel.replicate(flat_images(datasets.train), mesh)
+    images = train_rows(datasets, mesh)
     data = eval_data(base, datasets, mesh)
 
     def one_epoch(state, imgs, key, hp):
         objective = family.objective(base, model, train=True, hparams=hp,
                                      steps_per_epoch=steps)
-        return epoch_function(objective, tx, base.train.batch_size,
-                              base.data.binarize)(state, imgs, key)
+        return epoch_function(objective, tx, base.train.batch_size, base.data.binarize,
+                              num_examples=num_train)(state, imgs, key)
 
     epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, None, 0, 0)), donate_argnums=0,
                        out_shardings=sharding)

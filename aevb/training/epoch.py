@@ -53,7 +53,7 @@ def balanced_batches(key: jax.Array, labels: jax.Array, num_classes: int, per_cl
 def epoch_function(objective: Callable[..., Metrics],
                    tx: optax.GradientTransformation, batch_size: int,
                    binarize: str | Prepare | None, mesh: Mesh | None = None,
-                   labeled_batch: tuple[int, int] | None = None
+                   labeled_batch: tuple[int, int] | None = None, num_examples: int = 0
                    ) -> Callable[..., tuple[TrainState, Metrics]]:
     """`train_epoch(state, inputs [N, ...], key[, labeled]) -> (state, metrics)`, not jitted.
 
@@ -63,7 +63,9 @@ def epoch_function(objective: Callable[..., Metrics],
     (e.g. the codes of frozen layers), or prepared by a function `binarize(batch, key)`.
     The epoch visits floor(N / batch_size) batches of a
     fresh permutation (the remainder is dropped, a different one every epoch). Metrics are
-    means over the epoch's steps.
+    means over the epoch's steps. With `num_examples`, only the first num_examples rows of
+    inputs are examples (the rest is the padding of a set split over devices by
+    `parallel.shard_rows`), and N is num_examples.
     With `labeled_batch` = (num_classes, per_class), every step also draws a class-balanced
     batch (`balanced_batches`) from `labeled` = (inputs [M, ...], labels [M]), prepared the
     same way, and calls `objective(params, x, key, step, x_labeled, y_labeled)`.
@@ -87,8 +89,9 @@ def epoch_function(objective: Callable[..., Metrics],
 
     def train_epoch(state: TrainState, inputs: jax.Array, key: jax.Array, labeled=None):
         perm_key, step_key = jax.random.split(key)
-        num_steps = inputs.shape[0] // batch_size
-        perm = jax.random.permutation(perm_key, inputs.shape[0])
+        n = num_examples or inputs.shape[0]
+        num_steps = n // batch_size
+        perm = jax.random.permutation(perm_key, n)
         batches = perm[:num_steps * batch_size].reshape(num_steps, batch_size)
         step_keys = jax.random.split(step_key, num_steps)  # one vectorized draw per epoch
         if labeled_batch is None:
@@ -108,10 +111,11 @@ def epoch_function(objective: Callable[..., Metrics],
 def make_train_epoch(objective: Callable[..., Metrics],
                      tx: optax.GradientTransformation, batch_size: int,
                      binarize: str | Prepare | None, mesh: Mesh | None = None,
-                     labeled_batch: tuple[int, int] | None = None
+                     labeled_batch: tuple[int, int] | None = None, num_examples: int = 0
                      ) -> Callable[..., tuple[TrainState, Metrics]]:
     """`epoch_function` compiled once; the incoming state is donated (its buffers reused)."""
-    train_epoch = epoch_function(objective, tx, batch_size, binarize, mesh, labeled_batch)
+    train_epoch = epoch_function(objective, tx, batch_size, binarize, mesh, labeled_batch,
+                                 num_examples)
     if mesh is None:
         return jax.jit(train_epoch, donate_argnums=0)
     return jax.jit(train_epoch, donate_argnums=0, out_shardings=parallel.replicated(mesh))
