@@ -28,6 +28,7 @@ EXPERIMENTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(f"{REPO}/experi
 PICTURES = {
     "vae": {"reconstructions.png", "samples.png", "interpolations.png", "filters.png"},
     "iwae": {"reconstructions.png", "samples.png", "interpolations.png", "filters.png"},
+    "likelihood": {"reconstructions.png", "samples.png", "interpolations.png", "filters.png"},
     "conv": {"reconstructions.png", "filters.png"},
     "autoencoder": {"reconstructions.png", "filters.png"},
     "stacked": {"reconstructions.png", "filters.png"},
@@ -77,7 +78,8 @@ def test_every_experiment_is_pinned():
 def test_experiment_runs_through_launch_and_reproduces_its_pinned_summary(
         name, tiny_idx_dir, tmp_path, capsys):
     workdir = tmp_path / name
-    args = [f"--config.data.dir={tiny_idx_dir}", "--config.data.num_validation=0",
+    validation = 100 if name == "likelihood" else 0  # it selects and stops on validation
+    args = [f"--config.data.dir={tiny_idx_dir}", f"--config.data.num_validation={validation}",
             "--config.train.num_epochs=1", "--config.eval.iwae_num_examples=20",
             f"--workdir={workdir}"]
     status = launch.cli(["launch.py", f"--config={REPO}/experiments/{name}.py:runlocal", *args])
@@ -91,7 +93,7 @@ def test_experiment_runs_through_launch_and_reproduces_its_pinned_summary(
     if name == "semisupervised":  # M1 + SVM: 100 labels, 100 more to select on
         assert summary["labels_num"] == summary["labels_num_validation"] == 100
         assert 0.2 < summary["test_accuracy"] <= 1 and "selected_C" in summary
-    elif name in ("vae", "iwae"):
+    elif name in ("vae", "iwae", "likelihood"):
         assert summary["test_neg_elbo"] > 0 and "test_log_likelihood" in summary
         assert summary["test_log_likelihood_examples"] == 20
     else:

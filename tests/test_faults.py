@@ -117,6 +117,15 @@ BAD = [
     ("model kind", lambda d, t: ["--config.model.kind=foo"], "model.kind", "absent"),
     ("seed beyond int32", lambda d, t: ["--config.train.seed=4294967296"], "2147483647",
      "absent"),
+    ("selection on an unknown metric", lambda d, t: ["--config.train.select_on=test_mse"],
+     "validation_neg_elbo", "absent"),
+    ("selection without a validation split",
+     lambda d, t: ["--config.train.select_on=validation_neg_elbo"], "data.num_validation",
+     "absent"),
+    ("gated conv layers", lambda d, t: ["--config.model.activation=gated",
+                                        "--config.model.architecture=conv"], "mlp", "absent"),
+    ("log-variance clip upside down",
+     lambda d, t: ["--config.model.encoder_log_var_clip=(2.0, -6.0)"], "low < high", "absent"),
     ("whole training set held out", lambda d, t: ["--config.data.num_validation=1000"],
      "data.num_validation", "empty"),
     ("data source", lambda d, t: ["--config.data.source=hdf5"], "data.source", "absent"),
@@ -466,8 +475,9 @@ SLOW_ROUNDS = textwrap.dedent("""
 def test_a_real_sigterm_saves_the_round_and_the_same_command_resumes(tiny_idx_dir, straight,
                                                                     tmp_path, capsys):
     """A real process with checkpoints every 100 epochs gets SIGTERM during epoch 2 (after
-    epoch 1's line; epoch 3 on a slow machine): it ends that epoch, saves it (the only checkpoint that can carry
-    the progress), marks it in metrics.jsonl and exits with status 75, writing no summary.
+    epoch 1's line; epoch 3 on a slow machine): it ends that epoch, saves it (the only
+    checkpoint that can carry the progress), marks it in metrics.jsonl and exits with
+    status 75, writing no summary.
     The same command resumes it to the uninterrupted run's metrics.jsonl and summary."""
     workdir = tmp_path / "run"
     args = [*tiny_flags(tiny_idx_dir, epochs=4), "--config.train.checkpoint_every_epochs=100",

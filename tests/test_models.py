@@ -99,6 +99,36 @@ def test_dense_shapes_list_every_matmul():
     assert ae.dense_shapes() == [(784, 100), (100, 30), (30, 100), (100, 784)]
 
 
+def test_gated_layers_and_the_clipped_log_variance_against_their_formulas():
+    """h = (x W1 + b1) * sigmoid(x W2 + b2), W1 and W2 the halves of one kernel; q(z|x)'s
+    log-variance is the unclipped encoder's, clipped to [-6, 2]; the FLOP count doubles the
+    gated matmuls."""
+    x = jax.random.normal(jax.random.key(1), (5, 7))
+    mlp = models.MLP((4, 3), models.GATED)
+    params = mlp.init(jax.random.key(0), x)
+    h = np.asarray(x)
+    for i in range(2):
+        kernel, bias = (np.asarray(params["params"][f"hidden_{i}"][k]) for k in ("kernel", "bias"))
+        value, gate = np.split(h @ kernel + bias, 2, axis=1)
+        h = value / (1 + np.exp(-gate))
+    np.testing.assert_allclose(mlp.apply(params, x), h, rtol=1e-5, atol=1e-6)
+
+    def encoder(clip):
+        return models.GaussianEncoder(models.MLP((4,), "linear", name="mlp"), 3,
+                                      log_var_clip=clip)
+    params = encoder(()).init(jax.random.key(0), x * 30)  # large inputs: large log-variances
+    free = np.asarray(encoder(()).apply(params, x * 30).log_var)
+    clipped = np.asarray(encoder((-6.0, 2.0)).apply(params, x * 30).log_var)
+    assert free.min() < -6 and free.max() > 2
+    np.testing.assert_array_equal(clipped, np.clip(free, -6.0, 2.0))
+
+    config = defaults.base_config()
+    config.model.activation = models.GATED
+    encoder_flops, decoder_flops = families.get("vae").forward_flops(config.model, (28, 28, 1))
+    assert encoder_flops + decoder_flops == [2.0 * 784 * 1000, 2.0 * 500 * 40, 2.0 * 20 * 1000,
+                                             2.0 * 500 * 784]
+
+
 def test_unknown_activation_names_the_field():
     with pytest.raises(ValueError, match="model.activation"):
         models.get_activation("swish")

@@ -13,6 +13,7 @@ from scipy.stats import norm
 
 from aevb import data as data_lib
 from aevb import models
+from aevb.config import defaults
 from aevb.data import noise
 from aevb.families import vae as vae_family
 from aevb.training import schedules, train_state
@@ -177,6 +178,25 @@ def test_optimizer_applies_and_reports_the_scheduled_rate(name):
         expected = 0.5 * float(shape(step))
         assert float(-updates) == pytest.approx(expected, rel=1e-6), step
         assert float(train_state.current_learning_rate(state)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_normalized_gradients_are_adam_on_unit_norm_tensors():
+    """train.normalize_gradients: each gradient tensor is divided by its L2 norm before
+    Adam (the VampPrior's AdamNormGrad), against optax's Adam on gradients normalised here."""
+    config = defaults.base_config()
+    config.train.normalize_gradients = True
+    tx = train_state.make_optimizer(config.train, 10)
+    params = {"a": jnp.ones((3, 2)), "b": jnp.zeros(4)}
+    grads = {"a": jnp.arange(6.0).reshape(3, 2), "b": jnp.asarray([3.0, 0.0, 4.0, 0.0])}
+    reference = optax.adam(config.train.learning_rate)
+    state, ref_state = tx.init(params), reference.init(params)
+    for _ in range(3):
+        updates, state = tx.update(grads, state, params)
+        unit = jax.tree.map(lambda g: g / (np.linalg.norm(g) + 1e-7), grads)
+        expected, ref_state = reference.update(unit, ref_state, params)
+        for name in params:
+            np.testing.assert_allclose(updates[name], expected[name], rtol=1e-6)
+        grads = jax.tree.map(lambda g: 2 * g + 1, grads)
 
 
 def test_dequantization_and_bits_per_dim():

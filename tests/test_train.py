@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import built_once, model_and_state, small_vae_config
+from conftest import built_once, interrupt_and_resume, model_and_state, small_vae_config
 
 from aevb.config import checks
 from aevb.families import vae as vae_family
@@ -112,6 +112,38 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(finished, tmp_path, mon
     assert workdir_lib.finished(config, workdir) is None
     with open(f"{workdir}/metrics.jsonl") as f:
         assert not any(json.loads(line).get("final") for line in f)
+
+
+def test_selection_on_validation_stops_early_and_a_killed_run_knows_it_is_done(
+        tiny_idx_dir, tmp_path, monkeypatch):
+    """train.select_on: the run reports the parameters of its best validation evaluation and
+    stops after train.patience evaluations without a better one. Selecting the highest
+    validation -ELBO (the first epoch's, as training lowers it) with a patience of 2 stops
+    after epoch 3 of 6; the summary's numbers are epoch 1's evaluation, logged in
+    metrics.jsonl with the same keys. Killed after that stop (no summary yet), the same
+    command trains no further and reports the same."""
+    config = small_vae_config(tiny_idx_dir)
+    config.data.num_validation = 100
+    config.train.num_epochs = 6
+    config.train.select_on, config.train.select_mode = "validation_neg_elbo", "max"
+    config.train.patience = 2
+    straight = train.train_and_evaluate(config.copy_and_resolve_references(),
+                                        str(tmp_path / "straight"))
+    assert (straight["selected_epoch"], straight["epochs_run"]) == (1, 3)
+    lines = [json.loads(line) for line in
+             (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    first = next(line for line in lines if line.get("epoch") == 1)
+    assert [line.get("epoch") for line in lines if "validation_neg_elbo" in line][:3] == [1, 2, 3]
+    for key in ("validation_neg_elbo", "test_neg_elbo", "test_kl"):
+        assert straight[key] == first[key], key
+    assert straight["validation_neg_elbo"] > max(
+        line["validation_neg_elbo"] for line in lines if line.get("epoch") in (2, 3))
+
+    resumed = interrupt_and_resume(monkeypatch, train.train_and_evaluate, config,
+                                   str(tmp_path / "killed"), "", 3, how="kill")
+    for key in ("selected_epoch", "epochs_run", "steps", "validation_neg_elbo",
+                "test_neg_elbo", "test_log_likelihood"):
+        assert resumed[key] == straight[key], key
 
 
 def test_epoch_is_compiled_once(tiny_config):

@@ -22,6 +22,11 @@ def _pixels(image_shape) -> int:
     return math.prod(image_shape)
 
 
+def _gates(mc) -> int:
+    """A hidden layer's matmul widths over its units: 2 when gated (value and gate)."""
+    return 2 if getattr(mc, "activation", "") == models.GATED else 1
+
+
 def dense_shapes(widths) -> list[tuple[int, int]]:
     """(fan_in, fan_out) of each matmul of dense layers of `widths` (input first)."""
     return list(itertools.pairwise(widths))
@@ -49,12 +54,14 @@ class MLPArchitecture(Architecture):
 
     def encoder_flops(self, mc, image_shape, widths):
         dims = (_pixels(image_shape), *widths)
-        return [2.0 * i * o for i, o in dense_shapes(dims)], dims[-1]
+        return [2.0 * i * o * _gates(mc) for i, o in dense_shapes(dims)], dims[-1]
 
     def decoder_flops(self, mc, image_shape, input_width, widths, channels=1,
                       dense_input=True):
         dims = (input_width, *widths, channels * _pixels(image_shape))
-        return [2.0 * i * o for i, o in dense_shapes(dims)]
+        shapes = dense_shapes(dims)
+        return [2.0 * i * o * (_gates(mc) if k < len(shapes) - 1 else 1)
+                for k, (i, o) in enumerate(shapes)]
 
     def filter_tiles(self, kernel, image_shape, max_filters: int = 100):
         """[D, H] -> [min(H, max_filters), *image_shape]: each unit's incoming weights as a

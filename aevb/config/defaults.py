@@ -42,11 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.activation = "tanh"
     c.model.decoder = "bernoulli"       # vae: bernoulli | gaussian (needs data.binarize=
     #                                     dequantize)
-    # vae, gaussian decoder: the log-variance floor, log((1/256)^2 / 12), the dequantization
-    # noise's (= aevb.models.MIN_LOG_VAR)
-    c.model.decoder_min_log_var = -13.58
-    c.model.kl_weight = 1.0             # vae: loss = recon + kl_weight * KL (1: the -ELBO)
-    c.model.kernel_init = "lecun_normal"  # vae: lecun_normal | glorot_uniform (the IWAE paper)
+    _vae_fields(c.model)
     # autoencoder only:
     c.model.code_activation = "linear"  # linear | sigmoid (sparse) | any model.activation
     c.model.output_activation = "sigmoid"   # sigmoid | linear
@@ -71,6 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.learning_rate = 1e-3        # the peak rate of the schedule
     c.train.lr_schedule = "constant"    # constant | cosine | iwae (aevb/training/schedules.py)
     c.train.adam_eps = 1e-8             # adam, adamw: the epsilon under the square root
+    c.train.normalize_gradients = False  # each tensor's gradient to unit norm first (VampPrior)
     c.train.weight_decay = 0.0          # decoupled (adamw) or L2 added to gradients (others)
     # vae: the objective (aevb/families/vae.py): elbo (k-sample average, closed-form KL) |
     # iwae (the importance-weighted bound L_k of Burda et al. 2015), k = num_samples.
@@ -97,6 +94,16 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def _vae_fields(m: ml_collections.ConfigDict) -> None:
+    """The VAE's fields of `model` (and kernel_init, which every dense layer reads)."""
+    # gaussian decoder: the log-variance floor, log((1/256)^2 / 12), the dequantization
+    # noise's (= aevb.models.MIN_LOG_VAR)
+    m.decoder_min_log_var = -13.58
+    m.kl_weight = 1.0                   # loss = recon + kl_weight * KL (1: the -ELBO)
+    m.kernel_init = "lecun_normal"      # lecun_normal | glorot_uniform (the IWAE paper)
+    m.encoder_log_var_clip = ()         # () | (low, high): q(z|x)'s log-variance clipped
+
+
 def _conv_section(m: ml_collections.ConfigDict) -> None:
     """`model.conv`: the conv layers of model.architecture='conv' (aevb/architectures/conv.py),
     one entry per layer in each tuple. Default: Geron's convolutional autoencoder."""
@@ -120,6 +127,12 @@ def _regime_sections(c: ml_collections.ConfigDict) -> None:
     c.train.schedule = "joint"          # joint | layerwise (autoencoders: one layer at a time,
     #                                     train.num_epochs epochs per layer)
     c.train.finetune_epochs = 0         # layerwise: end-to-end epochs after assembling the stack
+    # joint: report the parameters of the evaluation (every eval.every_epochs) with the best
+    # validation metric, and stop after train.patience evaluations without a better one
+    c.train.select_on = ""              # '' (the last epoch's) | validation_<term>, e.g.
+    #                                     validation_neg_elbo (needs data.num_validation)
+    c.train.select_mode = "min"         # min | max: which way is better
+    c.train.patience = 0                # evaluations without improvement (0: never stop early)
 
     c.labels = ml_collections.ConfigDict()   # pretrain: the labeled subset of the train split
     c.labels.num = 1000                 # labeled examples, class-balanced (0 = all)

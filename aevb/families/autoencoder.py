@@ -141,6 +141,7 @@ def with_layer(stack_params: Params, k: int, params_k: Params) -> Params:
 class AutoencoderFamily(Family):
     kind = "autoencoder"
     headline = "mse"
+    selectable_terms = ("mse", "cross_entropy")
     float_fields = ("noise.std", "noise.rate", "sparsity.target", "sparsity.weight")
     supports_sparsity = True
     supports_layerwise = True

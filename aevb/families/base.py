@@ -44,6 +44,8 @@ class Family(abc.ABC):
     kind: str
     # The periodic evaluation's main per-example term, shown in progress lines as test_<name>.
     headline: str
+    # The evaluation's terms a run may select its parameters on (`train.select_on`).
+    selectable_terms: tuple[str, ...] = ()
     # Float fields the objective reads; vectorized sweeps pass traced values for them.
     float_fields: tuple[str, ...] = ()
     supports_sparsity: bool = False

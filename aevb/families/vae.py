@@ -203,6 +203,7 @@ def latent_interpolations(model: models.VAE, params: Params, x: jax.Array) -> ja
 class VAEFamily(Family):
     kind = "vae"
     headline = "neg_elbo"
+    selectable_terms = ("neg_elbo", "recon", "kl")
     float_fields = ("noise.std", "noise.rate", "model.kl_weight")
     variational = True
 
@@ -241,7 +242,8 @@ class VAEFamily(Family):
                                      mc.activation, channels, kernel_init=mc.kernel_init,
                                      output_name=output_name)
         return models.VAE(models.GaussianEncoder(self._trunk(mc, image_shape), mc.latent_dim,
-                                                 mc.kernel_init),
+                                                 mc.kernel_init,
+                                                 tuple(mc.encoder_log_var_clip)),
                           models.PixelDecoder(decoder, mc.decoder, mc.decoder_min_log_var))
 
     @staticmethod

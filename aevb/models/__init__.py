@@ -27,6 +27,7 @@ from aevb.models.layers import (
     ACTIVATIONS,
     CODE_ACTIVATIONS,
     DECODERS,
+    GATED,
     KERNEL_INITS,
     MIN_LOG_VAR,
     MLP,
@@ -40,9 +41,9 @@ from aevb.models.layers import (
 )
 from aevb.models.vae import VAE, GaussianEncoder, PixelDecoder, PosteriorMean, VAEOutput, dense_vae
 
-__all__ = ["ACTIVATIONS", "CODE_ACTIVATIONS", "DECODERS", "KERNEL_INITS", "MIN_LOG_VAR", "MLP",
-           "OUTPUT_ACTIVATIONS", "PIXEL_OUTPUTS", "VAE", "Autoencoder", "Bernoulli",
-           "Classifier", "DenseEncoder", "Gaussian", "GaussianEncoder", "MLPDecoder",
-           "PixelDecoder", "PosteriorMean", "Reconstruction", "TrunkAutoencoder", "TrunkHead",
-           "VAEOutput", "dense_forward", "dense_vae", "get_activation", "lower_layer_params",
-           "pixel_distribution"]
+__all__ = ["ACTIVATIONS", "CODE_ACTIVATIONS", "DECODERS", "GATED", "KERNEL_INITS", "MIN_LOG_VAR",
+           "MLP", "OUTPUT_ACTIVATIONS", "PIXEL_OUTPUTS", "VAE", "Autoencoder",
+           "Bernoulli", "Classifier", "DenseEncoder", "Gaussian", "GaussianEncoder",
+           "MLPDecoder", "PixelDecoder", "PosteriorMean", "Reconstruction",
+           "TrunkAutoencoder", "TrunkHead", "VAEOutput", "dense_forward", "dense_vae",
+           "get_activation", "lower_layer_params", "pixel_distribution"]

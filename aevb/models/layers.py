@@ -33,6 +33,12 @@ KERNEL_INITS = {"lecun_normal": nn.initializers.lecun_normal(),
                 "glorot_uniform": nn.initializers.glorot_uniform()}
 
 
+# `model.activation='gated'`: each hidden dense layer of an mlp trunk is gated, h = (W1 x +
+# b1) * sigmoid(W2 x + b2) (Dauphin et al. 2017; the VampPrior's and Exemplar-VAE's dense
+# layers), W1 and W2 one matmul of twice the width.
+GATED = "gated"
+
+
 CODE_ACTIVATIONS = ("linear", *ACTIVATIONS)
 
 
@@ -55,8 +61,9 @@ def get_activation(name: str) -> Callable[[jax.Array], jax.Array]:
 
 class MLP(nn.Module):
     """A stack of dense layers (`hidden_<i>`), each followed by the activation (the last by
-    `top_activation`, if given): [..., D_in] -> [..., H_last]; with `preactivation`, the
-    pair (output, the last layer's pre-activation). No layers: the identity."""
+    `top_activation`, if given), or gated (`GATED`): [..., D_in] -> [..., H_last]; with
+    `preactivation`, the pair (output, the last layer's pre-activation). No layers: the
+    identity."""
 
     hidden_sizes: Sequence[int]
     activation: str = "tanh"
@@ -69,10 +76,15 @@ class MLP(nn.Module):
         n = len(self.hidden_sizes)
         pre = x
         for i, width in enumerate(self.hidden_sizes):
-            pre = nn.Dense(width, kernel_init=KERNEL_INITS[self.kernel_init],
-                           name=f"hidden_{i}")(x)
             top = i == n - 1 and self.top_activation is not None
-            x = get_activation(self.top_activation if top else self.activation)(pre)
+            gated = self.activation == GATED and not top
+            pre = nn.Dense(2 * width if gated else width,
+                           kernel_init=KERNEL_INITS[self.kernel_init], name=f"hidden_{i}")(x)
+            if gated:
+                value, gate = jnp.split(pre, 2, axis=-1)
+                x = value * nn.sigmoid(gate)
+            else:
+                x = get_activation(self.top_activation if top else self.activation)(pre)
         return (x, pre) if self.preactivation else x
 
     def first_layer_kernel(self) -> jax.Array:

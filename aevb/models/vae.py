@@ -29,18 +29,24 @@ class GaussianEncoder(TrunkHead):
     """Recognition model q(z|x) = N(mean, diag(exp(log_var))): x [..., D] -> Gaussian [..., L].
 
     An encoder trunk (x [..., D] -> features [..., F]), then one dense layer of width 2L
-    (`mean_log_var`: one matmul for the mean and the log-variance).
+    (`mean_log_var`: one matmul for the mean and the log-variance). With `log_var_clip` =
+    (low, high) the log-variance is clipped to [low, high] (`model.encoder_log_var_clip`;
+    the VampPrior and Exemplar-VAE code clip it to [-6, 2] with a hard tanh): no
+    gradient flows through a clipped unit.
     """
 
     trunk: nn.Module
     latent_dim: int
     kernel_init: str = "lecun_normal"
+    log_var_clip: tuple[float, ...] = ()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> Gaussian:
         out = nn.Dense(2 * self.latent_dim, kernel_init=KERNEL_INITS[self.kernel_init],
                        name="mean_log_var")(self.trunk(x))
         mean, log_var = jnp.split(out, 2, axis=-1)
+        if self.log_var_clip:
+            log_var = jnp.clip(log_var, *self.log_var_clip)
         return Gaussian(mean, log_var)
 
     def first_layer_kernel(self) -> jax.Array:

@@ -76,6 +76,15 @@ def setup(config: ml_collections.ConfigDict, datasets: data_lib.Datasets, mesh: 
                  tx_steps=tx_steps)
 
 
+def select(config: ml_collections.ConfigDict) -> loop.Select | None:
+    """`train.select_on`, `train.select_mode`, `train.patience` as the phase's selection
+    (None: the last epoch's parameters)."""
+    if not config.train.select_on:
+        return None
+    return loop.Select(config.train.select_on, config.train.patience,
+                       minimize=config.train.select_mode == "min")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains the configured model, evaluates it, and leaves the run's files in `workdir`.
 
@@ -96,7 +105,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         evaluate=lambda params, key: evaluate_splits(eval_terms, params, data.splits, key,
                                                      mesh),
         checkpoint_dir=files.checkpoint_dir(workdir), keys=(run_keys.train, run_keys.eval),
-        cadence=loop.cadence(config),
+        cadence=loop.cadence(config), select=select(config),
         display=loop.Display(headline=family.headline,
                              examples_per_round=built.steps_per_epoch
                              * config.train.batch_size))
@@ -110,7 +119,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     result = run.train(phase)
 
     t0 = time.perf_counter()
-    params = result.state.params
+    params = result.params  # the selected ones, with train.select_on
     with run.timed("evaluation"):
         final = family.final_metrics(config, model, params, data, run_keys.final, mesh)
     step = int(parallel.fetch(result.state.step))
@@ -120,6 +129,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         **result.train[0], **result.eval[0], **final,
         "final_eval_seconds": time.perf_counter() - t0, "train_seconds": result.seconds,
         "examples_per_s": result.examples_per_s}
+    if result.selected_round is not None:
+        summary.update(selected_epoch=result.selected_round,
+                       epochs_run=int(parallel.fetch(result.state.step)) // built.steps_per_epoch)
     def draw() -> None:
         family.pictures(config, model, parallel.fetch(params),
                         parallel.fetch(data.splits["test"]), data.image_shape,

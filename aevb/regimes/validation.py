@@ -5,6 +5,8 @@ field and what is allowed; each family and architecture checks its own fields.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from aevb import architectures, families, models
@@ -56,13 +58,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     check_choice(config, "model.kind", families.KINDS)
     check_choice(config, "model.architecture", architectures.NAMES)
-    check_choice(config, "model.activation", tuple(models.ACTIVATIONS))
+    check_choice(config, "model.activation", (*models.ACTIVATIONS, models.GATED))
     check_int(config, "model.latent_dim", 1)
     check_int_tuple(config, "model.hidden_sizes")
 
     check_int(config, "train.num_epochs", 1)
     check_int(config, "train.batch_size", 1)
     _check_optimizer(config, "train")
+    check_choice(config, "train.normalize_gradients", (False, True))
     check_int(config, "train.checkpoint_every_epochs", 0)
     check_number(config, "train.checkpoint_every_secs", 0.0)
     check_int(config, "train.max_checkpoints", 1)
@@ -92,6 +95,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_architecture(config)
     if not family.variational:
         _refuse_variational_fields(config)
+    _check_vae_layers(config, family.variational)
+    _check_selection(config, family.selectable_terms)
     family.validate(config)
     depth = family.encoder_depth(config.model)
     if config.classifier.encoder_layers > depth:
@@ -118,7 +123,45 @@ def _check_architecture(config: ml_collections.ConfigDict) -> None:
 
 # Fields only a family with a latent posterior reads, with the values that leave it off.
 _VARIATIONAL_DEFAULTS = {"train.objective": "elbo", "train.num_samples": 1,
-                         "train.kl_warmup_epochs": 0, "model.kernel_init": "lecun_normal"}
+                         "train.kl_warmup_epochs": 0, "model.kernel_init": "lecun_normal",
+                         "model.encoder_log_var_clip": ()}
+
+
+def _check_vae_layers(config: ml_collections.ConfigDict, variational: bool) -> None:
+    """Gated dense layers (the VAE's mlp trunks only) and the log-variance clip's form."""
+    if config.model.activation == models.GATED and (not variational
+                                                    or config.model.architecture != "mlp"):
+        fail("model.activation", models.GATED, "gated dense layers exist in the VAE's mlp "
+             "trunks only (model.kind='vae', model.architecture='mlp')")
+    clip = config.model.encoder_log_var_clip
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  for v in clip) if isinstance(clip, (tuple, list)) else False
+    if not (numbers and (len(clip) == 0 or (len(clip) == 2 and clip[0] < clip[1]))):
+        fail("model.encoder_log_var_clip", clip, "must be () (no clip) or (low, high) with "
+             "low < high, e.g. --config.model.encoder_log_var_clip='(-6.0, 2.0)'")
+
+
+def _check_selection(config: ml_collections.ConfigDict, terms: tuple[str, ...]) -> None:
+    """`train.select_on`, `train.select_mode`, `train.patience`: a validation metric the
+    family's evaluation gives, on a validation split, in the joint schedule."""
+    check_choice(config, "train.select_mode", ("min", "max"))
+    check_int(config, "train.patience", 0)
+    on = config.train.select_on
+    if not on:
+        if config.train.patience:
+            fail("train.patience", config.train.patience, "must be 0 unless train.select_on "
+                 "names the validation metric it waits on")
+        return
+    allowed = [f"validation_{term}" for term in terms]
+    if on not in allowed:
+        fail("train.select_on", on, f"must be '' (the last epoch's parameters) or one of "
+             f"{allowed} with model.kind={config.model.kind!r}")
+    if config.data.num_validation <= 0:
+        fail("train.select_on", on, "selects on a validation split: set "
+             "data.num_validation (e.g. 10000)")
+    if config.train.schedule != "joint":
+        fail("train.select_on", on, "selects in the joint schedule only: use '' with "
+             "train.schedule='layerwise'")
 
 
 def _refuse_variational_fields(config: ml_collections.ConfigDict) -> None:

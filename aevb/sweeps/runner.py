@@ -31,13 +31,14 @@ def group_for_vectorizing(trials: Sequence[Trial]) -> list[list[Trial]]:
     Only plain runs (task `reconstruct`, schedule `joint`) with threefry keys vectorize;
     layer-wise and pretraining trials run one by one through their own regimes, and so do
     trials with `train.prng_impl` rbg or unsafe_rbg, whose draws under `jax.vmap` are not
-    those of the trial alone (tests/test_sweeps.py).
+    those of the trial alone (tests/test_sweeps.py), and trials that select on validation
+    (`train.select_on`: each stops at its own epoch).
     """
     groups: dict[str, list[Trial]] = {}
     for i, trial in enumerate(trials):
         config = trial[2]
         if (config.task != "reconstruct" or config.train.schedule != "joint"
-                or config.train.prng_impl != "threefry2x32"):
+                or config.train.prng_impl != "threefry2x32" or config.train.select_on):
             groups[f"alone-{i}"] = [trial]
             continue
         key = json.dumps({k: v for k, v in trial[1].items()

@@ -265,7 +265,8 @@ class Run:
                 evals = (self._split(phase.evaluate(state.params, eval_key))
                          if due(r, phase.cadence.eval_every, phase.num_rounds) else blank)
             if selection is not None and phase.select.metric in evals[0]:
-                selection.update(state.params, evals[0][phase.select.metric], r)
+                selection.update(state.params,
+                                 phase.select.score(evals[0][phase.select.metric]), r)
                 done = selection.exhausted(phase.select.patience)
             rate_metric = {"examples_per_s": rate} if per_round else {}
             self._write(phase, r, step, [{**t, **e, **rate_metric}
@@ -282,7 +283,7 @@ class Run:
             if done:
                 self.log(f"{phase.name + ' ' if phase.name else ''}early stop at "
                          f"{phase.label(r, width=False)}: {phase.select.metric} has not "
-                         f"improved on {selection.score:.4g} "
+                         f"improved on {phase.select.score(selection.score):.4g} "
                          f"({phase.label(selection.round, False)}) in "
                          f"{phase.select.patience} evaluations")
         with self.timed("checkpoints"):

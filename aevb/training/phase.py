@@ -58,11 +58,17 @@ def cadence(config: Any, section: str = "train") -> Cadence:
 class Select:
     """Model selection: the phase's result is the parameters of the evaluation with the
     highest `metric` (e.g. `validation_accuracy`, never a test metric; the earliest among
-    equals), and training stops after `patience` evaluations without a strict improvement
-    (0 = run every round). One trial only."""
+    equals), or with `minimize` the lowest (`validation_neg_elbo`), and training stops after
+    `patience` evaluations without a strict improvement (0 = run every round). One trial
+    only."""
 
     metric: str
     patience: int = 0
+    minimize: bool = False
+
+    def score(self, value: float) -> float:
+        """`value` of the metric as a score, higher being better (and a score as the value)."""
+        return -value if self.minimize else value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,14 +41,24 @@ def num_parameters(params: Any) -> int:
     return sum(x.size for x in jax.tree.leaves(params))
 
 
+def normalized_gradients() -> optax.GradientTransformation:
+    """Each parameter array's gradient divided by its L2 norm (+ 1e-7): the `AdamNormGrad`
+    of the VampPrior's and Exemplar-VAE's code, Adam on unit-norm gradients per tensor."""
+    return optax.stateless(lambda updates, _: jax.tree.map(
+        lambda g: g / (jnp.linalg.norm(g) + 1e-7), updates))
+
+
 def _optimizer(learning_rate, scale, name: str, weight_decay: float,
-               adam_eps: float) -> optax.GradientTransformation:
+               adam_eps: float, normalize: bool = False) -> optax.GradientTransformation:
     rate = learning_rate * scale
     if name == "adamw":
-        return optax.adamw(rate, eps=adam_eps, weight_decay=weight_decay)
-    base = {"adam": functools.partial(optax.adam, eps=adam_eps), "adagrad": optax.adagrad,
-            "sgd": optax.sgd, "rmsprop": optax.rmsprop}[name](rate)
-    return optax.chain(optax.add_decayed_weights(weight_decay), base) if weight_decay else base
+        base = optax.adamw(rate, eps=adam_eps, weight_decay=weight_decay)
+    else:
+        base = {"adam": functools.partial(optax.adam, eps=adam_eps), "adagrad": optax.adagrad,
+                "sgd": optax.sgd, "rmsprop": optax.rmsprop}[name](rate)
+        if weight_decay:
+            base = optax.chain(optax.add_decayed_weights(weight_decay), base)
+    return optax.chain(normalized_gradients(), base) if normalize else base
 
 
 def make_optimizer(section: ml_collections.ConfigDict,
@@ -56,8 +66,8 @@ def make_optimizer(section: ml_collections.ConfigDict,
     """Optax optimizer from a config section (`train` or `classifier`): `optimizer`,
     `learning_rate` (the peak), `lr_schedule` over `total_steps` steps
     (`aevb/training/schedules.py`),
-    `weight_decay` (decoupled for adamw, else L2 added to the gradients) and `adam_eps`
-    (adam and adamw).
+    `weight_decay` (decoupled for adamw, else L2 added to the gradients), `adam_eps`
+    (adam and adamw) and, in `train`, `normalize_gradients` (`normalized_gradients` first).
 
     The peak and the schedule's factor live in the optimizer state
     (`opt_state.hyperparams['learning_rate']` and `['scale']`, through
@@ -65,12 +75,13 @@ def make_optimizer(section: ml_collections.ConfigDict,
     program, a resumed run continues the schedule from the step in its checkpoint, and
     `current_learning_rate` reads the rate in force.
     """
-    factory = optax.inject_hyperparams(_optimizer,
-                                       static_args=("name", "weight_decay", "adam_eps"))
+    factory = optax.inject_hyperparams(
+        _optimizer, static_args=("name", "weight_decay", "adam_eps", "normalize"))
     return factory(learning_rate=section.learning_rate,
                    scale=schedules.shape(section.lr_schedule, total_steps),
                    name=section.optimizer, weight_decay=section.weight_decay,
-                   adam_eps=section.adam_eps)
+                   adam_eps=section.adam_eps,
+                   normalize=bool(getattr(section, "normalize_gradients", False)))
 
 
 def current_learning_rate(opt_state: Any) -> jax.Array | None:
