@@ -178,8 +178,18 @@ def test_time_based_checkpoints_fall_on_the_first_round_boundary_due(tmp_path, m
     assert lines(tmp_path) == straight_lines(7, eval_every=1)
 
 
+@pytest.fixture
+def python_sigint():
+    """SIGINT as Python's own (KeyboardInterrupt), whatever this process inherited: a
+    non-interactive shell starts its background jobs with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_ends_the_round_saves_it_and_the_rerun_is_the_straight_run(tmp_path, signum):
+def test_a_signal_ends_the_round_saves_it_and_the_rerun_is_the_straight_run(tmp_path, signum,
+                                                                           python_sigint):
     """The signal arrives during round 3, with no periodic checkpoint due before round 7:
     the round ends, is saved, and a `"preempted": true` line follows its line; the rerun
     restores it, removes the mark and ends with the uninterrupted run's lines and state.
@@ -187,6 +197,7 @@ def test_a_signal_ends_the_round_saves_it_and_the_rerun_is_the_straight_run(tmp_
     cadence = loop.Cadence(checkpoint_every=0, max_checkpoints=10)
     phase = toy_phase(tmp_path, 7, cadence=cadence)
     run_round = phase.run
+    before = signal.getsignal(signum)
 
     def signalled(state, r, key):
         if r == 3:
@@ -200,7 +211,7 @@ def test_a_signal_ends_the_round_saves_it_and_the_rerun_is_the_straight_run(tmp_
     assert saved(tmp_path) == [3]
     assert lines(tmp_path) == [*straight_lines(3, eval_every=1),
                                {"epoch": 3, "step": 3 * STEPS, "preempted": True}]
-    assert signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler)
+    assert signal.getsignal(signum) == before  # the handler it found, put back
     result = loop.Run([str(tmp_path)]).train(toy_phase(tmp_path, 7, cadence=cadence))
     assert result.rounds_run == 4 and saved(tmp_path) == [3, 7]
     assert lines(tmp_path) == straight_lines(7, eval_every=1)
