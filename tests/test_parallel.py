@@ -51,9 +51,9 @@ def tiny_config(kind: str, data: str, batch: int = 40):
     where = dict(zip(("idx", "npz", "folder"), data.split(",")))
     form = DATA_OF.get(kind, "idx")
     config.data.dir, config.data.path = (where["idx"], "") if form == "idx" else ("", where[form])
-    # 996 training images in the layer-wise run and the sweep: 8 devices hold 125 rows each,
-    # the last 4 of them padding (M2's 900 unlabeled examples: 113 each, 4 padding)
-    config.data.num_validation = 4 if kind in ("layerwise", "sweep") else 0
+    # 1,000 training images, 125 rows on each of 8 devices; M2's 900 unlabeled examples are
+    # 113 rows on each, the last 4 of them padding (`parallel.shard_rows`)
+    config.data.num_validation = 0
     config.model.hidden_sizes = (64, 16) if kind == "layerwise" else (64,)
     config.model.latent_dim = 4
     config.train.num_epochs = 1
