@@ -130,9 +130,7 @@ class Datasets:
         if rows.start < first or rows.stop > first + len(self.train):
             raise ValueError(f"rows {rows.start}..{rows.stop} are not among the training "
                              f"rows held, {first}..{first + len(self.train)}")
-        cut = slice(rows.start - first, rows.stop - first)
-        train = Split(images=self.train.images[cut].copy(),
-                      labels=None if self.train.labels is None else self.train.labels[cut].copy())
+        train = self.train.take(np.arange(rows.start - first, rows.stop - first))
         return dataclasses.replace(self, train=train, first_train_row=rows.start,
                                    num_train_rows=total)
 

@@ -131,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "examples_per_s": result.examples_per_s}
     if result.selected_round is not None:
         summary.update(selected_epoch=result.selected_round,
-                       epochs_run=int(parallel.fetch(result.state.step)) // built.steps_per_epoch)
+                       epochs_run=step // built.steps_per_epoch)
     def draw() -> None:
         family.pictures(config, model, parallel.fetch(params),
                         parallel.fetch(data.splits["test"]), data.image_shape,

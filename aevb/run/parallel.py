@@ -109,7 +109,7 @@ def shard_rows(rows: np.ndarray, first_row: int, num_rows: int, mesh: Mesh) -> j
     device when it is replicated.
     """
     start, stop, padded = _process_block(num_rows, mesh)
-    real = slice(min(start, num_rows), min(stop, num_rows))
+    real = row_block(num_rows, mesh)
     if real.start < first_row or real.stop > first_row + rows.shape[0]:
         raise ValueError(f"this process needs rows {real.start}..{real.stop} of the training "
                          f"set; it was given rows {first_row}..{first_row + rows.shape[0]}")
