@@ -71,6 +71,22 @@ def test_standard_normal_log_density_matches_scipy(rng):
     assert_close32(losses.standard_normal_log_density(f32(z)), norm.logpdf(z).sum(axis=-1))
 
 
+@pytest.mark.parametrize("z_shape", [(6, 5), (3, 4, 5)], ids=["batch", "samples_batch"])
+def test_gaussian_mixture_log_density_matches_scipy(rng, z_shape):
+    """The VampPrior's log p(z): 7 components with log-variances down to -6 (the clip's
+    floor, where the matmul form's cancellation is worst), against a float64 logsumexp of
+    scipy's per-component densities."""
+    loc = np.float32(rng.normal(size=(7, 5))).astype(np.float64)
+    log_var = np.float32(rng.uniform(-6.0, 2.0, size=(7, 5))).astype(np.float64)
+    z = np.float32(loc[rng.integers(0, 7, z_shape[:-1])]
+                   + 0.1 * rng.normal(size=z_shape)).astype(np.float64)
+    per_component = norm.logpdf(z[..., None, :], loc, np.exp(0.5 * log_var)).sum(-1)
+    expected = np_logsumexp(per_component, axis=-1) - np.log(7)
+    actual = losses.gaussian_mixture_log_density(f32(z), f32(loc), f32(log_var))
+    assert actual.shape == z_shape[:-1]
+    np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-5, atol=2e-3)
+
+
 def test_kl_standard_normal_matches_general_gaussian_kl(rng):
     mean = np.float32(rng.normal(size=(5, 4))).astype(np.float64)
     log_var = np.float32(rng.uniform(-3.0, 2.0, size=(5, 4))).astype(np.float64)

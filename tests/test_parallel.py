@@ -7,7 +7,8 @@ by kind. Between them the kinds run every regime, family and architecture on the
 pretraining of a conv VAE (a strided and a pooled conv layer; trained on the IWAE bound
 with its schedule and KL warm-up under the rbg generator, whose draws of a batch sharded
 over 8 devices are 1 device's; its final log-likelihood estimate), then both classifiers
-on its encoder; M1 + M2 in both of its phases, M2 with its balanced labeled batches; a
+on its encoder; M1 (with the VampPrior) + M2 in both of its phases, M2 with its balanced
+labeled batches; a
 layer-wise stack of autoencoders in every phase and the fine-tuning; and a vectorized
 sweep of 8 seeds whose trial axis the 8 devices split. The layer-wise stack reads the tiny
 data as a folder of PNG files and the sweep as an .npz (`DATA_OF`), the others as IDX files.
@@ -80,6 +81,8 @@ def tiny_config(kind: str, data: str, batch: int = 40):
         config.train.lr_schedule, config.train.kl_warmup_epochs = "cosine", 2
         config.train.prng_impl = "rbg"
         config.eval.iwae_num_examples = 40
+    if kind in ("vae", "m1m2"):  # the VampPrior, K = 8 pseudo-inputs
+        config.model.prior, config.model.num_pseudo_inputs = "vampprior", 8
     if kind == "vae":  # k = 3 samples, the bound L_3, a cosine rate and a KL warm-up
         config.train.num_epochs = 4
         config.train.num_samples, config.train.objective = 3, "iwae"
@@ -249,8 +252,8 @@ def _free_port() -> int:
 
 
 def test_two_processes_match_one_process_also_preempted(tiny_data, tmp_path):
-    """A VAE (the IWAE bound, a cosine rate and a KL warm-up, its final log-likelihood
-    estimate) trained by 2 processes of 1 device each, each holding half of the training
+    """A VAE (the VampPrior, the IWAE bound, a cosine rate and a KL warm-up, its final
+    log-likelihood estimate) trained by 2 processes of 1 device each, each holding half of the training
     images on its host and its device, gives the numbers of 1 process, also
     when only process 1 receives SIGTERM (after epoch 1 of 4): both stop after the same
     epoch (JAX's preemption sync point), save it and exit with status 75; the same command

@@ -60,13 +60,15 @@ def test_empty_value_lists_are_refused(helper):
 
 def test_vectorized_trials_equal_the_same_trials_run_alone(tiny_config, tmp_path):
     """Seeds, KL weights and peak rates in one program: a conv VAE (one layer of 4 filters,
-    stride 2) on k = 3 samples of the IWAE bound, with a KL warm-up and a cosine schedule
-    shared by the trials. (Dense trials on the ELBO: the worker test below.)"""
+    stride 2) with the VampPrior (K = 6) on k = 3 samples of the IWAE bound, with a KL
+    warm-up and a cosine schedule shared by the trials. (Dense trials on the ELBO under the
+    standard prior: the worker test below.)"""
     tiny_config.model.architecture, tiny_config.model.activation = "conv", "relu"
     tiny_config.model.hidden_sizes = ()
     conv = tiny_config.model.conv
     conv.channels, conv.kernels, conv.strides, conv.pools, conv.paddings = (
         (4,), (3,), (2,), (1,), ("same",))
+    tiny_config.model.prior, tiny_config.model.num_pseudo_inputs = "vampprior", 6
     tiny_config.train.objective, tiny_config.train.num_samples = "iwae", 3
     tiny_config.train.lr_schedule, tiny_config.train.kl_warmup_epochs = "cosine", 1
     sweep = sweeps.zip_({"train.seed": [0, 1], "model.kl_weight": [1.0, 0.5],

@@ -1,6 +1,6 @@
 """The VAE family against independent computations: the objective's wiring (clean target,
-corrupted input, KL weight), both decoders, the L_k estimator, chunked evaluation, and
-active units."""
+corrupted input, KL weight), both decoders, the L_k estimator, chunked evaluation, active
+units, and the VampPrior."""
 
 from __future__ import annotations
 
@@ -135,3 +135,90 @@ def test_active_units_against_known_variances():
     count, measured = vae_family.active_units(z * np.sqrt(variances) + 3.0)
     np.testing.assert_allclose(measured, variances, atol=1e-12)
     assert count == 2
+
+
+def _vampprior(num_pseudo_inputs: int) -> tuple[models.VAE, dict]:
+    model = models.dense_vae((16,), L, D).clone(prior="vampprior",
+                                                num_pseudo_inputs=num_pseudo_inputs, input_dim=D)
+    params = vae_family.VAEFamily().init_params(model, jax.random.key(0), (1, D, 1))
+    # Pseudo-inputs spread over [0, 1] and beyond it (the clip must act).
+    params["params"]["pseudo_inputs"] = jax.random.uniform(
+        jax.random.key(5), (num_pseudo_inputs, D), minval=-0.5, maxval=1.5)
+    return model, params
+
+
+def test_vampprior_is_the_mixture_of_the_posteriors_at_the_clipped_pseudo_inputs():
+    """log p(z) = logsumexp_k log q(z|u_k) - log K, u_k clipped to [0, 1], in float64."""
+    model, params = _vampprior(6)
+    prior = model.apply(params, method=model.prior_distribution)
+    u = np.clip(np.asarray(params["params"]["pseudo_inputs"]), 0.0, 1.0)
+    q = model.apply(params, jnp.asarray(u), method=model.encode)
+    loc, log_var = (np.asarray(a, np.float64) for a in (q.loc, q.log_var))
+    z = np.asarray(jax.random.normal(jax.random.key(1), (4, 3, L)), np.float64)
+    per_component = norm.logpdf(z[..., None, :], loc, np.exp(0.5 * log_var)).sum(-1)
+    expected = logsumexp(per_component, axis=-1) - np.log(6)
+    np.testing.assert_allclose(prior.log_prob(jnp.asarray(z, jnp.float32)), expected,
+                               rtol=1e-5, atol=1e-4)
+    draws = np.asarray(prior.sample(jax.random.key(2), 5000))
+    assert draws.shape == (5000, L)
+    # The draws' mean is the components' mean mean (sd of the mean < 0.05 here).
+    np.testing.assert_allclose(draws.mean(0), loc.mean(0), atol=0.1)
+
+
+def _pinned(model, params):
+    """The params with q(z|u) = N(0, I) at the one pseudo-input u: mean_log_var's bias is
+    minus its matmul's output there (q(z|x) elsewhere still depends on x)."""
+    head = params["params"]["encoder"]["mean_log_var"]
+    zero_bias = jax.tree.map(lambda a: a, params)
+    zero_bias["params"]["encoder"]["mean_log_var"] = {**head, "bias": jnp.zeros_like(
+        head["bias"])}
+    u = jnp.clip(params["params"]["pseudo_inputs"], 0.0, 1.0)
+    q = model.apply(zero_bias, u, method=model.encode)
+    pinned = jax.tree.map(lambda a: a, params)
+    pinned["params"]["encoder"]["mean_log_var"] = {
+        **head, "bias": -jnp.concatenate([q.loc, q.log_var], axis=-1)[0]}
+    return pinned
+
+
+def test_one_pseudo_input_with_a_standard_normal_posterior_is_the_standard_prior():
+    """K = 1, q(z|u) pinned to N(0, I): log p(z) is N(0, I)'s and L_k on the same draws is
+    the standard-prior VAE's with the same weights."""
+    model, params = _vampprior(1)
+    params = _pinned(model, params)
+    prior = model.apply(params, method=model.prior_distribution)
+    np.testing.assert_allclose(prior.loc, 0.0, atol=1e-6)
+    np.testing.assert_allclose(prior.log_var, 0.0, atol=1e-6)
+    z = jax.random.normal(jax.random.key(1), (4, 3, L)) * 2.0
+    np.testing.assert_allclose(prior.log_prob(z), norm.logpdf(np.asarray(z)).sum(-1),
+                               rtol=1e-5, atol=1e-4)
+    standard = models.dense_vae((16,), L, D)
+    standard_params = {"params": {k: v for k, v in params["params"].items()
+                                  if k != "pseudo_inputs"}}
+    x = _binary(5)
+    np.testing.assert_allclose(_lk(model, params, x, 64), _lk(standard, standard_params, x, 64),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_sampled_kl_elbo_agrees_with_the_closed_form_one():
+    """K = 1 (not pinned), a corrupted input: the objective's KL, estimated from one sample
+    per draw, averages over 4,000 draws to the closed-form KL(q(z|x~) || q(z|u)) within 3
+    standard errors; recon + kl = neg_elbo, and the reconstruction scores the clean x."""
+    model, params = _vampprior(1)
+    x = jnp.tile(_binary(2), (2000, 1))                         # 2 examples x 2000 draws
+    key = jax.random.key(7)
+    terms = jax.jit(lambda p, x, k: vae_family.vae_terms(
+        model, p, x, k, noise_kind="masking", noise_rate=0.3))(params, x, key)
+    x_in = noise.masking(x, jax.random.split(key)[0], 0.3)
+    q = model.apply(params, x_in, method=model.encode)
+    prior = model.apply(params, method=model.prior_distribution)
+    m1, v1 = np.asarray(q.loc, np.float64), np.exp(np.asarray(q.log_var, np.float64))
+    m2, v2 = np.asarray(prior.loc, np.float64), np.exp(np.asarray(prior.log_var, np.float64))
+    closed = 0.5 * np.sum(np.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1.0, axis=-1)
+    diff = np.asarray(terms["kl"], np.float64) - closed         # zero mean, per draw
+    assert abs(diff.mean()) < 3 * diff.std() / np.sqrt(diff.size), (diff.mean(), diff.std())
+    assert diff.std() > 0.01                                    # a sample, not the closed form
+    np.testing.assert_allclose(terms["neg_elbo"], terms["recon"] + terms["kl"], rtol=1e-5)
+    np.testing.assert_allclose(terms["loss"], terms["neg_elbo"], rtol=1e-5)
+    z = np.asarray(q.sample(jax.random.split(key)[1], 1)[0], np.float64)  # the same draws
+    np.testing.assert_allclose(terms["recon"], -_log_p_x_given_z(
+        model, params, z, np.asarray(x, np.float64)), rtol=1e-4, atol=1e-3)

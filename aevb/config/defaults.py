@@ -102,6 +102,9 @@ def _vae_fields(m: ml_collections.ConfigDict) -> None:
     m.kl_weight = 1.0                   # loss = recon + kl_weight * KL (1: the -ELBO)
     m.kernel_init = "lecun_normal"      # lecun_normal | glorot_uniform (the IWAE paper)
     m.encoder_log_var_clip = ()         # () | (low, high): q(z|x)'s log-variance clipped
+    m.prior = "standard"                # standard (N(0, I)) | vampprior (Tomczak & Welling
+    #                                     2018: a mixture of q(z|u_k) at learned pseudo-inputs)
+    m.num_pseudo_inputs = 500           # the VampPrior's K
 
 
 def _conv_section(m: ml_collections.ConfigDict) -> None:

@@ -5,9 +5,12 @@ Training objectives (per example; x~ is x corrupted by the noise regime, a denoi
 and the likelihood always scores the clean x; z_1 .. z_k ~ q(z|x~) share one encoder pass
 and go through the decoder as one [k, B] batch):
 
-  elbo  `loss = w * KL(q(z|x~) || N(0, I)) - (1/k) sum_i log p(x|z_i)`: the -ELBO with the
-        closed-form KL, its reconstruction term averaged over k samples. At k = 1 it is the
-        one-sample objective of Kingma & Welling, computed as before, bit for bit.
+  elbo  `loss = w * KL(q(z|x~) || p(z)) - (1/k) sum_i log p(x|z_i)`: the -ELBO, its
+        reconstruction term averaged over k samples. Under the standard prior the KL is in
+        closed form, and at k = 1 it is the one-sample objective of Kingma & Welling,
+        computed as before, bit for bit. Under the VampPrior (`model.prior`, a mixture with
+        no closed-form KL) the KL is estimated from the same k samples,
+        (1/k) sum_i log q(z_i|x~) - log p(z_i), as Tomczak & Welling do.
   iwae  `loss = -(logsumexp_i log w_i - log k)`, log w_i = log p(x|z_i) + w (log p(z_i) -
         log q(z_i|x~)): minus the importance-weighted bound L_k of Burda, Grosse &
         Salakhutdinov (2015). At k = 1 it is the -ELBO with a one-sample KL estimate, equal
@@ -49,10 +52,11 @@ OBJECTIVES = ("elbo", "iwae")
 def log_weights(model: models.VAE, params: Params, x: jax.Array, posterior: Gaussian,
                 z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(log p(x|z), log p(z), log q(z|x)), each [k, B], of codes z [k, B, L] drawn from
-    `posterior` [B, L], scoring x [B, D]: one decoder pass over the k x B codes."""
+    `posterior` [B, L], scoring x [B, D]: one decoder pass over the k x B codes, and the
+    model's prior p(z) (the VampPrior: one encoder pass over its pseudo-inputs)."""
     likelihood = model.apply(params, z, method=model.decode)                # [k, B, D]
     log_p_x_given_z = likelihood.log_prob(jnp.broadcast_to(x, (z.shape[0], *x.shape)))
-    log_p_z = losses.standard_normal_log_density(z)
+    log_p_z = model.apply(params, method=model.prior_distribution).log_prob(z)
     log_q_z = Gaussian(jnp.broadcast_to(posterior.loc, z.shape),
                        jnp.broadcast_to(posterior.log_var, z.shape)).log_prob(z)
     return log_p_x_given_z, log_p_z, log_q_z
@@ -64,13 +68,14 @@ def vae_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
               noise_rate: float = 0.0, kl_weight: float = 1.0, warmup_steps: int = 0
               ) -> dict[str, jax.Array]:
     """The training objective's terms of a batch x [B, D], each per example [B]: `loss`,
-    `recon` = -(1/k) sum_i log p(x|z_i), `kl` = KL(q(z|x~) || N(0, I)) in closed form,
-    `neg_elbo` = recon + kl, and `kl_weight`, the weight in force at optimizer step `step`
-    (see the module docstring)."""
+    `recon` = -(1/k) sum_i log p(x|z_i), `kl` = KL(q(z|x~) || p(z)) (in closed form under
+    the standard prior, else from the k samples), `neg_elbo` = recon + kl, and
+    `kl_weight`, the weight in force at optimizer step `step` (see the module docstring)."""
     noise_key, sample_key = jax.random.split(key)
     x_in = noise.corrupt(x, noise_kind, noise_key, noise_std, noise_rate)
     weight = kl_weight * schedules.kl_warmup(step, warmup_steps)
-    if objective == "elbo" and num_samples == 1:
+    standard = model.prior == "standard"
+    if standard and objective == "elbo" and num_samples == 1:
         out = model.apply(params, x_in, sample_key)
         log_lik = out.likelihood.log_prob(x)
         kl = out.posterior.kl_from_standard_normal()
@@ -80,7 +85,8 @@ def vae_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
         z = posterior.sample(sample_key, num_samples)                       # [k, B, L]
         log_p_x_given_z, log_p_z, log_q_z = log_weights(model, params, x, posterior, z)
         log_lik = jnp.mean(log_p_x_given_z, axis=0)
-        kl = posterior.kl_from_standard_normal()
+        kl = (posterior.kl_from_standard_normal() if standard
+              else jnp.mean(log_q_z - log_p_z, axis=0))
         if objective == "elbo":
             loss = weight * kl - log_lik
         else:
@@ -92,10 +98,12 @@ def vae_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
 
 def _elbo_chunk(model: models.VAE, params: Params, x: jax.Array, key: jax.Array
                 ) -> dict[str, jax.Array]:
-    """The -ELBO's terms [C] of a chunk x [C, D] (weight 1, one sample) and the KL of each
-    latent unit, `kl_units/<j>` [C]: units whose KL is ~0 for every x have collapsed to
-    the prior."""
+    """The -ELBO's terms [C] of a chunk x [C, D] (weight 1, one sample) and, under the
+    standard prior, the KL of each latent unit, `kl_units/<j>` [C]: units whose KL is ~0
+    for every x have collapsed to the prior. (A mixture prior's KL does not split by unit.)"""
     terms = vae_terms(model, params, x, key)
+    if model.prior != "standard":
+        return {"neg_elbo": terms["neg_elbo"], "recon": terms["recon"], "kl": terms["kl"]}
     posterior = model.apply(params, x, method=model.encode)
     per_unit = losses.kl_standard_normal_per_dim(posterior.loc, posterior.log_var)  # [C, L]
     width = len(str(per_unit.shape[-1] - 1))
@@ -211,6 +219,8 @@ class VAEFamily(Family):
         checks.check_choice(config, "model.decoder", models.DECODERS)
         checks.check_choice(config, "model.kernel_init", tuple(models.KERNEL_INITS))
         checks.check_number(config, "model.kl_weight", 0.0)
+        checks.check_choice(config, "model.prior", models.PRIORS)
+        checks.check_int(config, "model.num_pseudo_inputs", 1)
         checks.check_number(config, "model.decoder_min_log_var", -100.0, 10.0)
         checks.check_choice(config, "train.objective", OBJECTIVES)
         checks.check_int(config, "train.num_samples", 1)
@@ -234,7 +244,7 @@ class VAEFamily(Family):
                    image_shape: tuple[int, int, int]) -> nn.Module:
         """A `models.GaussianEncoder` on the architecture's encoder trunk of
         `model.hidden_sizes`, a `models.PixelDecoder` on its decoder trunk of the reversed
-        widths."""
+        widths, and `model.prior` (with `model.num_pseudo_inputs`)."""
         mc = model_config
         arch = architectures.get(mc.architecture)
         channels, output_name = models.PIXEL_OUTPUTS[mc.decoder]
@@ -244,7 +254,9 @@ class VAEFamily(Family):
         return models.VAE(models.GaussianEncoder(self._trunk(mc, image_shape), mc.latent_dim,
                                                  mc.kernel_init,
                                                  tuple(mc.encoder_log_var_clip)),
-                          models.PixelDecoder(decoder, mc.decoder, mc.decoder_min_log_var))
+                          models.PixelDecoder(decoder, mc.decoder, mc.decoder_min_log_var),
+                          prior=mc.prior, num_pseudo_inputs=mc.num_pseudo_inputs,
+                          input_dim=int(np.prod(image_shape)))
 
     @staticmethod
     def _trunk(mc: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
@@ -317,7 +329,7 @@ class VAEFamily(Family):
 
     def pictures(self, config, model, params, test_x, image_shape, key, workdir):
         """`reconstructions.png` (from the posterior means), `samples.png` (decoded
-        z ~ N(0, I)), `interpolations.png` (`latent_interpolations`), `filters.png` (the
+        z ~ p(z)), `interpolations.png` (`latent_interpolations`), `filters.png` (the
         encoder's first layer) and, with 2 latents, `latent_manifold.png` (the paper's
         figure 4)."""
         n = min(config.eval.num_images, test_x.shape[0])
@@ -325,7 +337,11 @@ class VAEFamily(Family):
         encode, generate = compiled(model, model.encode), compiled(model, model.generate)
         recon = generate(params, encode(params, x).mean())
         written = [plots.save_reconstructions(x, recon, image_shape, workdir)]
-        z = jax.random.normal(key, (n, config.model.latent_dim))
+        if model.prior == "standard":  # the same draws as before the VampPrior
+            z = jax.random.normal(key, (n, config.model.latent_dim))
+        else:
+            z = jax.jit(lambda p: model.apply(p, method=model.prior_distribution)
+                        .sample(key, n))(params)
         written.append(plots.save_grid(generate(params, z), image_shape, workdir,
                                        files.SAMPLES))
         if test_x.shape[0] >= 2:

@@ -8,7 +8,7 @@ parameters or activations, never losses; they read no config.
   conv.py          the convolutional trunks (conv_ops.py: their gradients)
   m2.py            M2, the semi-supervised VAE of Kingma et al. (2014), and its objective
   classifier.py    a softmax head on any encoder
-  distributions.py Bernoulli and Gaussian, with log-densities and samples
+  distributions.py Bernoulli, Gaussian and the priors, with log-densities and samples
   losses.py        per-example likelihoods, KL terms, MSE
   iwae.py          the importance-weighted bound L_k (Burda et al. 2015)
   sparsity.py      the sparse autoencoder's penalties (KL to a target activation, L1)
@@ -22,7 +22,7 @@ from aevb.models.autoencoder import (
     dense_forward,
 )
 from aevb.models.classifier import Classifier
-from aevb.models.distributions import Bernoulli, Gaussian
+from aevb.models.distributions import Bernoulli, Gaussian, GaussianMixture, StandardNormal
 from aevb.models.layers import (
     ACTIVATIONS,
     CODE_ACTIVATIONS,
@@ -39,11 +39,46 @@ from aevb.models.layers import (
     lower_layer_params,
     pixel_distribution,
 )
-from aevb.models.vae import VAE, GaussianEncoder, PixelDecoder, PosteriorMean, VAEOutput, dense_vae
+from aevb.models.vae import (
+    PRIORS,
+    VAE,
+    GaussianEncoder,
+    PixelDecoder,
+    PosteriorMean,
+    VAEOutput,
+    dense_vae,
+)
 
-__all__ = ["ACTIVATIONS", "CODE_ACTIVATIONS", "DECODERS", "GATED", "KERNEL_INITS", "MIN_LOG_VAR",
-           "MLP", "OUTPUT_ACTIVATIONS", "PIXEL_OUTPUTS", "VAE", "Autoencoder",
-           "Bernoulli", "Classifier", "DenseEncoder", "Gaussian", "GaussianEncoder",
-           "MLPDecoder", "PixelDecoder", "PosteriorMean", "Reconstruction",
-           "TrunkAutoencoder", "TrunkHead", "VAEOutput", "dense_forward", "dense_vae",
-           "get_activation", "lower_layer_params", "pixel_distribution"]
+__all__ = [
+    "ACTIVATIONS",
+    "CODE_ACTIVATIONS",
+    "DECODERS",
+    "GATED",
+    "KERNEL_INITS",
+    "MIN_LOG_VAR",
+    "MLP",
+    "OUTPUT_ACTIVATIONS",
+    "PIXEL_OUTPUTS",
+    "PRIORS",
+    "VAE",
+    "Autoencoder",
+    "Bernoulli",
+    "Classifier",
+    "DenseEncoder",
+    "Gaussian",
+    "GaussianEncoder",
+    "GaussianMixture",
+    "MLPDecoder",
+    "PixelDecoder",
+    "PosteriorMean",
+    "Reconstruction",
+    "StandardNormal",
+    "TrunkAutoencoder",
+    "TrunkHead",
+    "VAEOutput",
+    "dense_forward",
+    "dense_vae",
+    "get_activation",
+    "lower_layer_params",
+    "pixel_distribution",
+]

@@ -140,6 +140,38 @@ def standard_normal_log_density(z: jax.Array) -> jax.Array:
     return jnp.sum(-0.5 * (_LOG_2PI + jnp.square(z)), axis=-1)
 
 
+def gaussian_mixture_log_density(z: jax.Array, loc: jax.Array, log_var: jax.Array
+                                 ) -> jax.Array:
+    """Log density of ``z`` under the equally weighted mixture of K diagonal Gaussians
+    ``(1/K) sum_k N(loc_k, diag(exp(log_var_k)))``: the VampPrior's ``log p(z)`` (Tomczak &
+    Welling 2018), whose components are the encoder's posteriors at K pseudo-inputs.
+
+    ``logsumexp_k log N(z | loc_k, var_k) - log K``. The squared distances come from three
+    matmuls (``z^2 . 1/var - 2 z . loc/var + loc^2 . 1/var``) rather than a broadcast
+    ``[..., K, L]`` difference, so L_5000's chunks of 20,000 codes against 500 components
+    need ``[20000, 500]`` values, not ``[20000, 500, L]``.
+
+    Args:
+      z: ``[..., L]`` latent points.
+      loc: ``[K, L]`` component means.
+      log_var: ``[K, L]`` component log-variances.
+
+    Returns:
+      ``[...]`` log density per point.
+    """
+    z, loc, log_var = jnp.asarray(z), jnp.asarray(loc), jnp.asarray(log_var)
+    _check_event_axis(z, "z")
+    _check_same_shape(loc, log_var, ("loc", "log_var"))
+    if loc.ndim != 2 or loc.shape[-1] != z.shape[-1]:
+        raise ValueError(f"loc must have shape [K, {z.shape[-1]}] (K components of z's "
+                         f"dimension), got {loc.shape}")
+    precision = jnp.exp(-log_var)                                         # [K, L]
+    squared = (jnp.square(z) @ precision.T - 2.0 * z @ (loc * precision).T
+               + jnp.sum(jnp.square(loc) * precision, axis=-1))           # [..., K]
+    log_components = -0.5 * (z.shape[-1] * _LOG_2PI + jnp.sum(log_var, axis=-1) + squared)
+    return jax.nn.logsumexp(log_components, axis=-1) - math.log(loc.shape[0])
+
+
 def kl_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
     """Analytic ``KL(N(mean, diag(exp(log_var))) || N(0, I))``, summed over dimensions.
 

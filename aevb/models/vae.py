@@ -1,7 +1,8 @@
 """The variational autoencoder's modules (Kingma & Welling 2014): its heads on an
 architecture's trunks, a Gaussian q(z|x) (`GaussianEncoder`) and a Bernoulli or Gaussian
-p(x|z) (`PixelDecoder`), and the VAE that joins them. Modules return distributions
-(`distributions.py`), never losses.
+p(x|z) (`PixelDecoder`), and the VAE that joins them, with its prior p(z): N(0, I) or the
+VampPrior (Tomczak & Welling 2018). Modules return distributions (`distributions.py`),
+never losses.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from aevb.models.distributions import Bernoulli, Gaussian
+from aevb.models.distributions import Bernoulli, Gaussian, GaussianMixture, StandardNormal
 from aevb.models.layers import (
     KERNEL_INITS,
     MIN_LOG_VAR,
@@ -23,6 +24,15 @@ from aevb.models.layers import (
     TrunkHead,
     pixel_distribution,
 )
+
+PRIORS = ("standard", "vampprior")
+# The VampPrior's pseudo-inputs start at N(0.05, 0.01^2) per pixel, as in the authors' code
+# (jmtomczak/vae_vampprior: `pseudoinputs_mean`, `pseudoinputs_std`).
+PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STD = 0.05, 0.01
+
+
+def _pseudo_input_init(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return PSEUDO_INPUT_MEAN + PSEUDO_INPUT_STD * jax.random.normal(key, shape)
 
 
 class GaussianEncoder(TrunkHead):
@@ -98,15 +108,29 @@ class VAEOutput:
 
 
 class VAE(nn.Module):
-    """The variational autoencoder of Kingma & Welling (2014): encoder, sampler, decoder.
+    """The variational autoencoder of Kingma & Welling (2014): encoder, sampler, decoder,
+    prior.
 
     `encoder` maps x [..., D] to q(z|x) [..., L] and `decoder` z [..., L] to p(x|z) [..., D]
     (a `GaussianEncoder` and a `PixelDecoder` on the trunks of `aevb/architectures/`).
     `__call__(x [B, D], key)` -> VAEOutput.
+
+    `prior`: 'standard', p(z) = N(0, I); or 'vampprior' (Tomczak & Welling 2018), p(z) =
+    (1/K) sum_k q(z|u_k), the encoder's posteriors at K = `num_pseudo_inputs` learned
+    pseudo-inputs u_k [K, D] (`input_dim` = D), the parameter `pseudo_inputs` clipped to
+    [0, 1] (the authors' hard tanh: pixels' range, no gradient beyond it).
     """
 
     encoder: nn.Module
     decoder: nn.Module
+    prior: str = "standard"
+    num_pseudo_inputs: int = 0
+    input_dim: int = 0
+
+    def setup(self) -> None:
+        if self.prior == "vampprior":
+            self.pseudo_inputs = self.param("pseudo_inputs", _pseudo_input_init,
+                                            (self.num_pseudo_inputs, self.input_dim))
 
     def encode(self, x: jax.Array) -> Gaussian:
         """x [..., D] -> q(z|x) [..., L]."""
@@ -116,6 +140,13 @@ class VAE(nn.Module):
         """z [..., L] -> p(x|z) [..., D]."""
         return self.decoder(z)
 
+    def prior_distribution(self) -> StandardNormal | GaussianMixture:
+        """p(z) over [L]: N(0, I), or the mixture of the posteriors at the pseudo-inputs."""
+        if self.prior == "standard":
+            return StandardNormal(self.encoder.latent_dim)
+        components = self.encode(jnp.clip(self.pseudo_inputs, 0.0, 1.0))  # [K, L]
+        return GaussianMixture(components.loc, components.log_var)
+
     def generate(self, z: jax.Array) -> jax.Array:
         """Decoder mean E[x|z] in [0, 1] for codes z [..., L]: pictures of samples."""
         return self.decode(z).mean()
@@ -123,6 +154,8 @@ class VAE(nn.Module):
     def __call__(self, x: jax.Array, key: jax.Array) -> VAEOutput:
         posterior = self.encode(x)
         z = posterior.sample(key)
+        if self.is_initializing():  # creates the pseudo-inputs' parameters
+            self.prior_distribution()
         return VAEOutput(posterior=posterior, z=z, likelihood=self.decode(z))
 
     def first_layer_kernel(self) -> jax.Array:

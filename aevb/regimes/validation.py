@@ -124,7 +124,8 @@ def _check_architecture(config: ml_collections.ConfigDict) -> None:
 # Fields only a family with a latent posterior reads, with the values that leave it off.
 _VARIATIONAL_DEFAULTS = {"train.objective": "elbo", "train.num_samples": 1,
                          "train.kl_warmup_epochs": 0, "model.kernel_init": "lecun_normal",
-                         "model.encoder_log_var_clip": ()}
+                         "model.encoder_log_var_clip": (), "model.prior": "standard",
+                         "model.num_pseudo_inputs": 500}
 
 
 def _check_vae_layers(config: ml_collections.ConfigDict, variational: bool) -> None:
