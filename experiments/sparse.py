@@ -13,7 +13,7 @@ activations near zero; `code_activations.png` is their histogram against the tar
 Variants: `l1`, `denoising`, `runlocal`.
 
 The model: docs/autoencoders.md. Measured: the README's experiments table (headline),
-docs/results.md (code statistics, the target x weight sweep).
+docs/results.md, docs/sweeps.md (the target x weight sweep, with code statistics).
 """
 
 import ml_collections

@@ -16,9 +16,9 @@ Variants (after the colon, comma-separated): `paper` (Adagrad, lr 0.02, 50 epoch
 aevb/architectures/conv.py; composes with the others, e.g. `conv,gaussian`),
 `runlocal` (2 epochs, small IWAE: a quick check).
 
-The model and its objectives: docs/vae.md. Measured: the README's experiments table
-(headline), docs/results.md (`paper`, `gaussian`, the latent-size sweep) and docs/conv.md
-(`conv`).
+The model and its objectives: docs/vae.md. Measured: the README's headline table,
+docs/results.md (`paper`, `gaussian`, the 2-D latent manifold), docs/sweeps.md (the
+latent-size sweep) and docs/conv.md (`conv`).
 """
 
 import ml_collections

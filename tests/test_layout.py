@@ -16,7 +16,7 @@ MODULES = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removes
     ".__init__"): p for p in sorted(PACKAGE.rglob("*.py"))}
 # The layers of aevb/, bottom first: a package imports only itself and the packages before it.
 LAYERS = ("config", "data", "models", "run", "evaluation", "training", "architectures",
-          "families", "regimes", "sweeps")
+          "families", "regimes", "sweeps", "results")
 
 
 def _imports(name: str, path: Path) -> set[str]:

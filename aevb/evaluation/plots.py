@@ -115,7 +115,7 @@ def save_reconstructions(x: np.ndarray, recon: np.ndarray, image_shape: tuple[in
 
 
 def save_curves(curves: dict[str, list[tuple[int, float]]], xlabel: str, ylabel: str,
-                path: str) -> str:
+                path: str, marker: str = "o") -> str:
     """Line plot of named curves [(x, y), ...] (e.g. test accuracy against steps)."""
     import matplotlib  # only runs that draw it pay for the import
 
@@ -125,7 +125,7 @@ def save_curves(curves: dict[str, list[tuple[int, float]]], xlabel: str, ylabel:
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
     for name, points in curves.items():
         if points:
-            ax.plot(*zip(*points), marker="o", label=name)
+            ax.plot(*zip(*points), marker=marker, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

@@ -1,0 +1,118 @@
+"""The rows of the results page: one measured command each, with the published figure it
+stands beside (`ROWS`).
+
+A row is an experiment file with its variants (`name`, e.g. 'stacked:deep') and any further
+`--config` flags; `result` is a `str.format` template over the run's summary.json (plus the
+derived fields of `derived`); `anchor` the nearest published figure with its source. Rows
+with `readme=True` are the README's headline numbers, one per experiment file (its default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from typing import Any
+
+LL = ("{neg_log_likelihood:.2f} nats (−L_{test_log_likelihood_k}, "
+      "{test_log_likelihood_examples:,} test images)")
+MSE = "test MSE {test_mse:.5f}"
+PCA = "test MSE {test_mse:.5f} = {pca_ratio:.3f} × PCA-30 ({pca_mse:.5f})"
+EXEMPLAR = "Norouzi et al. 2020, Exemplar VAE, Table 1"
+GERON = "Géron's autoencoder chapter"
+HINTON = "0.22 × PCA-30, deep autoencoder, MNIST (Hinton & Salakhutdinov 2006)"
+BURDA = "Burda et al. 2015, Table 1"
+QUICK_DROPS = ("--config.train.num_epochs=",)  # flags that quick mode leaves to runlocal
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One command of the page. `name`: 'file' or 'file:variant,variant' (experiments/);
+    `flags`: further `--config.a.b=v` flags; `figures`: pictures of its workdir shown on the
+    page; `curves`: its learning curves (train and validation or test bound per epoch)."""
+
+    name: str
+    result: str
+    anchor: str
+    readme: bool = False
+    flags: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()
+    curves: bool = False
+    tag: str = ""  # tells apart two rows of one name (different flags)
+
+    @property
+    def file(self) -> str:
+        return self.name.split(":")[0]
+
+    @property
+    def key(self) -> str:
+        """The row's directory and record name: 'stacked-deep', 'iwae-budget+vae_k1',
+        'vae-2d' (a tag)."""
+        key = self.name.replace(":", "-").replace(",", "+")
+        return f"{key}-{self.tag}" if self.tag else key
+
+    def config_arg(self, quick: bool) -> str:
+        """`experiments/FILE.py[:VARIANTS]`, with `runlocal` added in quick mode."""
+        variants = [v for v in self.name.split(":")[1:2] for v in v.split(",") if v]
+        variants += ["runlocal"] if quick else []
+        return f"experiments/{self.file}.py" + (":" + ",".join(variants) if variants else "")
+
+    def command(self, quick: bool = False) -> str:
+        """The command line; in quick mode without the flags `runlocal` decides (epochs)."""
+        flags = [f for f in self.flags if not (quick and f.startswith(QUICK_DROPS))]
+        return shlex.join(["python", "launch.py", f"--config={self.config_arg(quick)}",
+                           *flags])
+
+
+def derived(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with the fields results are written in: `neg_log_likelihood` (-L_k, as
+    papers report it), `pca_ratio` (test MSE over PCA's with as many components as the
+    code), `test_error_pct`, `pretrained_test_error_pct`, `scratch_test_error_pct`."""
+    out = dict(summary)
+    if "test_log_likelihood" in out:
+        out["neg_log_likelihood"] = -out["test_log_likelihood"]
+    if "test_mse" in out and out.get("pca_mse"):
+        out["pca_ratio"] = out["test_mse"] / out["pca_mse"]
+    for field in ("test_accuracy", "pretrained_test_accuracy", "scratch_test_accuracy"):
+        if field in out:
+            out[field.replace("accuracy", "error_pct")] = 100.0 * (1.0 - out[field])
+    return out
+
+
+ROWS = (
+    Row("vae", LL, f"228.70 nats, VAE, Fashion-MNIST ({EXEMPLAR})", readme=True,
+        figures=("reconstructions.png", "samples.png", "interpolations.png"), curves=True),
+    Row("vae:paper", LL, f"228.70 nats, VAE, Fashion-MNIST ({EXEMPLAR})"),
+    Row("vae:gaussian", "{test_log_likelihood_bits_per_dim:.2f} bits/dim (L_"
+        "{test_log_likelihood_k}, {test_log_likelihood_examples:,} test images), −ELBO "
+        "{test_neg_elbo_bits_per_dim:.2f} bits/dim; Gaussian decoder, dequantized grey levels",
+        "none"),
+    Row("vae", LL + "; the 2-D latent manifold", "Kingma & Welling 2014, figure 4 (MNIST)",
+        flags=("--config.model.latent_dim=2",), figures=("latent_manifold.png",), tag="2d"),
+    Row("iwae:budget,vae_k1,warmup", LL + " after {epochs} passes",
+        f"MNIST: VAE k = 1, 86.76 nats ({BURDA})", readme=True,
+        flags=("--config.train.num_epochs=560",)),
+    Row("iwae:budget,vae_k1", LL, f"MNIST: VAE k = 1, 86.76 nats ({BURDA})"),
+    Row("iwae:budget,iwae_k5", LL, f"MNIST: IWAE k = 5, 85.54 nats ({BURDA})"),
+    Row("iwae:budget,iwae_k50", LL, f"MNIST: IWAE k = 50, 84.78 nats ({BURDA})"),
+    Row("likelihood", LL + ", selected at epoch {selected_epoch} of {epochs_run}",
+        f"228.70 ± 0.15 nats, VAE, Fashion-MNIST ({EXEMPLAR})", readme=True, curves=True),
+    Row("likelihood:iwae", LL + ", selected at epoch {selected_epoch} of {epochs_run}",
+        "none (IWAE k = 5 under this protocol); the VAE row above", curves=True),
+    Row("likelihood:vampprior", LL + ", selected at epoch {selected_epoch} of {epochs_run}",
+        f"227.35 ± 0.05 nats, VampPrior, Fashion-MNIST ({EXEMPLAR})", curves=True),
+    Row("autoencoder", PCA, "none; PCA-30 (the linear optimum) beside it", readme=True),
+    Row("stacked", MSE, f"≈ 0.0132, Fashion-MNIST ({GERON})", readme=True),
+    Row("stacked:tied", MSE, f"≈ 0.0133, Fashion-MNIST ({GERON})"),
+    Row("stacked:deep", PCA, HINTON, figures=("reconstructions.png",)),
+    Row("denoising", MSE + " (clean inputs)", f"≈ 0.0166, Fashion-MNIST ({GERON})",
+        readme=True),
+    Row("sparse", MSE, f"≈ 0.0099, Fashion-MNIST ({GERON})", readme=True),
+    Row("layerwise", PCA + " (fine-tuned)", HINTON, readme=True),
+    Row("pretrain", "{pretrained_test_error_pct:.2f}% test error pretrained, "
+        "{scratch_test_error_pct:.2f}% from scratch ({labels_num:,} labels)",
+        "1.28% error, SDAE with all labels, MNIST (Vincent et al. 2010)", readme=True),
+    Row("semisupervised", "{test_error_pct:.2f}% test error (M1 + SVM, {labels_num} labels)",
+        "24.75% error, Poisson learning on VAE features, Fashion-MNIST (Calder et al. 2020)",
+        readme=True),
+    Row("conv", MSE, "none", readme=True),
+)

@@ -1,0 +1,146 @@
+"""Running the rows of the results page, one after another, each as the command a reader
+would type (`python launch.py --config=... --workdir=ROOT/KEY`, a process of its own), and
+keeping what each measured as a record (`RECORDS/KEY.json`).
+
+Resumable row by row: a row with a record of the same command is not run again, and a row
+whose process was interrupted resumes from its workdir's last checkpoint when the command
+runs again (launch.py's own resume). The record holds the summary's numbers, the wall time
+of the process that finished the row (start-up to exit, as the reader waits for it), the
+machine and the date.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aevb.results.rows import Row
+from aevb.run import files
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class RowError(RuntimeError):
+    """A row's command failed; the message names the row, its exit status and its log."""
+
+
+def machine() -> str:
+    """'2-core Intel(R) Xeon(R) ... CPU' and, where JAX sees one, its accelerator."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"{os.cpu_count()}-core {model}"
+    import jax  # only here: the page alone needs no JAX
+
+    device = jax.devices()[0]
+    return text if device.platform == "cpu" else f"{text}; {device.device_kind}"
+
+
+def load_records(directory: str) -> dict[str, dict[str, Any]]:
+    """Every record in `directory` by row key ({} when there is none)."""
+    if not os.path.isdir(directory):
+        return {}
+    out = {}
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".json"):
+            with open(os.path.join(directory, name)) as f:
+                out[name[:-5]] = json.load(f)
+    return out
+
+
+def command(row: Row, quick: bool, flags: Sequence[str]) -> str:
+    """The row's command line as recorded (without its --workdir)."""
+    return " ".join([row.command(quick), shlex.join(flags)]).rstrip()
+
+
+def learning_curves(workdir: str, path: str) -> str:
+    """The run's training -ELBO per epoch and its validation (else test) -ELBO per
+    evaluation, from metrics.jsonl, as a PNG at `path`."""
+    from aevb.evaluation import plots
+
+    with open(files.path(workdir, files.METRICS)) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in lines if not line.get("final")]
+    held_out = "validation" if any("validation_neg_elbo" in m for m in lines) else "test"
+    curves = {name: [(m["epoch"], m[f"{split}_neg_elbo"]) for m in lines
+                     if f"{split}_neg_elbo" in m]
+              for name, split in (("train", "train"), (held_out, held_out))}
+    return plots.save_curves(curves, "epoch", "-ELBO (nats)", path, marker="")
+
+
+def copy_figures(row: Row, workdir: str, figures: str) -> list[str]:
+    """The row's pictures (and learning curves) as `figures/<key>-<name>.png`."""
+    os.makedirs(figures, exist_ok=True)
+    written = []
+    for name in row.figures:
+        target = os.path.join(figures, f"{row.key}-{name}")
+        shutil.copyfile(os.path.join(workdir, name), target)
+        written.append(target)
+    if row.curves:
+        written.append(learning_curves(workdir, os.path.join(figures,
+                                                              f"{row.key}-curves.png")))
+    return written
+
+
+def run_row(row: Row, root: str, records: str, figures: str, quick: bool = False,
+            flags: Sequence[str] = ()) -> dict[str, Any]:
+    """Runs `row` in `root/<key>` (or resumes it there), writes its record into `records`
+    and its pictures into `figures`; returns the record."""
+    workdir = os.path.join(root, row.key)
+    resumed = os.path.exists(files.path(workdir, files.CONFIG))  # an earlier sitting began it
+    os.makedirs(root, exist_ok=True)
+    log = os.path.join(root, f"{row.key}.log")
+    # "python launch.py --config=... FLAGS" with this interpreter and the row's workdir
+    args = [sys.executable, *shlex.split(command(row, quick, flags))[1:],
+            f"--workdir={os.path.abspath(workdir)}"]
+    t0 = time.time()
+    with open(log, "a") as out:
+        status = subprocess.run(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                check=False).returncode
+    wall = time.time() - t0
+    if status != 0:
+        raise RowError(f"row {row.name}{' (' + row.tag + ')' if row.tag else ''}: "
+                       f"exit status {status}; its output is in {log}")
+    with open(files.path(workdir, files.SUMMARY)) as f:
+        summary = json.load(f)
+    copy_figures(row, workdir, figures)
+    record = {"row": row.name, "tag": row.tag, "command": command(row, quick, flags),
+              "quick": quick, "wall_seconds": round(wall, 1), "resumed": resumed,
+              "machine": machine(), "date": datetime.date.today().isoformat(),
+              "workdir": os.path.abspath(workdir),
+              "summary": {k: v for k, v in summary.items()
+                          if isinstance(v, (int, float, str)) and "/" not in k}}
+    os.makedirs(records, exist_ok=True)
+    with open(os.path.join(records, f"{row.key}.json"), "w") as f:
+        json.dump(record, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    return record
+
+
+def run_rows(rows: Sequence[Row], root: str, records: str, figures: str,
+             quick: bool = False, flags: Sequence[str] = ()) -> list[str]:
+    """Runs every row without a record of the same command; returns the keys it ran."""
+    done = load_records(records)
+    ran = []
+    for row in rows:
+        if done.get(row.key, {}).get("command") == command(row, quick, flags):
+            print(f"{row.key}: recorded already, not run again", flush=True)
+            continue
+        print(f"{row.key}: {command(row, quick, flags)}", flush=True)
+        record = run_row(row, root, records, figures, quick, flags)
+        print(f"{row.key}: {record['wall_seconds']:.0f} s", flush=True)
+        ran.append(row.key)
+    return ran
