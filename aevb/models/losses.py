@@ -20,6 +20,7 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -166,7 +167,10 @@ def gaussian_mixture_log_density(z: jax.Array, loc: jax.Array, log_var: jax.Arra
         raise ValueError(f"loc must have shape [K, {z.shape[-1]}] (K components of z's "
                          f"dimension), got {loc.shape}")
     precision = jnp.exp(-log_var)                                         # [K, L]
-    squared = (jnp.square(z) @ precision.T - 2.0 * z @ (loc * precision).T
+    # Full float32 matmuls: the terms cancel where z is near a component of small variance,
+    # so TF32 (GPUs) or bfloat16 passes (TPUs), the default precision there, would not do.
+    dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
+    squared = (dot(jnp.square(z), precision.T) - 2.0 * dot(z, (loc * precision).T)
                + jnp.sum(jnp.square(loc) * precision, axis=-1))           # [..., K]
     log_components = -0.5 * (z.shape[-1] * _LOG_2PI + jnp.sum(log_var, axis=-1) + squared)
     return jax.nn.logsumexp(log_components, axis=-1) - math.log(loc.shape[0])
