@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
+import threading
+import time
 
 import pytest
 
@@ -79,3 +83,31 @@ def test_quick_mode_runs_rows_records_them_and_writes_the_page(tiny_idx_dir, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "autoencoder" in err[0] and "exit status 2" in err[0]
     assert "latnt_dim" in (root / "autoencoder.log").read_text()
+
+
+def test_a_signal_to_the_runner_reaches_the_row_which_saves_and_the_runner_says_so(
+        tmp_path, monkeypatch):
+    """SIGTERM to the runner while a row runs: the row gets it (here a stand-in process that
+    exits 75, as launch.py does after saving its round), the runner waits for it, and the
+    row's error says that the same command resumes it; the runner's own handler is back."""
+    stand_in = ("import signal, sys, time; "
+                "signal.signal(signal.SIGTERM, lambda *a: sys.exit(75)); "
+                "print('ready', flush=True); time.sleep(60)")
+    popen = runner.subprocess.Popen
+
+    def start(args, **kwargs):
+        proc = popen([sys.executable, "-c", stand_in], **kwargs)
+        log = kwargs["stdout"].name
+        while "ready" not in open(log).read():  # its handler is installed
+            time.sleep(0.05)
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        return proc
+
+    monkeypatch.setattr(runner.subprocess, "Popen", start)
+    before = signal.getsignal(signal.SIGTERM)
+    row = next(r for r in results.ROWS if r.key == "autoencoder")
+    with pytest.raises(runner.RowError, match="preempted.*the same command resumes it") as e:
+        runner.run_row(row, str(tmp_path), str(tmp_path / "records"), str(tmp_path / "f"))
+    assert e.value.status == runner.PREEMPTED
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert not (tmp_path / "records").exists()

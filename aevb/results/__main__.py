@@ -64,7 +64,7 @@ def main(argv: Sequence[str]) -> int:
                             shlex.split(args.flags))
         except runner.RowError as e:
             print(f"error: {e}", file=sys.stderr)
-            return 1
+            return runner.PREEMPTED if e.status == runner.PREEMPTED else 1
     write(out, args.quick)
     return 0
 

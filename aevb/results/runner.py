@@ -17,6 +17,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,8 +30,31 @@ from aevb.run import files
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+PREEMPTED = 75  # launch.py's exit status after SIGTERM or SIGINT: its round is saved
+
+
 class RowError(RuntimeError):
-    """A row's command failed; the message names the row, its exit status and its log."""
+    """A row's command failed or was preempted; the message names the row and what to do,
+    `status` is the command's exit status."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """The row's exit status. A SIGTERM to this process is passed on to the row, and a
+    Ctrl-C reaches it anyway (one process group): either way the row saves its round and
+    exits with PREEMPTED, and this process waits for that instead of dying first."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: proc.send_signal(signum))
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def machine() -> str:
@@ -108,19 +132,20 @@ def run_row(row: Row, root: str, records: str, figures: str, quick: bool = False
             f"--workdir={os.path.abspath(workdir)}"]
     t0 = time.time()
     with open(log, "a") as out:
-        status = subprocess.run(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                check=False).returncode
+        status = _wait(subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT))
     wall = time.time() - t0
+    name = f"row {row.key}"
+    if status == PREEMPTED:
+        raise RowError(f"{name}: preempted, its last round saved in {workdir}; the same "
+                       "command resumes it", status)
     if status != 0:
-        raise RowError(f"row {row.name}{' (' + row.tag + ')' if row.tag else ''}: "
-                       f"exit status {status}; its output is in {log}")
+        raise RowError(f"{name}: exit status {status}; its output is in {log}", status)
     with open(files.path(workdir, files.SUMMARY)) as f:
         summary = json.load(f)
     copy_figures(row, workdir, figures)
     record = {"row": row.name, "tag": row.tag, "command": command(row, quick, flags),
               "quick": quick, "wall_seconds": round(wall, 1), "resumed": resumed,
               "machine": machine(), "date": datetime.date.today().isoformat(),
-              "workdir": os.path.abspath(workdir),
               "summary": {k: v for k, v in summary.items()
                           if isinstance(v, (int, float, str)) and "/" not in k}}
     os.makedirs(records, exist_ok=True)
