@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -97,8 +98,8 @@ def test_a_signal_to_the_runner_reaches_the_row_which_saves_and_the_runner_says_
 
     def start(args, **kwargs):
         proc = popen([sys.executable, "-c", stand_in], **kwargs)
-        log = kwargs["stdout"].name
-        while "ready" not in open(log).read():  # its handler is installed
+        log = Path(kwargs["stdout"].name)
+        while "ready" not in log.read_text():  # its handler is installed
             time.sleep(0.05)
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
         return proc
