@@ -15,6 +15,7 @@ import pytest
 
 from aevb import results
 from aevb.results import __main__ as results_cli
+from aevb.results import page as page_lib
 from aevb.results import runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,38 +42,38 @@ def test_the_page_and_the_readme_are_what_the_records_write():
 
 def test_quick_mode_runs_rows_records_them_and_writes_the_page(tiny_idx_dir, tmp_path,
                                                                capsys, monkeypatch):
-    """Two rows in quick mode on the tiny data: a VampPrior protocol run (its learning curves
-    from the validation bound) and the deep autoencoder (its reconstructions, its ratio to
-    PCA); every other row is listed as not run; a second run runs nothing; an unknown row
-    and a failing row are one line each."""
+    """One row in quick mode on the tiny data, the default VAE: its record, its pictures
+    and learning curves beside the page, its result in the page and the README block;
+    every other row listed as not run; a second run runs nothing; an unknown row and a
+    failing row are one line each."""
     root = tmp_path / "quick"
     flags = (f"--config.data.dir={tiny_idx_dir} --config.train.num_epochs=1 "
-             "--config.eval.iwae_num_examples=20 --config.data.num_validation=100")
+             "--config.eval.iwae_num_examples=20")
     args = ["--quick", f"--root={root}", f"--flags={flags}"]
-    assert results_cli.main([*args, "--rows=likelihood:vampprior,stacked-deep"]) == 0
+    assert results_cli.main([*args, "--rows=vae"]) == 0
     records = runner.load_records(str(root / "results" / "records"))
-    assert sorted(records) == ["likelihood-vampprior", "stacked-deep"]
-    vamp, deep = records["likelihood-vampprior"], records["stacked-deep"]
-    assert vamp["command"].startswith(
-        "python launch.py --config=experiments/likelihood.py:vampprior,runlocal")
-    summary = json.loads((root / "stacked-deep" / "summary.json").read_text())
-    assert deep["summary"]["test_mse"] == summary["test_mse"]
-    assert deep["wall_seconds"] > 0 and deep["date"] and "core" in deep["machine"]
+    assert list(records) == ["vae"]
+    record = records["vae"]
+    assert record["command"] == ("python launch.py --config=experiments/vae.py:runlocal "
+                                 + flags)
+    summary = json.loads((root / "vae" / "summary.json").read_text())
+    assert record["summary"]["test_log_likelihood"] == summary["test_log_likelihood"]
+    assert record["wall_seconds"] > 0 and record["date"] and "core" in record["machine"]
     page = (root / "results.md").read_text()
-    ratio = summary["test_mse"] / summary["pca_mse"]
-    assert f"{summary['test_mse']:.5f} = {ratio:.3f} × PCA-30" in page
-    assert f"{-vamp['summary']['test_log_likelihood']:.2f} nats" in page
-    assert page.count("not run yet") == len(results.ROWS) - 2
-    for name in ("likelihood-vampprior-curves.png", "stacked-deep-reconstructions.png"):
-        assert (root / "results" / "figures" / name).stat().st_size > 1000
-        assert f"(results/figures/{name})" in page
+    nats = f"{-summary['test_log_likelihood']:.2f} nats (−L_100, 20 test images)"
+    assert f"| `vae` | `{record['command']}` | {nats} |" in page
+    assert page.count("not run yet") == len(results.ROWS) - 1
+    for name in ("reconstructions.png", "samples.png", "interpolations.png", "curves.png"):
+        assert (root / "results" / "figures" / f"vae-{name}").stat().st_size > 1000
+        assert f"(results/figures/vae-{name})" in page
     block = (root / "README-block.md").read_text()
     assert block.count("\n| `") == sum(row.readme for row in results.ROWS)
+    assert f"| `vae.py` | `vae`: {nats} |" in block
 
     capsys.readouterr()
-    monkeypatch.setattr(runner.subprocess, "run", lambda *a, **k: pytest.fail("ran again"))
-    assert results_cli.main([*args, "--rows=stacked:deep"]) == 0
-    assert "stacked-deep: recorded already" in capsys.readouterr().out
+    monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: pytest.fail("ran again"))
+    assert results_cli.main([*args, "--rows=vae"]) == 0
+    assert "vae: recorded already" in capsys.readouterr().out
     monkeypatch.undo()
 
     assert results_cli.main([*args, "--rows=nope"]) == 2
@@ -84,6 +85,28 @@ def test_quick_mode_runs_rows_records_them_and_writes_the_page(tiny_idx_dir, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "autoencoder" in err[0] and "exit status 2" in err[0]
     assert "latnt_dim" in (root / "autoencoder.log").read_text()
+
+
+def test_results_are_written_in_the_papers_terms():
+    """-L_k as nats, a test MSE with its ratio to PCA's, error rates in percent."""
+    rows = {row.key: row for row in results.ROWS}
+    summary = {"test_log_likelihood": -228.9227, "test_log_likelihood_k": 5000,
+               "test_log_likelihood_examples": 10000, "selected_epoch": 557,
+               "epochs_run": 607}
+    assert page_lib.result_text(rows["likelihood"], {"summary": summary}) == (
+        "228.92 nats (−L_5000, 10,000 test images), selected at epoch 557 of 607")
+    summary = {"test_mse": 0.007, "pca_mse": 0.01562}
+    assert page_lib.result_text(rows["stacked-deep"], {"summary": summary}) == (
+        "test MSE 0.00700 = 0.448 × PCA-30 (0.01562)")
+    assert page_lib.result_text(rows["stacked-deep-code16"], {"summary": {}}) == (
+        "its summary has no test_mse")
+    summary = {"test_accuracy": 0.8268, "labels_num": 100}
+    assert page_lib.result_text(rows["semisupervised"], {"summary": summary}) == (
+        "17.32% test error (M1 + SVM, 100 labels)")
+    assert page_lib.result_text(rows["conv"], None) == "not run yet"
+    assert page_lib.wall_text({"wall_seconds": 2710.4, "resumed": False}) == "45 min"
+    assert page_lib.wall_text({"wall_seconds": 49.4, "resumed": True}) == (
+        "49 s (its last sitting)")
 
 
 def test_a_signal_to_the_runner_reaches_the_row_which_saves_and_the_runner_says_so(

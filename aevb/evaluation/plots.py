@@ -115,8 +115,10 @@ def save_reconstructions(x: np.ndarray, recon: np.ndarray, image_shape: tuple[in
 
 
 def save_curves(curves: dict[str, list[tuple[int, float]]], xlabel: str, ylabel: str,
-                path: str, marker: str = "o") -> str:
-    """Line plot of named curves [(x, y), ...] (e.g. test accuracy against steps)."""
+                path: str, marker: str = "o", ylim: tuple[float, float] | None = None,
+                mark: tuple[float, str] | None = None) -> str:
+    """Line plot of named curves [(x, y), ...] (e.g. test accuracy against steps); `ylim`
+    the y range shown, `mark` (x, label) a dashed vertical line."""
     import matplotlib  # only runs that draw it pay for the import
 
     matplotlib.use("Agg")
@@ -126,6 +128,10 @@ def save_curves(curves: dict[str, list[tuple[int, float]]], xlabel: str, ylabel:
     for name, points in curves.items():
         if points:
             ax.plot(*zip(*points), marker=marker, label=name)
+    if mark is not None:
+        ax.axvline(mark[0], color="grey", linestyle="--", linewidth=1, label=mark[1])
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

@@ -10,7 +10,10 @@ writes the page and the README's headline numbers from the records.
 
 Full mode keeps the records in docs/results/records/ and the pictures in
 docs/results/figures/, both committed: the page can be rebuilt on any machine, and a row
-is run again only when its command changes. Rows run in `--root` (default runs/results).
+is run again only when its command changes. A record is matched by its command alone: after
+changing an experiment file's defaults, delete the records of its rows
+(docs/results/records/KEY.json) to measure them again. Rows run in `--root` (default
+runs/results); an interrupted row (Ctrl-C, SIGTERM: exit status 75) resumes there.
 """
 
 from __future__ import annotations

@@ -92,7 +92,9 @@ def command(row: Row, quick: bool, flags: Sequence[str]) -> str:
 
 def learning_curves(workdir: str, path: str) -> str:
     """The run's training -ELBO per epoch and its validation (else test) -ELBO per
-    evaluation, from metrics.jsonl, as a PNG at `path`."""
+    evaluation, from metrics.jsonl, as a PNG at `path`: the y range from the curves' floor
+    to their height after the first twentieth of the epochs (the first epochs' hundreds of
+    nats would flatten the rest), the selected epoch marked when the run selects."""
     from aevb.evaluation import plots
 
     with open(files.path(workdir, files.METRICS)) as f:
@@ -102,7 +104,15 @@ def learning_curves(workdir: str, path: str) -> str:
     curves = {name: [(m["epoch"], m[f"{split}_neg_elbo"]) for m in lines
                      if f"{split}_neg_elbo" in m]
               for name, split in (("train", "train"), (held_out, held_out))}
-    return plots.save_curves(curves, "epoch", "-ELBO (nats)", path, marker="")
+    values = [y for points in curves.values() for _, y in points]
+    last = max(x for points in curves.values() for x, _ in points)
+    later = [y for points in curves.values() for x, y in points if x > last / 20] or values
+    low, high = min(values), max(later)
+    with open(files.path(workdir, files.SUMMARY)) as f:
+        selected = json.load(f).get("selected_epoch")
+    return plots.save_curves(curves, "epoch", "-ELBO (nats)", path, marker="",
+                             ylim=(low - 0.05 * (high - low), high),
+                             mark=None if selected is None else (selected, "selected"))
 
 
 def copy_figures(row: Row, workdir: str, figures: str) -> list[str]:
