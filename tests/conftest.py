@@ -54,6 +54,8 @@ SLOW_FIRST = (
     "tests/test_sweeps.py::test_worker_processes_give_the_trials_run_alone",
     "tests/test_sweeps.py::test_vectorized_trials_equal_the_same_trials_run_alone",
     "tests/test_semisupervised.py::test_m2_",
+    "tests/test_conv.py::test_every_conv_autoencoder_composition_runs",
+    "tests/test_results.py::test_quick_mode_",
     # The first user of a run `built_once`: the others find it made.
     "tests/test_train.py::test_run_leaves_its_files",
     "tests/test_faults.py::test_damaged_newest_checkpoint_falls_back_to_the_previous_one",
