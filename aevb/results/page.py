@@ -8,7 +8,6 @@ disagree unless one was edited by hand, which `tests/test_results.py` catches.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,7 +109,3 @@ def current_block(text: str) -> str:
 def replace_block(text: str, block: str) -> str:
     """`text` with its block between the markers replaced by `block`."""
     return text.replace(current_block(text), block)
-
-
-def relative(path: str, start: str) -> str:
-    return os.path.relpath(path, start).replace(os.sep, "/")
