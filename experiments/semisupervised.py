@@ -3,13 +3,14 @@
 (aevb/regimes/semisupervised.py).
 
 100 labeled training images (10 per class, `labels.seed`), 100 more labeled ones outside
-them for model selection and early stopping (`labels.num_validation`), every training image
-unlabeled; test error reported, never used for a choice. Next to each command, the paper's
+them for model selection and early stopping only (`labels.num_validation`: their images
+train neither M1 nor M2, `labels.hold_out`), every other training image unlabeled; test
+error reported, never used for a choice. Next to each command, the paper's
 MNIST test error with 100 labels (its Table 1):
 
     python launch.py --config=experiments/semisupervised.py            # M1 + SVM: TSVM 11.82%
     python launch.py --config=experiments/semisupervised.py:m1 \\
-        --config.semisupervised.classifier=logistic                    # also mlp | knn
+        --config.semisupervised.classifier=poisson          # also logistic, mlp, knn, ...
     python launch.py --config=experiments/semisupervised.py:m2         # M2:        11.97%
     python launch.py --config=experiments/semisupervised.py:m1m2       # M1 + M2:    3.33%
     python launch.py --config=experiments/semisupervised.py:nn         # NN alone:  25.8%
@@ -17,7 +18,9 @@ MNIST test error with 100 labels (its Table 1):
     python launch.py --config=experiments/semisupervised.py:m2 --config.data.dir=MNIST_DIR
 
 Variants: `m1` (the default: the paper's M1 VAE, 784-600-600-50 softplus, then a classifier on
-its posterior means, `semisupervised.classifier` = svm | logistic | mlp | knn), `m2` (the
+its posterior means, `semisupervised.classifier` = svm | logistic | mlp | knn, or the
+transductive graph methods poisson | laplace | spreading on a kNN graph of every training
+and test image's means), `m2` (the
 semi-supervised VAE on the pixels: one hidden layer of 500 softplus units, 50 latents),
 `m1m2` (M2 on the M1 codes), `nn` (a small MLP on the labeled pixels alone), `runlocal`
 (a quick check: 2 epochs of each model).
@@ -75,6 +78,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.eval.iwae_num_examples = 1000
     config.labels.num = 100
     config.labels.num_validation = -1     # as many as labels.num
+    config.labels.hold_out = True         # their images train neither M1 nor M2
     config.semisupervised.features = "m1"
     config.semisupervised.classifier = "svm"
     config.m2.num_epochs = 10

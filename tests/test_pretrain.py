@@ -16,6 +16,7 @@ from aevb import regimes as router
 from aevb.config import checks
 from aevb.models import Classifier, DenseEncoder
 from aevb.regimes import classifier as classifier_family
+from aevb.regimes import labels as labels_lib
 from aevb.regimes import pretrain
 from aevb.regimes.validation import validate
 
@@ -63,7 +64,7 @@ def test_pretraining_never_reads_labels(tiny_idx_dir, tmp_path, monkeypatch):
                                                     (28, 28, 1), router.run)
     assert summary["steps"] == 1000 // 50 and params["params"]
     with pytest.raises(LabelRead):  # the poison is live: phase 2's first look at a label
-        pretrain.labeled_subset(poisoned.train.labels, 100, 0)
+        labels_lib.labeled_subset(poisoned.train.labels, 100, 0)
     with pytest.raises(LabelRead):
         np.asarray(poisoned.test.labels)
 
@@ -71,39 +72,58 @@ def test_pretraining_never_reads_labels(tiny_idx_dir, tmp_path, monkeypatch):
 def test_labeled_subset_is_balanced_seeded_and_nested():
     labels = np.repeat(np.arange(10, dtype=np.int32), 50)[np.random.default_rng(0).permutation(500)]
     for num in (10, 100, 105, 499):
-        idx = pretrain.labeled_subset(labels, num, seed=3)
+        idx = labels_lib.labeled_subset(labels, num, seed=3)
         counts = np.bincount(labels[idx], minlength=10)
         assert len(idx) == len(set(idx)) == num and counts.max() - counts.min() <= 1
-    np.testing.assert_array_equal(pretrain.labeled_subset(labels, 100, 3),
-                                  pretrain.labeled_subset(labels, 100, 3))
-    assert set(pretrain.labeled_subset(labels, 100, 3)) != set(pretrain.labeled_subset(labels,
+    np.testing.assert_array_equal(labels_lib.labeled_subset(labels, 100, 3),
+                                  labels_lib.labeled_subset(labels, 100, 3))
+    assert set(labels_lib.labeled_subset(labels, 100, 3)) != set(labels_lib.labeled_subset(labels,
                                                                                        100, 4))
-    assert set(pretrain.labeled_subset(labels, 100, 3)) <= set(pretrain.labeled_subset(labels,
+    assert set(labels_lib.labeled_subset(labels, 100, 3)) <= set(labels_lib.labeled_subset(labels,
                                                                                        300, 3))
-    np.testing.assert_array_equal(pretrain.labeled_subset(labels, 0, 3), np.arange(500))
+    np.testing.assert_array_equal(labels_lib.labeled_subset(labels, 0, 3), np.arange(500))
     with pytest.raises(checks.ConfigError, match="labels.num"):
-        pretrain.labeled_subset(labels, 510, 0)
+        labels_lib.labeled_subset(labels, 510, 0)
 
 
 def test_validation_subset_is_balanced_outside_the_labeled_and_leaves_them_as_they_were():
     labels = np.repeat(np.arange(10, dtype=np.int32), 50)[np.random.default_rng(0).permutation(500)]
     for num, num_validation in ((100, 100), (10, 30), (200, 300)):
-        labeled = pretrain.labeled_subset(labels, num, seed=3)
-        held_out = pretrain.validation_subset(labels, labeled, num_validation, seed=3)
+        labeled = labels_lib.labeled_subset(labels, num, seed=3)
+        held_out = labels_lib.validation_subset(labels, labeled, num_validation, seed=3)
         counts = np.bincount(labels[held_out], minlength=10)
         assert len(held_out) == len(set(held_out)) == num_validation
         assert counts.max() - counts.min() <= 1 and not set(held_out) & set(labeled)
-        np.testing.assert_array_equal(held_out, pretrain.validation_subset(labels, labeled,
+        np.testing.assert_array_equal(held_out, labels_lib.validation_subset(labels, labeled,
                                                                            num_validation, 3))
     # The labeled subset does not depend on the validation split (README figures stay valid).
     config = small_pretrain_config("unused")
     for num_validation in (-1, 0, 250):
         config.labels.num_validation = num_validation
-        labeled, held_out = pretrain.labeled_and_validation(config, labels)
-        np.testing.assert_array_equal(labeled, pretrain.labeled_subset(labels, 100, 0))
+        labeled, held_out = labels_lib.labeled_and_validation(config, labels)
+        np.testing.assert_array_equal(labeled, labels_lib.labeled_subset(labels, 100, 0))
         assert len(held_out) == {-1: 100, 0: 0, 250: 250}[num_validation]
     with pytest.raises(checks.ConfigError, match="labels.num_validation"):
-        pretrain.validation_subset(labels, pretrain.labeled_subset(labels, 100, 3), 401, 3)
+        labels_lib.validation_subset(labels, labels_lib.labeled_subset(labels, 100, 3), 401, 3)
+
+
+def test_hold_out_moves_exactly_the_validation_examples_out_of_training():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10, dtype=np.int32), 50)[rng.permutation(500)]
+    images = rng.integers(0, 256, (500, 2, 2, 1), dtype=np.uint8)
+    split = data_lib.Split(images=images, labels=labels)
+    datasets = data_lib.Datasets(name="blobs", train=split, validation=None, test=split)
+    config = small_pretrain_config("unused")
+    assert labels_lib.hold_out(config, datasets) is datasets  # labels.hold_out=False
+    config.labels.hold_out = True
+    moved = labels_lib.hold_out(config, datasets)
+    _, held_out = labels_lib.labeled_and_validation(config, labels)
+    rest = np.setdiff1d(np.arange(500), held_out)
+    np.testing.assert_array_equal(moved.validation.images, images[held_out])
+    np.testing.assert_array_equal(moved.train.labels, labels[rest])
+    assert len(moved.train.images) == 400
+    with pytest.raises(checks.ConfigError, match="labels.hold_out.*data.num_validation=0"):
+        labels_lib.hold_out(config, moved)
 
 
 @pytest.mark.parametrize("kind", ["autoencoder", "vae"])

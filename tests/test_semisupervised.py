@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from conftest import comparable, interrupt_and_resume, small_semisupervised_config
 
+from aevb import data as data_lib
 from aevb import regimes
 from aevb.config.checks import ConfigError
-from aevb.regimes import pretrain, validation
+from aevb.regimes import labels as labels_lib
+from aevb.regimes import validation
 from aevb.training import epoch
 
 
@@ -60,8 +62,14 @@ def test_m2_trains_selects_and_resumes_after_a_kill(tiny_idx_dir, tmp_path, monk
     assert {"class_samples.png", "analogies.png"} <= {p.name for p in
                                                       (tmp_path / "straight").iterdir()}
 
+    # labels.hold_out: the 100 validation images train neither M1 nor M2
+    num_train = len(data_lib.load(config.data).train.labels)
+    assert straight["unlabeled_examples"] == num_train - 200
     if variant == "m1m2":
         assert straight["features"] == "m1" and 0 < straight["m1_active_units"] <= 4
+        m1_data = json.loads((tmp_path / "straight" / "m1" / "data.json").read_text())
+        assert (m1_data["train"], m1_data["validation"]) == (num_train - 100, 100)
+        assert "m1_validation_neg_elbo" in straight
     else:
         resumed = interrupt_and_resume(monkeypatch, regimes.run, config,
                                        str(tmp_path / "interrupted"), "m2", 1)
@@ -72,10 +80,8 @@ def test_m2_never_trains_on_the_validation_labels(tiny_idx_dir):
     """The labeled set M2 reads is the labeled subset; the validation examples lie outside
     it (their images are unlabeled data, as every training image is)."""
     config = small_semisupervised_config(tiny_idx_dir, "m2")
-    from aevb import data as data_lib
-
     labels = data_lib.load(config.data).train.labels
-    labeled, held_out = pretrain.labeled_and_validation(config, labels)
+    labeled, held_out = labels_lib.labeled_and_validation(config, labels)
     assert len(labeled) == len(held_out) == 100 and not set(labeled) & set(held_out)
 
 
@@ -103,3 +109,17 @@ def test_conv_m2_on_m1_codes_is_refused_in_one_line(tiny_idx_dir):
     with pytest.raises(ConfigError, match=r"m2\.architecture.*\['mlp'\]") as error:
         validation.validate(config)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["poisson", "spreading"])
+def test_graph_classifiers_predict_the_test_images_as_unlabeled_nodes(tiny_idx_dir, tmp_path,
+                                                                      kind):
+    """The graph holds every training and test image; the test images' predictions are
+    read at their own nodes: misaligned, the accuracy would be chance (0.1)."""
+    config = small_semisupervised_config(tiny_idx_dir, "nn")
+    config.semisupervised.classifier = kind
+    summary = regimes.run(config, str(tmp_path / "run"))
+    splits = data_lib.load(config.data)
+    assert summary["graph_nodes"] == len(splits.train.labels) + len(splits.test.labels)
+    assert summary["transductive"] and summary["labels_num_validation"] == 100
+    assert 0.55 < summary["test_accuracy"] < 1 and 0.55 < summary["validation_accuracy"] <= 1

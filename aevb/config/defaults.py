@@ -143,6 +143,9 @@ def _regime_sections(c: ml_collections.ConfigDict) -> None:
     c.labels.num_validation = -1        # labeled validation examples, class-balanced, outside
     #                                     the labeled ones: model selection and early stopping
     #                                     (-1 = as many as labels.num; 0 = none: last step)
+    c.labels.hold_out = False           # True: no model trains on the validation examples'
+    #                                     images (M1, M2's unlabeled set, the pretrained
+    #                                     autoencoder: aevb/regimes/labels.py)
 
     c.classifier = ml_collections.ConfigDict()  # pretrain: encoder layers + softmax head
     c.classifier.encoder = "trainable"  # frozen (only the head learns) | trainable
@@ -169,7 +172,9 @@ def _semisupervised_sections(c: ml_collections.ConfigDict) -> None:
     c.semisupervised.features = "m1"    # m1 (the posterior means of a VAE of model.*,
     #                                     trained first on every training image) | pixels
     c.semisupervised.classifier = "svm"  # logistic | mlp | knn | svm (on the host, on the
-    #                                     labeled features) | m2 (the semi-supervised VAE)
+    #                                     labeled features) | poisson | laplace | spreading
+    #                                     (on the host, on a kNN graph of every example's
+    #                                     features, test ones too) | m2 (the semi-supervised VAE)
 
     c.m2 = ml_collections.ConfigDict()  # the paper's M2 (Section 4: 1 x 500 softplus, 50 z)
     c.m2.architecture = "mlp"           # mlp | conv (on pixels only: the conv layers of

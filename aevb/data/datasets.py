@@ -134,6 +134,16 @@ class Datasets:
         return dataclasses.replace(self, train=train, first_train_row=rows.start,
                                    num_train_rows=total)
 
+    def move_to_validation(self, rows: np.ndarray) -> Datasets:
+        """These datasets with the training `rows` (indices into `train`) moved out of the
+        training split into the validation split, which must not exist yet."""
+        if self.validation is not None or self.num_train_rows:
+            raise ValueError("move_to_validation needs the whole training set and no "
+                             "validation split")
+        keep = np.setdiff1d(np.arange(len(self.train)), rows)
+        return dataclasses.replace(self, train=self.train.take(keep),
+                                   validation=self.train.take(np.sort(rows)))
+
     @property
     def has_labels(self) -> bool:
         """Whether every example has a class label (the classification regimes need them)."""

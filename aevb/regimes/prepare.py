@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 from aevb import data as data_lib
 from aevb.data.pixels import preprocess
 from aevb.evaluation.measures import EvalData
+from aevb.regimes import labels
 from aevb.regimes.validation import validate, validate_against_data
 from aevb.run import parallel, startup
 from aevb.training import keys
@@ -27,6 +28,9 @@ from aevb.training import keys
 def load_and_check(config: ml_collections.ConfigDict, share: bool = True
                    ) -> data_lib.Datasets:
     """Validates the config, loads the data, checks the config against it. Writes nothing.
+    A run that trains on images alone (`task=reconstruct`: the pretraining run of pretrain,
+    M1 of semisupervised) under `labels.hold_out` has the labeled validation examples in
+    its validation split, not in its training split (`labels.hold_out`).
 
     In a multi-process run with `share`, each process keeps only the training rows its
     devices will hold (`parallel.row_block`); the regimes that pick labeled examples across
@@ -34,6 +38,8 @@ def load_and_check(config: ml_collections.ConfigDict, share: bool = True
     """
     validate(config)
     datasets = data_lib.load(config.data)
+    if config.task == "reconstruct":  # a pretraining run never sees the validation images
+        datasets = labels.hold_out(config, datasets)
     validate_against_data(config, datasets.train.images.shape[0], datasets.image_shape,
                           datasets.has_labels)
     if share and jax.process_count() > 1:

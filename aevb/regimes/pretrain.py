@@ -41,10 +41,10 @@ import optax
 from jax.sharding import Mesh
 
 from aevb import families
-from aevb.config.checks import CheckpointError, ConfigError
+from aevb.config.checks import CheckpointError
 from aevb.regimes import classifier
+from aevb.regimes.labels import labeled_and_validation
 from aevb.regimes.prepare import flat_images, load_and_check
-from aevb.regimes.validation import validation_size
 from aevb.run import checkpoints, files, parallel
 from aevb.run.workdir import claim, finished
 from aevb.training import keys, loop
@@ -52,51 +52,6 @@ from aevb.training.train_state import TrainState, apply_gradients, make_optimize
 
 Params = dict[str, Any]
 NAMES = ("pretrained", "scratch")
-
-
-def _balanced(labels: np.ndarray, num: int, rng: np.random.Generator, field: str
-              ) -> np.ndarray:
-    """Positions of `num` examples of `labels`, class-balanced: every class gets num // C
-    examples and num % C classes, drawn by `rng`, one more; each class's examples in the
-    order of one permutation. Raises ConfigError (`field`) when a class has too few."""
-    classes = np.unique(labels)
-    orders = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
-    per_class = np.full(len(classes), num // len(classes))
-    per_class[rng.permutation(len(classes))[:num % len(classes)]] += 1
-    for c, order, k in zip(classes, orders, per_class):
-        if k > len(order):
-            raise ConfigError(
-                f"config field {field}={num} is not allowed: class {c} has only "
-                f"{len(order)} training examples left, {k} needed for a balanced subset")
-    return np.sort(np.concatenate([order[:k] for order, k in zip(orders, per_class)]))
-
-
-def labeled_subset(labels: np.ndarray, num: int, seed: int) -> np.ndarray:
-    """Sorted indices of `num` labeled examples, class-balanced (0 = all examples).
-
-    Every class gets num // C examples and num % C classes, drawn by the seed, one more.
-    Each class's examples are taken in the order of one permutation drawn from the seed,
-    so with one seed a smaller balanced subset is part of a larger one. Raises ConfigError
-    (labels.num) when a class has too few examples.
-    """
-    labels = np.asarray(labels)
-    if num == 0:
-        return np.arange(len(labels))
-    return _balanced(labels, num, np.random.default_rng(seed), "labels.num")
-
-
-def validation_subset(labels: np.ndarray, labeled: np.ndarray, num: int, seed: int
-                      ) -> np.ndarray:
-    """Sorted indices of `num` labeled validation examples, class-balanced, drawn by the
-    seed from the training examples outside `labeled` (so they never train a classifier,
-    and the labeled subset is the one `labeled_subset` draws without a validation split).
-    Model selection and early stopping read them; the test set is never read for that."""
-    labels = np.asarray(labels)
-    rest = np.setdiff1d(np.arange(len(labels)), labeled)
-    if num == 0:
-        return rest[:0]
-    return rest[_balanced(labels[rest], num, np.random.default_rng([seed, 1]),
-                          "labels.num_validation")]
 
 
 def classifier_optimizer(section: ml_collections.ConfigDict,
@@ -218,15 +173,6 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
     summary = train_autoencoder(ae_config, workdir)
     state = checkpoints.latest_state(ckpt_dir, template)
     return summary, state.params
-
-
-def labeled_and_validation(config: ml_collections.ConfigDict, labels: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """The indices of the labeled training subset (`labels.num`, `labels.seed`) and of the
-    labeled validation subset outside it (`labels.num_validation`)."""
-    labeled = labeled_subset(labels, config.labels.num, config.labels.seed)
-    return labeled, validation_subset(labels, labeled, validation_size(config.labels),
-                                      config.labels.seed)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,

@@ -22,7 +22,7 @@ The classifier (`semisupervised.classifier`):
           features (M1 + M2) its inputs are fresh samples of q(z1|x) every step, and its
           p(z1|y, z2) is a Gaussian.
 The labeled subset (`labels.num`, class-balanced) and the labeled validation split outside it
-(`labels.num_validation`, default as many) are those of `aevb/regimes/pretrain.py`; the test set is
+(`labels.num_validation`, default as many) are those of `aevb/regimes/labels.py`; the test set is
 only reported, never read for a choice.
 
 Run files: `config.json`; `m1/` (the VAE's run); `m2/checkpoints` (per epoch: the state and
@@ -52,6 +52,7 @@ from aevb.evaluation.measures import map_in_chunks
 from aevb.models import m2 as m2_lib
 from aevb.models.distributions import Gaussian
 from aevb.regimes import classifier, pretrain
+from aevb.regimes.labels import labeled_and_validation
 from aevb.regimes.prepare import flat_images, load_and_check
 from aevb.run import files, parallel
 from aevb.run.workdir import claim
@@ -140,8 +141,10 @@ def host_classifier(config: ml_collections.ConfigDict, features: Features, label
                     ) -> dict[str, Any]:
     """A classical classifier on the labeled features, selected on the validation split."""
     # scikit-learn takes a second to import: only the runs that use it pay for it
-    from aevb.evaluation import host_classifiers
+    from aevb.evaluation import graph_classifiers, host_classifiers
 
+    if config.semisupervised.classifier in graph_classifiers.KINDS:
+        return graph_classifier(config, features, labels, test_labels, labeled, held_out)
     t0 = time.perf_counter()
     x = features.train_eval
     selection = host_classifiers.fit_and_select(
@@ -154,6 +157,30 @@ def host_classifier(config: ml_collections.ConfigDict, features: Features, label
         out["validation_accuracy"] = selection.validation_accuracy
     if selection.epochs is not None:
         out["selected_epoch"] = selection.epochs
+    return out
+
+
+def graph_classifier(config: ml_collections.ConfigDict, features: Features,
+                     labels: np.ndarray, test_labels: np.ndarray, labeled: np.ndarray,
+                     held_out: np.ndarray) -> dict[str, Any]:
+    """A graph method on every training and test example's features (transductive: the
+    test examples are unlabeled nodes), selected on the validation split's nodes."""
+    from aevb.evaluation import graph_classifiers
+
+    t0 = time.perf_counter()
+    x = np.concatenate([features.train_eval, features.test])
+    selection = graph_classifiers.fit_and_select(
+        config.semisupervised.classifier, x, labeled, labels[labeled], held_out,
+        labels[held_out])
+    test_predictions = selection.predictions[len(features.train_eval):]
+    out = {"test_accuracy": float(np.mean(test_predictions == test_labels)),
+           "graph_nodes": len(x), "transductive": True,
+           **{f"selected_{k}": v for k, v in selection.hparams.items()},
+           "classifier_seconds": time.perf_counter() - t0}
+    if selection.validation_accuracy is not None:
+        out["validation_accuracy"] = selection.validation_accuracy
+    if selection.iterations is not None:
+        out["graph_iterations"] = selection.iterations
     return out
 
 
@@ -195,11 +222,14 @@ def train_m2(config: ml_collections.ConfigDict, workdir: str, features: Features
     m2_keys = keys.classifier_keys(run_keys)
     model = m2_model(config, num_classes, features)
     params = m2_lib.init_params(model, m2_keys.init)
-    unlabeled = np.setdiff1d(np.arange(len(labels)), labeled)
+    # under labels.hold_out the validation images are not unlabeled training data either
+    unlabeled = np.setdiff1d(np.arange(len(labels)), np.concatenate(
+        [labeled, held_out] if config.labels.hold_out else [labeled]))
     steps = len(unlabeled) // mc.batch_size
     tx = make_optimizer(mc, mc.num_epochs * steps)
     state = parallel.replicate(TrainState.create(params, tx), mesh)
-    objective = functools.partial(_m2_objective, model, mc.alpha, len(labeled) / len(labels))
+    objective = functools.partial(_m2_objective, model, mc.alpha,
+                                  len(labeled) / (len(labeled) + len(unlabeled)))
     train_epoch = make_train_epoch(objective, tx, mc.batch_size, features.prepare, mesh,
                                    (num_classes, mc.labeled_batch_size // num_classes),
                                    num_examples=len(unlabeled))
@@ -231,7 +261,8 @@ def train_m2(config: ml_collections.ConfigDict, workdir: str, features: Features
         display=loop.Display(name="m2", headline="accuracy",
                              examples_per_round=steps * mc.batch_size,
                              learning_rate_field="m2.learning_rate")))
-    summary = {"num_params": num_parameters(params), **result.train[0], **result.eval[0],
+    summary = {"num_params": num_parameters(params), "unlabeled_examples": len(unlabeled),
+               **result.train[0], **result.eval[0],
                "selected_epoch": result.selected_round or mc.num_epochs,
                "train_seconds": result.seconds, "examples_per_s": result.examples_per_s}
     best = parallel.fetch(result.params)
@@ -309,7 +340,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     labeled subsets are unusable."""
     datasets = load_and_check(config, share=False)  # labeled examples picked across every row
     labels = datasets.train.labels
-    labeled, held_out = pretrain.labeled_and_validation(config, labels)
+    labeled, held_out = labeled_and_validation(config, labels)
     sc = config.semisupervised
     if sc.classifier == "m2":
         _check_balanced(config, labels[labeled], int(labels.max()) + 1)

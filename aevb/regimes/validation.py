@@ -191,13 +191,17 @@ def _validate_regimes(config: ml_collections.ConfigDict) -> None:
     check_int(config, "classifier.eval_every_steps", 1)
     check_int(config, "classifier.patience", 0)
     check_int(config, "labels.num_validation", -1)
+    check_choice(config, "labels.hold_out", (False, True))
     _validate_semisupervised(config)
 
 
 SEMISUPERVISED_FEATURES = ("m1", "pixels")
 
 
-SEMISUPERVISED_CLASSIFIERS = ("logistic", "mlp", "knn", "svm", "m2")
+# on the host: inductive (aevb/evaluation/host_classifiers.py), transductive on a graph
+# (aevb/evaluation/graph_classifiers.py); M2 through the loop
+SEMISUPERVISED_CLASSIFIERS = ("logistic", "mlp", "knn", "svm", "poisson", "laplace",
+                              "spreading", "m2")
 
 
 def _validate_semisupervised(config: ml_collections.ConfigDict) -> None:

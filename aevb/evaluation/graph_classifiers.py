@@ -1,0 +1,211 @@
+"""Graph-based semi-supervised classifiers on learned features, on the host: labels spread
+over a k-nearest-neighbour graph of every example, labelled or not (transductive).
+
+The features are float [N, F] for every node of the graph: the labelled examples, the
+unlabelled training examples, and the validation and test examples to predict (they enter
+only as unlabelled nodes: their labels are never read here except to score the validation
+split). Each method returns a class for every node.
+
+- The graph (`knn_graph`), as Calder et al. (2020) build theirs: each node is joined to its
+  k nearest neighbours (Euclidean) with weight w_ij = exp(-4 |x_i - x_j|^2 / d_k(x_i)^2),
+  d_k(x_i) the distance to its k-th neighbour; then W = (W + W^T) / 2, no self loops.
+- poisson: Poisson learning (Calder, Cook, Thorpe & Slepcev, ICML 2020, Algorithm 1). The
+  labels are sources of the graph Poisson equation L U = B, L = D - W, B_j = y_j - mean(y)
+  (one-hot rows of the labelled nodes, zero elsewhere), solved by the iteration
+  U <- U + D^-1 (B - L U) from U = 0, stopped as theirs once a random walk started at the
+  labelled nodes has mixed: max_i |p_t(i) - d_i / sum(d)| <= 1 / N, p_{t+1} = W D^-1 p_t.
+  Class: argmax_c U_ic (labels are balanced here, so their class-prior reweighting is 1).
+- laplace: Laplace learning (Zhu, Ghahramani & Lafferty, ICML 2003): U harmonic on the
+  unlabelled nodes (L U = 0 there) and equal to the one-hot labels on the labelled ones;
+  L_uu U_u = W_ul Y by conjugate gradients, a Jacobi preconditioner.
+- spreading: label spreading (Zhou et al., NIPS 2004), scikit-learn's LabelSpreading on its
+  own k-nearest-neighbour graph (k = NUM_NEIGHBORS), its clamping factor alpha selected.
+
+Hyperparameters are selected on the validation nodes' accuracy (as `host_classifiers`:
+each grid runs from the strongest smoothing to the weakest, ties go to the first): the
+number of neighbours for poisson and laplace, alpha for spreading. Nodes of a connected
+component that holds no label get no signal; their U is 0 and their class is class 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse import linalg
+
+KINDS = ("poisson", "laplace", "spreading")
+NUM_NEIGHBORS = 10  # the graph of Calder et al. (2020)
+
+GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "poisson": {"num_neighbors": (30, 20, 10)},
+    "laplace": {"num_neighbors": (30, 20, 10)},
+    "spreading": {"alpha": (0.99, 0.9, 0.5, 0.2)},
+}
+DEFAULTS: dict[str, dict[str, Any]] = {  # without a validation split
+    "poisson": {"num_neighbors": NUM_NEIGHBORS},
+    "laplace": {"num_neighbors": NUM_NEIGHBORS},
+    "spreading": {"alpha": 0.99},
+}
+MAX_ITERATIONS = 10_000  # Poisson learning's iterations at most, whatever the mixing time
+CG_TOLERANCE = 1e-6      # Laplace learning: conjugate gradients' relative residual
+
+
+@dataclasses.dataclass
+class GraphSelection:
+    """The chosen method's classes for every node and how they were chosen.
+
+    kind: one of KINDS. hparams: the chosen hyperparameters. predictions: int [N], a class
+    for every node. validation_accuracy: on the validation nodes (None without them).
+    candidates: every grid point and its validation accuracy, in grid order.
+    iterations: poisson only, the iterations run for the chosen graph.
+    """
+
+    kind: str
+    hparams: dict[str, Any]
+    predictions: np.ndarray
+    validation_accuracy: float | None
+    candidates: list[tuple[dict[str, Any], float]]
+    iterations: int | None = None
+
+
+def fit_and_select(kind: str, features: np.ndarray, labeled: np.ndarray,
+                   labels: np.ndarray, validation: np.ndarray,
+                   validation_labels: np.ndarray) -> GraphSelection:
+    """Classes for every node of features [N, F] from the labels [L] of the nodes `labeled`
+    [L], the hyperparameters chosen on the accuracy at the nodes `validation` [M] (their
+    labels validation_labels [M]); with M = 0, the DEFAULTS. Classes are 0 .. C-1."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown graph classifier kind {kind!r}; expected one of {KINDS}")
+    features = np.asarray(features, np.float64)
+    labeled, labels = np.asarray(labeled), np.asarray(labels)
+    validation, validation_labels = np.asarray(validation), np.asarray(validation_labels)
+    if features.ndim != 2 or len(labeled) != len(labels) or len(labeled) == 0:
+        raise ValueError(f"need features [N, F] and labels of L > 0 nodes, got "
+                         f"{features.shape}, {labeled.shape} and {labels.shape}")
+    if np.intersect1d(labeled, validation).size:
+        raise ValueError("a validation node is also labelled")
+    points = [DEFAULTS[kind]] if len(validation) == 0 else _grid_points(kind)
+    neighbors = None
+    if kind != "spreading":
+        most = max(p["num_neighbors"] for p in points)
+        neighbors = nearest_neighbors(features, min(most, len(features) - 1))
+    best, candidates = None, []
+    for hparams in points:
+        predictions, iterations = _fit_point(kind, hparams, features, neighbors, labeled,
+                                             labels)
+        acc = (float(np.mean(predictions[validation] == validation_labels))
+               if len(validation) else None)
+        candidates.append((dict(hparams), acc))
+        if best is None or acc > best.validation_accuracy:
+            best = GraphSelection(kind, dict(hparams), predictions, acc, candidates,
+                                  iterations)
+    return best if len(validation) else dataclasses.replace(best, candidates=[])
+
+
+def nearest_neighbors(features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices int [N, k], distances [N, k]) of each node's k nearest other nodes, nearest
+    first (Euclidean; exact search)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    # kneighbors() without a query: each point's neighbours other than itself
+    distances, indices = NearestNeighbors(n_neighbors=k).fit(features).kneighbors()
+    return indices, distances
+
+
+def knn_graph(indices: np.ndarray, distances: np.ndarray, k: int) -> sparse.csr_matrix:
+    """The symmetric weight matrix W [N, N] of the k-nearest-neighbour graph, from the first
+    k columns of `nearest_neighbors`' output: w_ij = exp(-4 d_ij^2 / d_k(x_i)^2), then
+    (W + W^T) / 2, zero diagonal."""
+    indices, distances = indices[:, :k], distances[:, :k]
+    n = len(indices)
+    scale = np.maximum(distances[:, -1:] ** 2, np.finfo(np.float64).tiny)
+    weights = np.exp(-4.0 * distances ** 2 / scale)
+    w = sparse.csr_matrix((weights.ravel(), (np.repeat(np.arange(n), k), indices.ravel())),
+                          shape=(n, n))
+    w = ((w + w.T) / 2).tocsr()
+    w.setdiag(0)
+    w.eliminate_zeros()
+    return w
+
+
+def poisson_learning(w: sparse.csr_matrix, labeled: np.ndarray, one_hot: np.ndarray,
+                     num_iterations: int | None = None) -> tuple[np.ndarray, int]:
+    """(U [N, C], iterations run) of Poisson learning on the graph W [N, N] from the
+    one-hot labels [L, C] of the nodes `labeled` [L]: `num_iterations`, or as many as the
+    random walk from the labelled nodes needs to mix (module docstring), at most
+    MAX_ITERATIONS."""
+    n = w.shape[0]
+    degree = np.asarray(w.sum(axis=1)).ravel()
+    inverse = np.divide(1.0, degree, out=np.zeros(n), where=degree > 0)
+    source = np.zeros((n, one_hot.shape[1]))
+    source[labeled] = one_hot - one_hot.mean(axis=0)
+    walk_step = w @ sparse.diags(inverse)            # p <- W D^-1 p
+    smooth = sparse.diags(inverse) @ w               # U <- D^-1 B + D^-1 W U
+    scaled_source = source * inverse[:, None]
+    walk = np.zeros(n)
+    walk[labeled] = 1.0 / len(labeled)
+    stationary = degree / degree.sum()
+    u, t = np.zeros_like(source), 0
+    limit = MAX_ITERATIONS if num_iterations is None else num_iterations
+    while t < limit and (num_iterations is not None
+                         or np.max(np.abs(walk - stationary)) > 1.0 / n):
+        u = scaled_source + smooth @ u
+        walk = walk_step @ walk
+        t += 1
+    return u, t
+
+
+def laplace_learning(w: sparse.csr_matrix, labeled: np.ndarray, one_hot: np.ndarray
+                     ) -> np.ndarray:
+    """U [N, C] of Laplace learning on the graph W [N, N]: one_hot [L, C] on the nodes
+    `labeled` [L], harmonic elsewhere (conjugate gradients per class)."""
+    n = w.shape[0]
+    free = np.setdiff1d(np.arange(n), labeled)
+    degree = np.asarray(w.sum(axis=1)).ravel()
+    laplacian = (sparse.diags(degree) - w).tocsr()[free][:, free]
+    rhs = w.tocsr()[free][:, labeled] @ one_hot
+    d = degree[free]
+    preconditioner = sparse.diags(np.divide(1.0, d, out=np.ones_like(d), where=d > 0))
+    u = np.zeros((n, one_hot.shape[1]))
+    u[labeled] = one_hot
+    for c in range(one_hot.shape[1]):
+        solution, _ = linalg.cg(laplacian, rhs[:, c], rtol=CG_TOLERANCE,
+                                M=preconditioner, maxiter=10 * len(free))
+        u[free, c] = solution
+    return u
+
+
+# ----------------------------------------------------------------------------- internals
+
+def _grid_points(kind: str) -> list[dict[str, Any]]:
+    ((name, values),) = GRIDS[kind].items()
+    return [{name: v} for v in values]
+
+
+def _fit_point(kind: str, hparams: dict[str, Any], features: np.ndarray, neighbors,
+               labeled: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """(classes int [N], poisson's iterations or None) of one grid point."""
+    num_classes = int(labels.max()) + 1
+    if kind == "spreading":
+        from sklearn.semi_supervised import LabelSpreading
+
+        targets = np.full(len(features), -1)
+        targets[labeled] = labels
+        model = LabelSpreading(kernel="knn", n_neighbors=NUM_NEIGHBORS,
+                               alpha=hparams["alpha"], max_iter=1000)
+        with warnings.catch_warnings():  # its convergence warning: the iterations cap
+            warnings.simplefilter("ignore")
+            model.fit(features, targets)
+        return np.asarray(model.transduction_), None
+    k = min(hparams["num_neighbors"], neighbors[0].shape[1])
+    w = knn_graph(*neighbors, k)
+    one_hot = np.eye(num_classes)[labels]
+    if kind == "poisson":
+        u, iterations = poisson_learning(w, labeled, one_hot)
+    else:
+        u, iterations = laplace_learning(w, labeled, one_hot), None
+    return np.argmax(u, axis=1), iterations

@@ -1,0 +1,98 @@
+"""The graph classifiers (aevb/evaluation/graph_classifiers.py) against dense computations
+written out here: the graph's weights, Laplace learning's harmonic solution, Poisson
+learning's limit and its stopping time."""
+
+import numpy as np
+import pytest
+
+from aevb.evaluation import graph_classifiers as gc
+
+
+def _points(n=40, f=3, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, f))
+
+
+def _dense_graph(x, k):
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    w = np.zeros_like(d)
+    for i in range(len(x)):
+        order = [j for j in np.argsort(d[i], kind="stable") if j != i][:k]
+        w[i, order] = np.exp(-4 * d[i, order] ** 2 / d[i, order[-1]] ** 2)
+    return (w + w.T) / 2
+
+
+def test_knn_graph_is_the_dense_formula():
+    x = _points()
+    w = gc.knn_graph(*gc.nearest_neighbors(x, 7), 5).toarray()
+    np.testing.assert_allclose(w, _dense_graph(x, 5), rtol=1e-12, atol=1e-15)
+    assert np.all(np.diag(w) == 0)
+
+
+def test_laplace_learning_is_the_harmonic_extension():
+    x = _points()
+    w = _dense_graph(x, 6)
+    labeled, one_hot = np.array([0, 5, 9]), np.eye(3)
+    u = gc.laplace_learning(gc.sparse.csr_matrix(w), labeled, one_hot)
+    free = np.setdiff1d(np.arange(len(x)), labeled)
+    laplacian = np.diag(w.sum(1)) - w
+    expected = np.linalg.solve(laplacian[np.ix_(free, free)], w[np.ix_(free, labeled)] @ one_hot)
+    np.testing.assert_allclose(u[free], expected, atol=1e-5)
+    np.testing.assert_array_equal(u[labeled], one_hot)
+
+
+def test_poisson_learning_converges_to_the_poisson_equation():
+    """Run long, U solves L U = B with d^T U = 0 (the iteration keeps d^T U = 0)."""
+    x = _points()
+    w = _dense_graph(x, 6)
+    labeled, one_hot = np.array([1, 2, 30, 31]), np.eye(2)[[0, 0, 1, 1]]
+    u, t = gc.poisson_learning(gc.sparse.csr_matrix(w), labeled, one_hot, num_iterations=5000)
+    assert t == 5000
+    degree = w.sum(1)
+    b = np.zeros((len(x), 2))
+    b[labeled] = one_hot - 0.5
+    system = np.vstack([np.diag(degree) - w, degree[None]])
+    expected = np.linalg.lstsq(system, np.vstack([b, np.zeros((1, 2))]), rcond=None)[0]
+    np.testing.assert_allclose(u, expected, atol=1e-8)
+
+
+def test_poisson_learning_stops_when_the_walk_from_the_labels_has_mixed():
+    x = _points(n=60)
+    w = _dense_graph(x, 5)
+    labeled = np.array([3, 40])
+    _, t = gc.poisson_learning(gc.sparse.csr_matrix(w), labeled, np.eye(2))
+    degree = w.sum(1)
+    walk, expected = np.zeros(len(x)), 0
+    walk[labeled] = 0.5
+    while np.max(np.abs(walk - degree / degree.sum())) > 1 / len(x):
+        walk, expected = w @ (walk / degree), expected + 1
+    assert t == expected > 0
+
+
+def _blobs(seed=0, per_class=60, classes=3):
+    rng = np.random.default_rng(seed)
+    centres = 6.0 * np.eye(classes, 4)
+    y = np.repeat(np.arange(classes), per_class)
+    return centres[y] + rng.normal(size=(len(y), 4)), y
+
+
+@pytest.mark.parametrize("kind", gc.KINDS)
+def test_one_label_per_class_labels_separated_blobs(kind):
+    x, y = _blobs()
+    labeled = np.array([0, 60, 120])
+    validation = np.array([1, 61, 121, 2, 62, 122])
+    selection = gc.fit_and_select(kind, x, labeled, y[labeled], validation, y[validation])
+    assert np.mean(selection.predictions == y) > 0.97
+    assert selection.validation_accuracy == 1.0
+    # every grid point is perfect on validation: the first (smoothest) one is kept
+    assert selection.hparams == dict(zip(gc.GRIDS[kind], [next(iter(gc.GRIDS[kind].values()))[0]]))
+    assert len(selection.candidates) == len(next(iter(gc.GRIDS[kind].values())))
+
+
+def test_without_validation_the_defaults_and_a_labelled_validation_node_is_refused():
+    x, y = _blobs(per_class=20)
+    labeled = np.array([0, 20, 40])
+    selection = gc.fit_and_select("poisson", x, labeled, y[labeled], labeled[:0], y[:0])
+    assert selection.hparams == gc.DEFAULTS["poisson"] and selection.validation_accuracy is None
+    assert selection.iterations > 0 and np.mean(selection.predictions == y) > 0.95
+    with pytest.raises(ValueError, match="validation node is also labelled"):
+        gc.fit_and_select("laplace", x, labeled, y[labeled], labeled[:1], y[:1])
