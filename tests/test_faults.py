@@ -224,6 +224,13 @@ BAD = [
     ("a semi-supervised classifier", lambda d, t: [
         f"--config={REPO}/experiments/semisupervised.py",
         "--config.semisupervised.classifier=tsvm"], "semisupervised.classifier", "absent"),
+    ("a probe without held-out labels", lambda d, t: [
+        f"--config={REPO}/experiments/semisupervised.py", "--config.labels.hold_out=False",
+        "--config.train.select_on=validation_probe_accuracy", "--config.train.select_mode=max"],
+     "labels.hold_out=True", "absent"),
+    ("hold-out beside a validation split", lambda d, t: [
+        f"--config={REPO}/experiments/semisupervised.py", "--config.data.num_validation=100"],
+     "labels.hold_out", "absent"),
 ]
 
 

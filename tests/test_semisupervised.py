@@ -123,3 +123,42 @@ def test_graph_classifiers_predict_the_test_images_as_unlabeled_nodes(tiny_idx_d
     assert summary["graph_nodes"] == len(splits.train.labels) + len(splits.test.labels)
     assert summary["transductive"] and summary["labels_num_validation"] == 100
     assert 0.55 < summary["test_accuracy"] < 1 and 0.55 < summary["validation_accuracy"] <= 1
+
+
+def test_m1_is_the_epoch_its_probe_chooses(tiny_idx_dir, tmp_path):
+    """train.select_on='validation_probe_accuracy': each epoch of M1 a logistic regression
+    (C = 1) on the labeled examples' posterior means is scored on the validation ones; the
+    features are those of the best epoch. Recomputed here with scikit-learn directly."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from aevb import families
+    from aevb.regimes import pretrain
+
+    config = small_semisupervised_config(tiny_idx_dir, "m1")
+    config.semisupervised.classifier = "logistic"
+    config.train.num_epochs, config.eval.every_epochs = 4, 1
+    config.train.learning_rate = 3e-3
+    config.train.select_on, config.train.select_mode = "validation_probe_accuracy", "max"
+    summary = regimes.run(config, str(tmp_path / "run"))
+    lines = [json.loads(line) for line in
+             (tmp_path / "run" / "m1" / "metrics.jsonl").read_text().splitlines()]
+    probes = [r["validation_probe_accuracy"] for r in lines if "validation_probe_accuracy" in r]
+    assert len(probes) == 4 and summary["m1_selected_epoch"] == 1 + int(np.argmax(probes))
+
+    splits = data_lib.load(config.data)
+    labeled, held_out = labels_lib.labeled_and_validation(config, splits.train.labels)
+    _, params = pretrain.pretrain_autoencoder(config, str(tmp_path / "run" / "m1"),
+                                              splits.image_shape, None)  # finished: loaded
+    family = families.get("vae")
+    model = family.make_model(config.model, splits.image_shape)
+    grey = splits.train.images.reshape(len(splits.train.labels), -1) / 255.0
+    means = [np.asarray(family.posterior(config, model, params, jnp.asarray(grey[i]))["mean"])
+             for i in (labeled, held_out)]
+    active = np.var(np.concatenate(means), axis=0) > 0.01
+    scaler = StandardScaler().fit(means[0][:, active])
+    fitted = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(means[0][:, active]),
+                                                          splits.train.labels[labeled])
+    accuracy = np.mean(fitted.predict(scaler.transform(means[1][:, active]))
+                       == splits.train.labels[held_out])
+    assert accuracy == pytest.approx(max(probes), abs=1e-9)

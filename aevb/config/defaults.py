@@ -133,7 +133,9 @@ def _regime_sections(c: ml_collections.ConfigDict) -> None:
     # joint: report the parameters of the evaluation (every eval.every_epochs) with the best
     # validation metric, and stop after train.patience evaluations without a better one
     c.train.select_on = ""              # '' (the last epoch's) | validation_<term>, e.g.
-    #                                     validation_neg_elbo (needs data.num_validation)
+    #                                     validation_neg_elbo (needs data.num_validation) |
+    #                                     validation_probe_accuracy (a VAE: a logistic probe
+    #                                     on the labeled means, labels.hold_out; max)
     c.train.select_mode = "min"         # min | max: which way is better
     c.train.patience = 0                # evaluations without improvement (0: never stop early)
 

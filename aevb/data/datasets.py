@@ -91,6 +91,8 @@ class Datasets:
       first_train_row, num_train_rows: `train` holds rows first_train_row.. of a training
         set of num_train_rows rows (0: `train` is the whole set). A process of a
         multi-process run keeps only its share (`share`).
+      labeled_rows: the rows of `train` a pretraining run may read the labels of, for its
+        probe (`aevb/regimes/labels.py`: `labels.hold_out`); None elsewhere.
     """
 
     name: str
@@ -100,6 +102,7 @@ class Datasets:
     fingerprint: str = ""
     first_train_row: int = 0
     num_train_rows: int = 0
+    labeled_rows: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for split_name in ("test", "validation"):

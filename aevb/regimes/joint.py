@@ -26,6 +26,8 @@ from aevb import data as data_lib
 from aevb import families
 from aevb.evaluation.measures import evaluate_splits
 from aevb.regimes.prepare import eval_data, load_and_check, train_rows
+from aevb.regimes.probe import METRIC as PROBE
+from aevb.regimes.probe import make_probe
 from aevb.run import files, parallel
 from aevb.run.workdir import claim
 from aevb.training import keys, loop, schedules
@@ -99,11 +101,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     run = loop.Run([workdir])
     data = eval_data(config, datasets, mesh)
     eval_terms = functools.partial(family.eval_terms, config, model)
+    probe = (make_probe(config, model, datasets) if config.train.select_on == PROBE
+             else lambda params: {})
     phase = loop.Phase(
         state=built.state, num_rounds=config.train.num_epochs,
         run=lambda s, _, key: built.train_epoch(s, images, key),
-        evaluate=lambda params, key: evaluate_splits(eval_terms, params, data.splits, key,
-                                                     mesh),
+        evaluate=lambda params, key: {**evaluate_splits(eval_terms, params, data.splits, key,
+                                                        mesh), **probe(params)},
         checkpoint_dir=files.checkpoint_dir(workdir), keys=(run_keys.train, run_keys.eval),
         cadence=loop.cadence(config), select=select(config),
         display=loop.Display(headline=family.headline,

@@ -9,11 +9,13 @@ has taken its share). Both subsets are class-balanced and drawn by `labels.seed`
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 import numpy as np
 
 from aevb import data as data_lib
-from aevb.config.checks import ConfigError, fail
+from aevb.config.checks import ConfigError
 from aevb.regimes.validation import validation_size
 
 
@@ -76,12 +78,12 @@ def hold_out(config: ml_collections.ConfigDict, datasets: data_lib.Datasets
     """Under `labels.hold_out`, the datasets with the labeled validation examples moved from
     the training split to the validation split: a run on them (the pretraining run of
     pretrain, M1 of semisupervised) never trains on those images, and evaluates its
-    validation measures on them. Otherwise (or with no validation examples) unchanged."""
+    validation measures on them; `labeled_rows` are the labeled examples' rows in the
+    training split left (for the probe, `aevb/regimes/probe.py`). Otherwise (or with no
+    validation examples) unchanged."""
     if not config.labels.hold_out or validation_size(config.labels) == 0:
         return datasets
-    if datasets.validation is not None:
-        fail("labels.hold_out", True, "the labeled validation examples would replace the "
-             "validation split of data.num_validation: set data.num_validation=0, or "
-             "labels.hold_out=False")
-    _, held_out = labeled_and_validation(config, datasets.train.labels)
-    return datasets.move_to_validation(held_out)
+    labeled, held_out = labeled_and_validation(config, datasets.train.labels)
+    # the labeled rows, renumbered in the training split without the validation rows
+    labeled_rows = labeled - np.searchsorted(held_out, labeled)
+    return dataclasses.replace(datasets.move_to_validation(held_out), labeled_rows=labeled_rows)

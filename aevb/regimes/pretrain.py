@@ -48,6 +48,7 @@ from aevb.regimes.prepare import flat_images, load_and_check
 from aevb.run import checkpoints, files, parallel
 from aevb.run.workdir import claim, finished
 from aevb.training import keys, loop
+from aevb.training.selection import Selection, restorable, unpack
 from aevb.training.train_state import TrainState, apply_gradients, make_optimizer
 
 Params = dict[str, Any]
@@ -155,7 +156,9 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
                          ) -> tuple[dict[str, Any], Params]:
     """Phase 1: the configured autoencoder (or VAE) trained on the images in `workdir`
     (resuming there) by `train_autoencoder(config, workdir)`, with `task` = reconstruct;
-    returns its summary and its trained parameters. It reads images only, never a label.
+    returns its summary and its trained parameters (the selected ones under
+    `train.select_on`). It reads images only, and labels only for the probe's selection
+    (`aevb/regimes/probe.py`).
     A finished run (`workdir.finished`, with this config) is not run again."""
     ae_config = config.copy_and_resolve_references()
     ae_config.task = "reconstruct"
@@ -164,15 +167,21 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
     template = TrainState.create(family.init_params(model, jax.random.key(0), image_shape),
                                  make_optimizer(config.train))
     ckpt_dir = files.checkpoint_dir(workdir)
+    selects = Selection(template.params) if config.train.select_on else None
+
+    def trained_params() -> Params:  # the selected ones, with train.select_on
+        state, selection = unpack(
+            checkpoints.latest_state(ckpt_dir, restorable(template, selects)), selects)
+        return state.params if selection is None else selection.params
+
     summary = finished(ae_config, workdir)
     if summary is not None:
         try:
-            return summary, checkpoints.latest_state(ckpt_dir, template).params
+            return summary, trained_params()
         except CheckpointError as e:  # the run resumes from the newest good one
             loop.Run.log(f"{e}; running the autoencoder again")
     summary = train_autoencoder(ae_config, workdir)
-    state = checkpoints.latest_state(ckpt_dir, template)
-    return summary, state.params
+    return summary, trained_params()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,

@@ -2,9 +2,11 @@
 (2014), "Semi-supervised learning with deep generative models" (`task=semisupervised`).
 
 The features a classifier sees (`semisupervised.features`):
-  m1      the posterior means of a VAE of `model.*` (the paper's M1: 2 x 600 softplus, 50
-          latents), trained first on every training image without a label, in
-          `<workdir>/m1` (an ordinary run, resumed like one). Only its active units are
+  m1      the posterior means of a VAE of `model.*` (the authors' M1: 2 x 500 softplus, 50
+          latents), trained first on the training images (without the validation ones
+          under `labels.hold_out`), in `<workdir>/m1` (an ordinary run, resumed like one;
+          its epoch chosen by `train.select_on`, e.g. the probe of
+          `aevb/regimes/probe.py`). Only its active units are
           kept (Cov_x E[z_u|x] > 0.01, as the paper's code does): an inactive unit is noise
           around the prior that a standardised classifier would amplify.
   pixels  the images themselves (grey levels), e.g. the paper's "NN on the labels alone".
@@ -12,6 +14,9 @@ The classifier (`semisupervised.classifier`):
   logistic | mlp | knn | svm   fitted on the host to the labeled examples' features, its
           hyperparameters selected on the labeled validation split
           (`aevb/evaluation/host_classifiers.py`);
+  poisson | laplace | spreading   on the host, transductive: labels spread over a kNN
+          graph of every training and test example's features, selected on the
+          validation nodes (`aevb/evaluation/graph_classifiers.py`);
   m2      the semi-supervised VAE (`aevb/models/m2.py`, on the trunks of `m2.architecture`:
           mlp, or conv on pixels only) trained on every training example, labeled or not,
           through the one loop (`aevb/training/loop.py`): each step one batch of

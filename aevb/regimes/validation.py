@@ -96,7 +96,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not family.variational:
         _refuse_variational_fields(config)
     _check_vae_layers(config, family.variational)
-    _check_selection(config, family.selectable_terms)
+    _check_selection(config, family.selectable_terms, family.variational)
     family.validate(config)
     depth = family.encoder_depth(config.model)
     if config.classifier.encoder_layers > depth:
@@ -142,9 +142,14 @@ def _check_vae_layers(config: ml_collections.ConfigDict, variational: bool) -> N
              "low < high, e.g. --config.model.encoder_log_var_clip='(-6.0, 2.0)'")
 
 
-def _check_selection(config: ml_collections.ConfigDict, terms: tuple[str, ...]) -> None:
+PROBE = "validation_probe_accuracy"  # aevb/regimes/probe.py
+
+
+def _check_selection(config: ml_collections.ConfigDict, terms: tuple[str, ...],
+                     variational: bool) -> None:
     """`train.select_on`, `train.select_mode`, `train.patience`: a validation metric the
-    family's evaluation gives, on a validation split, in the joint schedule."""
+    family's evaluation gives (or a VAE's probe), on a validation split, in the joint
+    schedule."""
     check_choice(config, "train.select_mode", ("min", "max"))
     check_int(config, "train.patience", 0)
     on = config.train.select_on
@@ -153,13 +158,20 @@ def _check_selection(config: ml_collections.ConfigDict, terms: tuple[str, ...]) 
             fail("train.patience", config.train.patience, "must be 0 unless train.select_on "
                  "names the validation metric it waits on")
         return
-    allowed = [f"validation_{term}" for term in terms]
+    allowed = [f"validation_{term}" for term in terms] + ([PROBE] if variational else [])
     if on not in allowed:
         fail("train.select_on", on, f"must be '' (the last epoch's parameters) or one of "
              f"{allowed} with model.kind={config.model.kind!r}")
-    if config.data.num_validation <= 0:
+    held_out = config.labels.hold_out and validation_size(config.labels) > 0
+    if on == PROBE and not held_out:
+        fail("train.select_on", on, "the probe reads the labeled examples and the labeled "
+             "validation ones: set labels.hold_out=True and labels.num_validation != 0")
+    if on == PROBE and config.train.select_mode != "max":
+        fail("train.select_mode", config.train.select_mode, f"must be 'max' with "
+             f"train.select_on={PROBE!r}, an accuracy")
+    if config.data.num_validation <= 0 and not held_out:
         fail("train.select_on", on, "selects on a validation split: set "
-             "data.num_validation (e.g. 10000)")
+             "data.num_validation (e.g. 10000), or labels.hold_out=True")
     if config.train.schedule != "joint":
         fail("train.select_on", on, "selects in the joint schedule only: use '' with "
              "train.schedule='layerwise'")
@@ -192,6 +204,11 @@ def _validate_regimes(config: ml_collections.ConfigDict) -> None:
     check_int(config, "classifier.patience", 0)
     check_int(config, "labels.num_validation", -1)
     check_choice(config, "labels.hold_out", (False, True))
+    if (config.labels.hold_out and validation_size(config.labels) > 0
+            and config.data.num_validation > 0):
+        fail("labels.hold_out", True, "the labeled validation examples would replace the "
+             "validation split of data.num_validation: set data.num_validation=0, or "
+             "labels.hold_out=False")
     _validate_semisupervised(config)
 
 
