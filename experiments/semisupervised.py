@@ -117,9 +117,38 @@ def _labels() -> list[dict]:
             for features, classifier in methods + ([("pixels", "m2")] if seed == 0 else [])]
 
 
+PROTOCOL_METHODS = (("pixels", "mlp"), ("m1", "logistic"), ("m1", "svm"), ("m1", "mlp"),
+                    ("m1", "knn"), ("m1", "poisson"), ("m1", "laplace"), ("m1", "spreading"),
+                    ("pixels", "m2"), ("m1", "m2"))
+
+
+def _protocol() -> list[dict]:
+    """Issue 21's table: label draws 0-4 (train.seed = labels.seed) x 100 and 1,000 labels x
+    every method of PROTOCOL_METHODS; beside them the control (M1 chosen by the validation
+    bound, Poisson learning on it) and, at 100 labels, Poisson learning in the anchor's own
+    protocol (Calder et al. 2020: no validation labels, M1 after all its epochs, accuracy
+    over every unlabeled node: `unlabeled_accuracy`). The trials of one draw and count
+    share one M1 (`semisupervised.m1_workdir`), trained by the first that needs it."""
+    out = []
+    for seed in range(5):
+        for num in (100, 1000):
+            draw = {"train.seed": seed, "labels.seed": seed, "labels.num": num}
+            probe = {"semisupervised.m1_workdir": f"probe-seed{seed}-labels{num}"}
+            out += [{**draw, **probe, "semisupervised.features": f,
+                     "semisupervised.classifier": c} for f, c in PROTOCOL_METHODS]
+            out.append({**draw, "semisupervised.classifier": "poisson",
+                        "train.select_on": "validation_neg_elbo", "train.select_mode": "min",
+                        "semisupervised.m1_workdir": f"bound-seed{seed}-labels{num}"})
+        out.append({"train.seed": seed, "labels.seed": seed, "labels.num": 100,
+                    "labels.num_validation": 0, "train.select_on": "", "train.patience": 0,
+                    "semisupervised.classifier": "poisson",
+                    "semisupervised.m1_workdir": f"last-seed{seed}"})
+    return out
+
+
 def get_sweep(name: str = "") -> list[dict]:
-    """`--sweep=labels` (`_labels`), and its table of test error (%), mean ± sample std
-    over the seeds:
+    """`--sweep=labels` (`_labels`) or `--sweep=protocol` (`_protocol`), and its table of
+    test error (%), mean ± sample std over the seeds:
 
         python launch.py --config=experiments/semisupervised.py --sweep=labels \\
             --workdir=runs/semisupervised-labels
@@ -127,4 +156,5 @@ def get_sweep(name: str = "") -> list[dict]:
             --group_by=semisupervised.features,semisupervised.classifier,labels.num \\
             --scale=100 --format=.2f
     """
-    return sweeps.named(name, {"labels": _labels}, "experiments/semisupervised.py")
+    return sweeps.named(name, {"labels": _labels, "protocol": _protocol},
+                        "experiments/semisupervised.py")

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -362,6 +363,20 @@ def test_lock_is_reentrant_in_one_process_and_released_by_scope(tmp_path):
     assert not lock._held
     holder = _hold_lock(tmp_path / "a")  # another process can take it now
     holder.kill()
+    holder.wait()
+
+
+def test_a_waiting_acquire_takes_the_lock_once_its_holder_lets_go(tmp_path, capsys):
+    """lock.acquire(wait=True), as runs sharing a phase-1 model use it: it waits while
+    another process holds the workdir, and takes it when that process ends."""
+    holder = _hold_lock(tmp_path / "a")
+    threading.Timer(1.0, holder.kill).start()
+    with lock.scope():
+        lock.acquire(str(tmp_path / "a"), wait=True)  # returns once the holder is killed
+        assert f"waiting for pid {holder.pid}" in capsys.readouterr().err
+        assert str(tmp_path / "a" / lock.LOCK_FILE) in lock._held
+        lock.release(str(tmp_path / "a"))
+        assert not lock._held
     holder.wait()
 
 

@@ -123,6 +123,9 @@ def test_graph_classifiers_predict_the_test_images_as_unlabeled_nodes(tiny_idx_d
     assert summary["graph_nodes"] == len(splits.train.labels) + len(splits.test.labels)
     assert summary["transductive"] and summary["labels_num_validation"] == 100
     assert 0.55 < summary["test_accuracy"] < 1 and 0.55 < summary["validation_accuracy"] <= 1
+    # over the 1,100 unlabeled nodes: the 900 training ones' and the 200 test ones' accuracy
+    train_part = (summary["unlabeled_accuracy"] * 1100 - summary["test_accuracy"] * 200) / 900
+    assert 0.55 < train_part < 1
 
 
 def test_m1_is_the_epoch_its_probe_chooses(tiny_idx_dir, tmp_path):
@@ -162,3 +165,41 @@ def test_m1_is_the_epoch_its_probe_chooses(tiny_idx_dir, tmp_path):
     accuracy = np.mean(fitted.predict(scaler.transform(means[1][:, active]))
                        == splits.train.labels[held_out])
     assert accuracy == pytest.approx(max(probes), abs=1e-9)
+
+
+def test_runs_that_need_the_same_m1_share_it(tiny_idx_dir, tmp_path):
+    """semisupervised.m1_workdir: the second run (another classifier) loads the M1 the
+    first trained, without training it again."""
+    config = small_semisupervised_config(tiny_idx_dir, "m1")
+    config.semisupervised.m1_workdir = "shared"
+    config.semisupervised.classifier = "logistic"
+    first = regimes.run(config.copy_and_resolve_references(), str(tmp_path / "a"))
+    metrics = (tmp_path / "m1" / "shared" / "metrics.jsonl").read_text()
+    config.semisupervised.classifier = "poisson"
+    second = regimes.run(config, str(tmp_path / "b"))
+    assert (tmp_path / "m1" / "shared" / "metrics.jsonl").read_text() == metrics
+    m1 = {k: v for k, v in first.items() if k.startswith("m1_")}
+    assert m1 == {k: v for k, v in second.items() if k.startswith("m1_")}
+    assert not (tmp_path / "a" / "m1").exists() and second["classifier"] == "poisson"
+
+
+def test_the_protocol_sweep_shares_an_m1_exactly_among_trials_that_need_the_same():
+    """--sweep=protocol: valid trials with flat, distinct names; trials naming the same
+    shared M1 have the same phase-1 config, and different names differ."""
+    from experiments import semisupervised as experiment
+
+    from aevb import sweeps
+    from aevb.regimes import pretrain
+
+    trials = experiment.get_sweep("protocol")
+    names = [sweeps.trial_name(t) for t in trials]
+    assert len(set(names)) == len(trials) == 115 and not any("/" in n for n in names)
+    by_name = {}
+    for overrides in trials:
+        config = sweeps.apply_overrides(experiment.get_config(), overrides)
+        validation.validate(config)
+        if config.semisupervised.features == "m1":
+            phase1 = pretrain.phase1_config(config).to_json()
+            by_name.setdefault(config.semisupervised.m1_workdir, set()).add(phase1)
+    assert len(by_name) == 25 and all(len(c) == 1 for c in by_name.values())
+    assert len({c for configs in by_name.values() for c in configs}) == 25

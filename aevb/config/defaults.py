@@ -177,6 +177,9 @@ def _semisupervised_sections(c: ml_collections.ConfigDict) -> None:
     #                                     labeled features) | poisson | laplace | spreading
     #                                     (on the host, on a kNN graph of every example's
     #                                     features, test ones too) | m2 (the semi-supervised VAE)
+    c.semisupervised.m1_workdir = ""    # where M1 trains: '' = <workdir>/m1; a name:
+    #                                     <workdir>/../m1/<name>, shared by the runs (a
+    #                                     sweep's trials) that need the same M1
 
     c.m2 = ml_collections.ConfigDict()  # the paper's M2 (Section 4: 1 x 500 softplus, 50 z)
     c.m2.architecture = "mlp"           # mlp | conv (on pixels only: the conv layers of

@@ -41,12 +41,13 @@ import optax
 from jax.sharding import Mesh
 
 from aevb import families
+from aevb.config import defaults
 from aevb.config.checks import CheckpointError
 from aevb.regimes import classifier
 from aevb.regimes.labels import labeled_and_validation
 from aevb.regimes.prepare import flat_images, load_and_check
-from aevb.run import checkpoints, files, parallel
-from aevb.run.workdir import claim, finished
+from aevb.run import checkpoints, files, lock, parallel
+from aevb.run.workdir import claim, finished, lock_workdir
 from aevb.training import keys, loop
 from aevb.training.selection import Selection, restorable, unpack
 from aevb.training.train_state import TrainState, apply_gradients, make_optimizer
@@ -159,9 +160,10 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
     returns its summary and its trained parameters (the selected ones under
     `train.select_on`). It reads images only, and labels only for the probe's selection
     (`aevb/regimes/probe.py`).
-    A finished run (`workdir.finished`, with this config) is not run again."""
-    ae_config = config.copy_and_resolve_references()
-    ae_config.task = "reconstruct"
+    A finished run (`workdir.finished`, with this config) is not run again; `workdir` may
+    be shared by runs that need the same phase 1 (`semisupervised.m1_workdir`): the first
+    trains it, holding its lock, and the others wait for it, then load it."""
+    ae_config = phase1_config(config)
     family = families.get(config.model.kind)
     model = family.make_model(config.model, image_shape)
     template = TrainState.create(family.init_params(model, jax.random.key(0), image_shape),
@@ -174,14 +176,33 @@ def pretrain_autoencoder(config: ml_collections.ConfigDict, workdir: str,
             checkpoints.latest_state(ckpt_dir, restorable(template, selects)), selects)
         return state.params if selection is None else selection.params
 
-    summary = finished(ae_config, workdir)
-    if summary is not None:
-        try:
-            return summary, trained_params()
-        except CheckpointError as e:  # the run resumes from the newest good one
-            loop.Run.log(f"{e}; running the autoencoder again")
-    summary = train_autoencoder(ae_config, workdir)
-    return summary, trained_params()
+    lock_workdir(workdir, wait=True)
+    try:
+        summary = finished(ae_config, workdir)
+        if summary is not None:
+            try:
+                return summary, trained_params()
+            except CheckpointError as e:  # the run resumes from the newest good one
+                loop.Run.log(f"{e}; running the autoencoder again")
+        summary = train_autoencoder(ae_config, workdir)
+        return summary, trained_params()
+    finally:
+        lock.release(workdir)
+
+
+PHASE2_SECTIONS = ("classifier", "semisupervised", "m2")  # what phase 1 never reads
+
+
+def phase1_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config of phase 1's run: `task` = reconstruct and the sections only phase 2
+    reads at their defaults, so that runs that differ only in phase 2 (another classifier)
+    have the same phase 1, which they can share."""
+    ae_config = config.copy_and_resolve_references()
+    ae_config.task = "reconstruct"
+    base = defaults.base_config()
+    for section in PHASE2_SECTIONS:
+        ae_config[section] = base[section]
+    return ae_config
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,

@@ -97,7 +97,7 @@ def m1_features(config: ml_collections.ConfigDict, workdir: str, datasets,
     """M1: the VAE of `model.*` trained (or resumed) in `<workdir>/m1` on the training
     images only; its posterior's active units as features."""
     summary, params = pretrain.pretrain_autoencoder(
-        config, os.path.join(workdir, "m1"), datasets.image_shape, train_autoencoder)
+        config, m1_workdir(config, workdir), datasets.image_shape, train_autoencoder)
     family = families.get(config.model.kind)
     model = family.make_model(config.model, datasets.image_shape)
 
@@ -126,6 +126,16 @@ def m1_features(config: ml_collections.ConfigDict, workdir: str, datasets,
         likelihood="gaussian", to_pixels=to_pixels,
         summary={**{f"m1_{k}": v for k, v in summary.items()},
                  "m1_active_units": int(active.sum())}, shape=(1, 1, int(active.sum())))
+
+
+def m1_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Where M1 trains: `<workdir>/m1`, or `<workdir>/../m1/<semisupervised.m1_workdir>`,
+    which the runs that need the same M1 share (a sweep's trials of one draw, e.g.
+    `probe-seed0-labels100`; the sweep's report skips `m1/`, no trial): the first trains
+    it, the others wait for it and load it."""
+    shared = config.semisupervised.m1_workdir
+    parent = os.path.dirname(os.path.abspath(workdir))
+    return os.path.join(workdir, "m1") if not shared else os.path.join(parent, "m1", shared)
 
 
 def pixel_features(config: ml_collections.ConfigDict, datasets) -> Features:
@@ -178,7 +188,12 @@ def graph_classifier(config: ml_collections.ConfigDict, features: Features,
         config.semisupervised.classifier, x, labeled, labels[labeled], held_out,
         labels[held_out])
     test_predictions = selection.predictions[len(features.train_eval):]
+    every_label = np.concatenate([labels, test_labels])
+    unlabeled = np.setdiff1d(np.arange(len(x)), labeled)
     out = {"test_accuracy": float(np.mean(test_predictions == test_labels)),
+           # Calder et al.'s measure: every node without a label, validation and test too
+           "unlabeled_accuracy": float(np.mean(selection.predictions[unlabeled]
+                                               == every_label[unlabeled])),
            "graph_nodes": len(x), "transductive": True,
            **{f"selected_{k}": v for k, v in selection.hparams.items()},
            "classifier_seconds": time.perf_counter() - t0}

@@ -45,9 +45,11 @@ def _holder() -> str:
     return f"pid {os.getpid()} on host {socket.gethostname()}"
 
 
-def acquire(workdir: str) -> None:
+def acquire(workdir: str, wait: bool = False) -> None:
     """Takes this process's lock on `workdir` (created if absent), or raises WorkdirError
-    naming the process that holds it. A workdir this process holds already is kept."""
+    naming the process that holds it; with `wait`, waits for that process to let it go
+    instead (a model that trials share, trained by whichever trial comes first). A workdir
+    this process holds already is kept."""
     path = _path(workdir)
     if path in _held:
         return
@@ -61,6 +63,14 @@ def acquire(workdir: str) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        if wait:
+            print(f"waiting for {holder} to finish with {workdir}", file=sys.stderr,
+                  flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0)
+            os.write(fd, (_holder() + "\n").encode())
+            _held[path] = fd
+            return
         os.close(fd)
         raise WorkdirError(
             f"workdir {workdir} is in use by {holder}: wait for that run to end (or stop "
@@ -111,6 +121,11 @@ def _remove_directories(made: list[str]) -> None:
 def _release(paths) -> None:
     for path in list(paths):
         os.close(_held.pop(path))  # closing the descriptor releases the flock
+
+
+def release(workdir: str) -> None:
+    """Releases this process's lock on `workdir`, if it holds one."""
+    _release({_path(workdir)} & set(_held))
 
 
 def release_all() -> None:

@@ -81,16 +81,17 @@ def check_same_data(workdir: str, data: dict) -> None:
             f"{data['fingerprint'][:12]}): resume on the same data, or pass a new --workdir")
 
 
-def lock_workdir(workdir: str) -> None:
+def lock_workdir(workdir: str, wait: bool = False) -> None:
     """Refuses a `workdir` that is not a directory, then takes its lock (process 0 only: the
-    processes of one run share the workdir; every process learns process 0's answer)."""
+    processes of one run share the workdir; every process learns process 0's answer);
+    with `wait`, waits for another holder to let it go (`lock.acquire`)."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise WorkdirError(f"--workdir {workdir} is a file, not a directory: pass a new "
                            "directory, or the workdir of the run to resume")
     error = ""
     if jax.process_index() == 0:
         try:
-            lock.acquire(workdir)
+            lock.acquire(workdir, wait)
         except WorkdirError as e:
             error = str(e)
     if not parallel.process_0_says(not error):
