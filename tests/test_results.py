@@ -24,15 +24,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_the_page_and_the_readme_are_what_the_records_write():
     """docs/results.md and the README's headline block, from docs/results/records/: an edit
     by hand to either (or a record without its page) fails here."""
-    records = runner.load_records(os.path.join(REPO, "docs", "results", "records"))
-    assert set(records) <= {row.key for row in results.ROWS}
+    directory = os.path.join(REPO, "docs", "results", "records")
+    records = runner.load_records(directory)
+    tables = {table.key for table in results.TABLES}
+    assert set(records) <= {row.key for row in results.ROWS} | tables
     with open(os.path.join(REPO, "docs", "results.md")) as f:
-        assert f.read() == results.render_page(results.ROWS, records, "results/figures")
+        assert f.read() == runner.page_from_records(directory)
     with open(os.path.join(REPO, "README.md")) as f:
         readme = f.read()
     assert results.current_block(readme) == results.render_readme_block(
         results.ROWS, records, "docs/results.md")
     for key, record in records.items():  # each record's figures are committed beside it
+        if key in tables:
+            continue
         row = next(r for r in results.ROWS if r.key == key)
         for name in [*row.figures, *(["curves.png"] if row.curves else [])]:
             assert os.path.exists(os.path.join(REPO, "docs", "results", "figures",
@@ -85,6 +89,37 @@ def test_quick_mode_runs_rows_records_them_and_writes_the_page(tiny_idx_dir, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "autoencoder" in err[0] and "exit status 2" in err[0]
     assert "latnt_dim" in (root / "autoencoder.log").read_text()
+
+
+def test_a_table_keeps_each_finished_trial_and_shows_each_groups_mean_and_std(tmp_path):
+    """`collect` keeps the finished trials of a sweep (the unfinished and M1's directory
+    left out), once each; the table's cells are their mean ± sample std, in percent."""
+    table = next(t for t in results.TABLES if t.key == "semisupervised-protocol")
+    sweep = tmp_path / "sweep"
+    trials = {"a": (100, "poisson", 0.75), "b": (100, "poisson", 0.65),
+              "c": (1000, "poisson", 0.85), "d": (100, "svm", None)}
+    for name, (num, classifier, accuracy) in trials.items():
+        (sweep / name).mkdir(parents=True)
+        config = {"labels": {"num": num, "num_validation": -1},
+                  "semisupervised": {"features": "m1", "classifier": classifier},
+                  "train": {"select_on": "validation_probe_accuracy"}}
+        (sweep / name / "config.json").write_text(json.dumps(config))
+        if accuracy is not None:  # d is unfinished
+            summary = {"task": "semisupervised", "test_accuracy": accuracy,
+                       "features_seconds": 10.0, "classifier_seconds": 2.0}
+            (sweep / name / "summary.json").write_text(json.dumps(summary))
+    (sweep / "m1" / "probe-seed0-labels100").mkdir(parents=True)
+    records = tmp_path / "records"
+    assert runner.collect(table, str(sweep), str(records)) == 3
+    assert runner.collect(table, str(sweep), str(records)) == 0  # kept already
+    kept, sittings = runner.load_table(str(records), table)
+    assert sorted(t["trial"] for t in kept) == ["a", "b", "c"] and sittings == {}
+    text = "\n".join(page_lib.render_table(table, kept, {"sittings": [
+        {"wall_seconds": 1800.0}, {"wall_seconds": 1800.0}]}))
+    assert ("| 100 | m1 | poisson | validation_probe_accuracy | -1 | 30.00 ± 7.07 | "
+            "12.00 ± 0.00 | 2 |") in text
+    assert "| 1000 | m1 | poisson | validation_probe_accuracy | -1 | 15.00 | 12.00 | 1 |" in text
+    assert "3 trials kept" in text and "summed over its sittings (2): 1.00 h" in text
 
 
 def test_results_are_written_in_the_papers_terms():

@@ -10,9 +10,23 @@ from aevb.results.page import (
     render_readme_block,
     replace_block,
 )
-from aevb.results.rows import ROWS, Row, derived
+from aevb.results.rows import ROWS, TABLES, Row, Table, derived
 from aevb.results.runner import RowError, load_records, run_row, run_rows
 
-__all__ = ["BEGIN", "END", "ROWS", "Row", "RowError", "current_block", "derived",
-           "load_records", "render_page", "render_readme_block", "replace_block", "run_row",
-           "run_rows"]
+__all__ = [
+    "BEGIN",
+    "END",
+    "ROWS",
+    "TABLES",
+    "Row",
+    "RowError",
+    "Table",
+    "current_block",
+    "derived",
+    "load_records",
+    "render_page",
+    "render_readme_block",
+    "replace_block",
+    "run_row",
+    "run_rows",
+]

@@ -14,6 +14,11 @@ is run again only when its command changes. A record is matched by its command a
 changing an experiment file's defaults, delete the records of its rows
 (docs/results/records/KEY.json) to measure them again. Rows run in `--root` (default
 runs/results); an interrupted row (Ctrl-C, SIGTERM: exit status 75) resumes there.
+
+A table (`TABLES` in aevb/results/rows.py, e.g. --rows=semisupervised-protocol) is a named
+sweep of hours: it runs only when --rows names it, never in quick mode, resumes like a row,
+and keeps each finished trial's summary in docs/results/records/<key>/, so that its table
+on the page grows across sittings.
 """
 
 from __future__ import annotations
@@ -25,20 +30,21 @@ import sys
 from collections.abc import Sequence
 
 from aevb.results import page, runner
-from aevb.results.rows import ROWS
+from aevb.results.rows import ROWS, TABLES
 
 
-def _select(names: str) -> list:
+def _select(names: str) -> tuple[list, list]:
+    """(the rows, the tables) that `--rows` names (without it: every row, no table)."""
     if not names:
-        return list(ROWS)
+        return list(ROWS), []
     wanted = [n.strip() for n in names.split(",") if n.strip()]
-    known = {r.key: r for r in ROWS}
+    known = [*(r.key for r in ROWS), *(t.key for t in TABLES)]
     picked = [r for r in ROWS if r.key in wanted or (not r.tag and r.name in wanted)]
     unknown = [n for n in wanted if n not in known and n not in {r.name for r in ROWS}]
     if unknown:
         raise ValueError(f"--rows: no row {', '.join(unknown)}; the rows: "
                          f"{', '.join(known)}")
-    return picked
+    return picked, [t for t in TABLES if t.key in wanted]
 
 
 def main(argv: Sequence[str]) -> int:
@@ -53,7 +59,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--page_only", action="store_true", help="run no row")
     args = parser.parse_args(list(argv))
     try:
-        rows = _select(args.rows)
+        rows, tables = _select(args.rows)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -65,6 +71,9 @@ def main(argv: Sequence[str]) -> int:
         try:
             runner.run_rows(rows, root, records_dir, figures_dir, args.quick,
                             shlex.split(args.flags))
+            for table in [] if args.quick else tables:  # sweeps of hours: never quick
+                print(f"{table.key}: {table.command()}", flush=True)
+                runner.run_table(table, root, records_dir)
         except runner.RowError as e:
             print(f"error: {e}", file=sys.stderr)
             return runner.PREEMPTED if e.status == runner.PREEMPTED else 1
@@ -75,10 +84,11 @@ def main(argv: Sequence[str]) -> int:
 def write(out: str, quick: bool) -> tuple[str, str]:
     """Writes `out`/results.md from the records under `out`/results/ and the README's
     block: README.md's (full mode) or `out`/README-block.md (quick). Returns both paths."""
-    records = runner.load_records(os.path.join(out, "results", "records"))
+    records_dir = os.path.join(out, "results", "records")
+    records = runner.load_records(records_dir)
     page_path = os.path.join(out, "results.md")
     with open(page_path, "w") as f:
-        f.write(page.render_page(ROWS, records, "results/figures", quick))
+        f.write(runner.page_from_records(records_dir, quick))
     block = page.render_readme_block(ROWS, records, "docs/results.md")
     readme = os.path.join(runner.REPO, "README.md") if not quick else os.path.join(
         out, "README-block.md")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aevb.results.rows import Row, derived
+from aevb.results.rows import Row, Table, derived
 
 BEGIN = "<!-- results:begin (written by python -m aevb.results; do not edit) -->"
 END = "<!-- results:end -->"
@@ -63,10 +63,34 @@ def _figures(rows: Sequence[Row], records: Records, link: str) -> list[str]:
     return lines
 
 
-def render_page(rows: Sequence[Row], records: Records, figures_link: str, quick: bool = False
-         ) -> str:
+def render_table(table: Table, trials: Sequence[dict[str, Any]], sittings: dict[str, Any]
+                 ) -> list[str]:
+    """A table's section: its command, anchor and sittings, then a line per group of its
+    kept trials (`aevb.sweeps.report.table`: mean ± sample std over the group's trials)."""
+    from aevb.sweeps.report import table as grouped
+
+    head = [f"## {table.title}", "",
+            (f"`{table.command()}`, resumable; each finished trial's summary is kept in "
+             f"`results/records/{table.key}/` (the table grows across sittings). "
+             f"Published: {table.anchor}."), ""]
+    if not trials:
+        return [*head, "Not run yet.", ""]
+    runs = [(t["trial"], t["config"], derived(t["summary"])) for t in trials]
+    fields = [f for f in table.fields if any(f in s for _, _, s in runs)]
+    spent = sum(s["wall_seconds"] for s in sittings.get("sittings", []))
+    where = sorted({f"{t['machine']}, {t['date']}" for t in trials})
+    return [*head, grouped(runs, (table.columns_by, *table.rows_by), fields,
+                           fmt=table.fmt).rstrip(), "",
+            (f"{len(trials)} trials kept; the sweep command's wall time, summed over its "
+             f"sittings ({len(sittings.get('sittings', []))}): {spent / 3600:.2f} h. "
+             f"Machines and dates: {'; '.join(where)}."), ""]
+
+
+def render_page(rows: Sequence[Row], records: Records, figures_link: str, quick: bool = False,
+                tables: Sequence[str] = ()) -> str:
     """docs/results.md: every row with its command, result, anchor, wall time, machine and
-    date; then the pictures and learning curves of the rows that have them."""
+    date; the `tables` (lines of `render_table`); then the pictures and learning curves of
+    the rows that have them."""
     mode = " in quick mode (each experiment's `runlocal` variant)" if quick else ""
     return "\n".join([
         "# Results", "",
@@ -79,6 +103,7 @@ def render_page(rows: Sequence[Row], records: Records, figures_link: str, quick:
          "written there by the same command. Semi-supervised figures: "
          "[semi-supervised](semisupervised.md)."), "",
         *_table(rows, records, quick), "",
+        *tables,
         "## Figures", "",
         ("Pictures from the rows' workdirs; learning curves: the training −ELBO each epoch "
          "(during a KL warm-up, at weight 1) and the validation (or test) −ELBO at each "

@@ -63,6 +63,29 @@ class Row:
                            *flags])
 
 
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A named sweep of an experiment file, shown grouped: its finished trials' summaries
+    are kept one file each (`records/<key>/<trial>.json`, so that the table grows across
+    sittings and machines); a line per value of the `rows_by` fields, and per value of
+    `columns_by` each of `fields` (of `derived`) as mean ± sample std over the trials."""
+
+    key: str
+    file: str
+    sweep: str
+    title: str
+    rows_by: tuple[str, ...]
+    columns_by: str
+    fields: tuple[str, ...]
+    anchor: str = ""
+    fmt: str = ".2f"
+
+    def command(self) -> str:
+        """The sweep's command line (without its --workdir)."""
+        return shlex.join(["python", "launch.py", f"--config=experiments/{self.file}.py",
+                           f"--sweep={self.sweep}"])
+
+
 def derived(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary with the fields results are written in: `neg_log_likelihood` (-L_k, as
     papers report it), `pca_ratio` (test MSE over PCA's with as many components as the
@@ -72,9 +95,14 @@ def derived(summary: dict[str, Any]) -> dict[str, Any]:
         out["neg_log_likelihood"] = -out["test_log_likelihood"]
     if "test_mse" in out and out.get("pca_mse"):
         out["pca_ratio"] = out["test_mse"] / out["pca_mse"]
-    for field in ("test_accuracy", "pretrained_test_accuracy", "scratch_test_accuracy"):
+    for field in ("test_accuracy", "pretrained_test_accuracy", "scratch_test_accuracy",
+                  "unlabeled_accuracy"):
         if field in out:
             out[field.replace("accuracy", "error_pct")] = 100.0 * (1.0 - out[field])
+    # a semi-supervised trial's own time: its features (M1 trained or loaded) and classifier
+    parts = [out.get(k) for k in ("features_seconds", "classifier_seconds", "train_seconds")]
+    if out.get("task") == "semisupervised":
+        out["trial_seconds"] = sum(p for p in parts if p is not None)
     return out
 
 
@@ -127,4 +155,16 @@ ROWS = (
         "24.75% error, Poisson learning on VAE features, Fashion-MNIST (Calder et al. 2020)",
         readme=True),
     Row("conv", MSE, "none", readme=True),
+)
+
+SEMISUPERVISED = ("semisupervised.features", "semisupervised.classifier", "train.select_on",
+                  "labels.num_validation")
+TABLES = (
+    Table("semisupervised-protocol", "semisupervised", "protocol",
+          "Few labels: test error (%) over label draws (issue 21's protocol)",
+          rows_by=SEMISUPERVISED, columns_by="labels.num",
+          fields=("test_error_pct", "unlabeled_error_pct", "m1_selected_epoch",
+                  "trial_seconds"),
+          anchor="24.75% error at 100 labels, Poisson learning on VAE features, over every "
+                 "unlabeled node (Calder et al. 2020); 17.7% Laplace learning at 1,600"),
 )

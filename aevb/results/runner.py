@@ -24,7 +24,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from aevb.results.rows import Row
+from aevb.results import page
+from aevb.results.rows import ROWS, TABLES, Row, Table
 from aevb.run import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -179,3 +180,88 @@ def run_rows(rows: Sequence[Row], root: str, records: str, figures: str,
         print(f"{row.key}: {record['wall_seconds']:.0f} s", flush=True)
         ran.append(row.key)
     return ran
+
+
+def collect(table: Table, sweep_root: str, records: str) -> int:
+    """Keeps each finished trial of the sweep in `sweep_root` as `records/<key>/<trial>.json`
+    (its group's config values and its summary's numbers); returns how many it wrote. A
+    trial kept before with the same summary keeps its file (and date)."""
+    from aevb.sweeps.report import ReportError, config_value, load_trials
+
+    try:
+        finished, _ = load_trials(sweep_root)
+    except ReportError:  # no sweep there yet, or no finished trial
+        return 0
+    directory = os.path.join(records, table.key)
+    os.makedirs(directory, exist_ok=True)
+    written = 0
+    for name, config, summary in finished:
+        numbers = {k: v for k, v in summary.items()
+                   if isinstance(v, (int, float, str)) and "/" not in k}
+        path = os.path.join(directory, f"{name}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                if json.load(f)["summary"] == numbers:
+                    continue
+        group: dict[str, Any] = {}
+        for field in (table.columns_by, *table.rows_by):
+            *sections, last = field.split(".")
+            node = group
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[last] = config_value(config, field)
+        with open(path, "w") as f:
+            json.dump({"trial": name, "config": group, "summary": numbers,
+                       "machine": machine(), "date": datetime.date.today().isoformat()},
+                      f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        written += 1
+    return written
+
+
+def load_table(records: str, table: Table) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(the kept trials of `table`, its record of sittings: {} when none)."""
+    directory = os.path.join(records, table.key)
+    trials = list(load_records(directory).values())
+    sittings = load_records(records).get(table.key, {})
+    return trials, sittings
+
+
+def run_table(table: Table, root: str, records: str) -> dict[str, Any]:
+    """Runs (or resumes) the table's sweep in `root/<key>`, keeps its finished trials
+    (`collect`, also when the sweep is interrupted or fails), and adds this sitting (its
+    wall time, machine, date, trials kept) to `records/<key>.json`; returns that record."""
+    workdir = os.path.join(root, table.key)
+    os.makedirs(root, exist_ok=True)
+    log = os.path.join(root, f"{table.key}.log")
+    args = [sys.executable, *shlex.split(table.command())[1:],
+            f"--workdir={os.path.abspath(workdir)}"]
+    t0 = time.time()
+    try:
+        with open(log, "a") as out:
+            status = _wait(subprocess.Popen(args, cwd=REPO, stdout=out,
+                                            stderr=subprocess.STDOUT))
+    finally:
+        kept = collect(table, workdir, records)
+        _, record = load_table(records, table)
+        record = {"table": table.key, "command": table.command(),
+                  "sittings": [*record.get("sittings", []), {
+                      "wall_seconds": round(time.time() - t0, 1), "trials_kept": kept,
+                      "machine": machine(), "date": datetime.date.today().isoformat()}]}
+        with open(os.path.join(records, f"{table.key}.json"), "w") as f:
+            json.dump(record, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+    name = f"table {table.key}"
+    if status == PREEMPTED:
+        raise RowError(f"{name}: preempted, its finished trials kept; the same command "
+                       "resumes it", status)
+    if status != 0:
+        raise RowError(f"{name}: exit status {status}; its output is in {log}", status)
+    return record
+
+
+def page_from_records(records: str, quick: bool = False) -> str:
+    """The results page as the records in `records` write it: the rows, then the tables."""
+    tables = [line for table in TABLES for line in page.render_table(table,
+                                                                     *load_table(records, table))]
+    return page.render_page(ROWS, load_records(records), "results/figures", quick, tables)
