@@ -18,8 +18,8 @@ from absl import app, flags, logging
 from jax.sharding import Mesh
 from ml_collections import config_flags
 
-from aevb import families
 from aevb import data as data_lib
+from aevb import families
 from aevb.regimes import joint
 from aevb.regimes.prepare import load_and_check
 from aevb.run import parallel

@@ -32,11 +32,8 @@ the other `model.conv.gradients` (`gradients_speedup`: its time over the configu
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
-import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -50,7 +47,14 @@ from aevb.regimes.prepare import load_and_check
 from aevb.run import parallel
 from aevb.training import keys
 from benchmarks.flops import train_flops, train_flops_per_example
-from benchmarks.timing import epoch_seconds
+from benchmarks.timing import (
+    best_seconds,
+    epoch_seconds,
+    gemm_flops_per_s,
+    loop_seconds_per_step,
+    matmul_only_seconds,
+    optimizer_seconds_per_step,
+)
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/vae.py", lock_config=True)
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Timed epochs after the compilation epoch.")
@@ -58,20 +62,6 @@ _GEMM_SIZE = flags.DEFINE_integer("gemm_size", 2048, "Side of the square GEMM.")
 _CONV_BATCH = flags.DEFINE_integer("conv_batch", 64, "Images of the reference convolution.")
 _CONV_SIDE = flags.DEFINE_integer("conv_side", 56, "Their height and width.")
 _CONV_CHANNELS = flags.DEFINE_integer("conv_channels", 64, "Its input and output channels.")
-
-
-def gemm_flops_per_s(n: int, repeats: int = 10) -> float:
-    """Best-of-`repeats` rate of a jitted f32 [n, n] @ [n, n] on the default device."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    matmul(a, b).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        matmul(a, b).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best
 
 
 def conv_flops_per_s(batch: int, side: int, channels: int, repeats: int = 10) -> float:
@@ -83,42 +73,6 @@ def conv_flops_per_s(batch: int, side: int, channels: int, repeats: int = 10) ->
         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
     return 2.0 * batch * side * side * 9 * channels * channels / best_seconds(
         conv, x, w, repeats=repeats)
-
-
-def best_seconds(fn, *args, repeats: int = 5) -> float:
-    """Best wall time of `fn(*args)` (compiled by a first call), to the end of its outputs."""
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def loop_seconds_per_step(steps: int = 300) -> float:
-    """A scan of `steps` trivial steps: the per-step cost of the loop itself, which every
-    ablated measurement below also pays and from which it is subtracted."""
-    def body(acc, x):
-        return acc * 0.5 + x, None  # a dependence XLA cannot fold away
-
-    run = jax.jit(lambda xs: jax.lax.scan(body, jnp.zeros(8), xs)[0])
-    return best_seconds(run, jnp.ones((steps, 8), jnp.float32)) / steps
-
-
-def optimizer_seconds_per_step(tx, params, steps: int = 300) -> float:
-    """A jitted scan of `steps` optimizer updates of `params` (the step's optimizer alone)."""
-    grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)
-
-    @jax.jit
-    def run(params, opt_state):
-        def body(carry, _):
-            params, opt_state = carry
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
-        return jax.lax.scan(body, (params, opt_state), None, length=steps)[0]
-
-    return best_seconds(run, params, tx.init(params)) / steps
 
 
 def randomness_seconds_per_step(config, model, images: jax.Array, impl: str,
@@ -161,26 +115,11 @@ def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, steps: in
 
     The same [batch, fan_in] x [fan_in, fan_out] shapes as a training step, with none of the
     elementwise work, RNG or optimizer: the most a training step of this batch size could
-    reach, for comparison with the big square GEMM.
+    reach, for comparison with the big square GEMM. The first layer, fed by the data, has
+    no input gradient.
     """
-    keys = jax.random.split(jax.random.key(2), len(layers) + 1)
-    kernels = [jax.random.normal(k, shape, jnp.float32) / 30 for k, shape in zip(keys, layers)]
-    xs = jax.random.normal(keys[-1], (steps, batch, max(i for i, _ in layers)), jnp.float32)
-
-    @jax.jit
-    def run(xs, kernels):
-        def body(acc, x):
-            for k, w in enumerate(kernels):
-                fan_in, fan_out = w.shape
-                a = x[:, :fan_in]
-                y = a @ w                                   # forward
-                acc = acc + jnp.sum(a.T @ y[:, :fan_out])   # weight gradient
-                if k:
-                    acc = acc + jnp.sum(y @ w.T)            # input gradient
-            return acc, None
-        return jax.lax.scan(body, jnp.zeros(()), xs)[0]
-
-    return batch * train_flops_per_example(layers) * steps / best_seconds(run, xs, kernels)
+    shapes = [(batch, i, o, k > 0) for k, (i, o) in enumerate(layers)]
+    return batch * train_flops_per_example(layers) / matmul_only_seconds(shapes, steps)
 
 
 def main(argv) -> None:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,13 +49,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aevb import architectures, families, models
+from aevb import architectures, models
 from aevb.config.checks import ConfigError
 from aevb.evaluation import plots
 from aevb.evaluation.measures import map_in_chunks
 from aevb.models import m2 as m2_lib
-from aevb.models.distributions import Gaussian
-from aevb.regimes import classifier, pretrain
+from aevb.regimes import classifier
+from aevb.regimes.features import Features, m1_features, pixel_features
 from aevb.regimes.labels import labeled_and_validation
 from aevb.regimes.prepare import flat_images, load_and_check
 from aevb.run import files, parallel
@@ -66,89 +65,6 @@ from aevb.training.epoch import make_train_epoch
 from aevb.training.train_state import TrainState, make_optimizer, num_parameters
 
 NUM_PICTURE_COLUMNS = 10
-
-
-@dataclasses.dataclass
-class Features:
-    """What the classifiers see, for every training example and the test set.
-
-    train: M2's training inputs [N, ...]: uint8 pixels, or M1's posterior means and
-      log-variances side by side [N, 2F]; `prepare(batch, key)` makes model inputs of a
-      batch of them (binarization, or a sample of q(z1|x)).
-    train_eval, test: fixed inputs [N, F] / [M, F] for classification (grey levels, or
-      posterior means). likelihood: M2's p(x|y, z) on them. to_pixels: features [..., F] ->
-      images [..., D] for the pictures. shape: a feature vector's shape for M2's trunks:
-      the images' (H, W, C), or (1, 1, F) for codes.
-    """
-
-    train: np.ndarray
-    prepare: str | Callable[[jax.Array, jax.Array], jax.Array]
-    train_eval: np.ndarray
-    test: np.ndarray
-    likelihood: str
-    to_pixels: Callable[[jax.Array], jax.Array]
-    summary: dict[str, Any]
-    shape: tuple[int, int, int]
-
-
-def m1_features(config: ml_collections.ConfigDict, workdir: str, datasets,
-                train_autoencoder: Callable[[ml_collections.ConfigDict, str], dict]
-                ) -> Features:
-    """M1: the VAE of `model.*` trained (or resumed) in `<workdir>/m1` on the training
-    images only; its posterior's active units as features."""
-    summary, params = pretrain.pretrain_autoencoder(
-        config, m1_workdir(config, workdir), datasets.image_shape, train_autoencoder)
-    family = families.get(config.model.kind)
-    model = family.make_model(config.model, datasets.image_shape)
-
-    def grey(split):
-        return classifier.inputs(jnp.asarray(flat_images(split)), config.data.binarize)
-    train = parallel.fetch(family.posterior(config, model, params, grey(datasets.train)))
-    test = parallel.fetch(family.posterior(config, model, params, grey(datasets.test)))
-    active = family.active_units(train["mean"])
-    if not active.any():
-        raise ConfigError("config field model.latent_dim: the M1 VAE has no active latent "
-                          "unit, so its features carry nothing; train it longer")
-    latent = config.model.latent_dim
-
-    def to_pixels(codes: jax.Array) -> jax.Array:
-        full = jnp.zeros((*codes.shape[:-1], latent)).at[..., np.flatnonzero(active)].set(codes)
-        return model.apply(params, full, method=model.generate)
-
-    def sample(batch: jax.Array, key: jax.Array) -> jax.Array:  # z1 ~ q(z1|x), [B, F]
-        return Gaussian(*jnp.split(batch, 2, axis=-1)).sample(key)
-
-    def keep(part):
-        return part[:, active]
-    return Features(
-        train=np.concatenate([keep(train["mean"]), keep(train["log_var"])], axis=1),
-        prepare=sample, train_eval=keep(train["mean"]), test=keep(test["mean"]),
-        likelihood="gaussian", to_pixels=to_pixels,
-        summary={**{f"m1_{k}": v for k, v in summary.items()},
-                 "m1_active_units": int(active.sum())}, shape=(1, 1, int(active.sum())))
-
-
-def m1_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
-    """Where M1 trains: `<workdir>/m1`, or `<workdir>/../m1/<semisupervised.m1_workdir>`,
-    which the runs that need the same M1 share (a sweep's trials of one draw, e.g.
-    `probe-seed0-labels100`; the sweep's report skips `m1/`, no trial): the first trains
-    it, the others wait for it and load it."""
-    shared = config.semisupervised.m1_workdir
-    parent = os.path.dirname(os.path.abspath(workdir))
-    return os.path.join(workdir, "m1") if not shared else os.path.join(parent, "m1", shared)
-
-
-def pixel_features(config: ml_collections.ConfigDict, datasets) -> Features:
-    """The images: uint8 for M2 (binarized per batch under `data.binarize`, dynamically
-    in the paper), grey levels for classification."""
-
-    def grey(split):
-        return np.asarray(classifier.inputs(jnp.asarray(flat_images(split)),
-                                            config.data.binarize))
-    return Features(train=flat_images(datasets.train), prepare=config.data.binarize,
-                    train_eval=grey(datasets.train), test=grey(datasets.test),
-                    likelihood="bernoulli", to_pixels=lambda x: x, summary={},
-                    shape=tuple(datasets.image_shape))
 
 
 def host_classifier(config: ml_collections.ConfigDict, features: Features, labels: np.ndarray,
@@ -228,6 +144,48 @@ def _m2_predict(model, params, x: jax.Array, chunk_size: int, mesh=None) -> jax.
     return map_in_chunks(fn, x, jax.random.key(0), chunk_size, mesh)["class"]
 
 
+@dataclasses.dataclass(frozen=True)
+class M2Setup:
+    """What M2 trains, built by `m2_setup` (the regime and benchmarks/m2_throughput.py):
+    `train_epoch(state, inputs, key, labeled_set)` the compiled epoch (it donates the
+    state), `inputs` the unlabeled examples' features on the mesh, `labeled_set` the
+    labeled ones with their labels, replicated, `steps` per epoch."""
+
+    model: m2_lib.M2
+    tx: Any
+    state: TrainState
+    train_epoch: Callable[..., Any]
+    inputs: jax.Array
+    labeled_set: tuple[jax.Array, jax.Array]
+    unlabeled: np.ndarray
+    steps: int
+
+
+def m2_setup(config: ml_collections.ConfigDict, features: Features, labels: np.ndarray,
+             labeled: np.ndarray, held_out: np.ndarray, init_key: jax.Array, mesh
+             ) -> M2Setup:
+    """M2's model, optimizer, initial state (from `init_key`) and compiled epoch, over the
+    training examples outside the labeled ones (and outside the validation ones under
+    `labels.hold_out`), with a balanced labeled batch every step."""
+    mc, num_classes = config.m2, int(labels.max()) + 1
+    model = m2_model(config, num_classes, features)
+    params = m2_lib.init_params(model, init_key)
+    unlabeled = np.setdiff1d(np.arange(len(labels)), np.concatenate(
+        [labeled, held_out] if config.labels.hold_out else [labeled]))
+    steps = len(unlabeled) // mc.batch_size
+    tx = make_optimizer(mc, mc.num_epochs * steps)
+    objective = functools.partial(_m2_objective, model, mc.alpha,
+                                  len(labeled) / (len(labeled) + len(unlabeled)))
+    return M2Setup(
+        model=model, tx=tx, state=parallel.replicate(TrainState.create(params, tx), mesh),
+        train_epoch=make_train_epoch(objective, tx, mc.batch_size, features.prepare, mesh,
+                                     (num_classes, mc.labeled_batch_size // num_classes),
+                                     num_examples=len(unlabeled)),
+        inputs=parallel.shard_rows(features.train[unlabeled], 0, len(unlabeled), mesh),
+        labeled_set=parallel.replicate((features.train[labeled], labels[labeled]), mesh),
+        unlabeled=unlabeled, steps=steps)
+
+
 def train_m2(config: ml_collections.ConfigDict, workdir: str, features: Features, datasets,
              labeled: np.ndarray, held_out: np.ndarray, run: loop.Run
              ) -> tuple[dict[str, Any], Callable[[], Any]]:
@@ -236,25 +194,12 @@ def train_m2(config: ml_collections.ConfigDict, workdir: str, features: Features
     image_shape = datasets.image_shape
     test_images = np.asarray(classifier.inputs(
         jnp.asarray(flat_images(datasets.test)[:NUM_PICTURE_COLUMNS]), "none"))
-    mc, num_classes = config.m2, int(labels.max()) + 1
+    mc = config.m2
     mesh = parallel.make_mesh()
-    run_keys = keys.run_keys(config.train.seed, config.train.prng_impl)
-    m2_keys = keys.classifier_keys(run_keys)
-    model = m2_model(config, num_classes, features)
-    params = m2_lib.init_params(model, m2_keys.init)
-    # under labels.hold_out the validation images are not unlabeled training data either
-    unlabeled = np.setdiff1d(np.arange(len(labels)), np.concatenate(
-        [labeled, held_out] if config.labels.hold_out else [labeled]))
-    steps = len(unlabeled) // mc.batch_size
-    tx = make_optimizer(mc, mc.num_epochs * steps)
-    state = parallel.replicate(TrainState.create(params, tx), mesh)
-    objective = functools.partial(_m2_objective, model, mc.alpha,
-                                  len(labeled) / (len(labeled) + len(unlabeled)))
-    train_epoch = make_train_epoch(objective, tx, mc.batch_size, features.prepare, mesh,
-                                   (num_classes, mc.labeled_batch_size // num_classes),
-                                   num_examples=len(unlabeled))
-    inputs = parallel.shard_rows(features.train[unlabeled], 0, len(unlabeled), mesh)
-    labeled_set = parallel.replicate((features.train[labeled], labels[labeled]), mesh)
+    m2_keys = keys.classifier_keys(keys.run_keys(config.train.seed, config.train.prng_impl))
+    built = m2_setup(config, features, labels, labeled, held_out, m2_keys.init, mesh)
+    model, state, steps, unlabeled = built.model, built.state, built.steps, built.unlabeled
+    params = state.params
     splits = {"validation": (features.train_eval[held_out], labels[held_out]),
               "test": (features.test, test_labels)}
     splits = {k: (parallel.replicate(jnp.asarray(x), mesh), y) for k, (x, y) in splits.items()
@@ -273,7 +218,7 @@ def train_m2(config: ml_collections.ConfigDict, workdir: str, features: Features
             f"{parallel.describe_devices()}")
     result = run.train(loop.Phase(
         state=state, num_rounds=mc.num_epochs,
-        run=lambda s, _, key: train_epoch(s, inputs, key, labeled_set),
+        run=lambda s, _, key: built.train_epoch(s, built.inputs, key, built.labeled_set),
         evaluate=evaluate, checkpoint_dir=files.checkpoint_dir(workdir, "m2"),
         keys=(m2_keys.m2_train, None), cadence=loop.cadence(config, "m2"),
         select=(loop.Select("validation_accuracy", -(-mc.patience // mc.eval_every_epochs))
