@@ -52,8 +52,9 @@ def tiny_config(kind: str, data: str, batch: int = 40):
     where = dict(zip(("idx", "npz", "folder"), data.split(",")))
     form = DATA_OF.get(kind, "idx")
     config.data.dir, config.data.path = (where["idx"], "") if form == "idx" else ("", where[form])
-    # 1,000 training images, 125 rows on each of 8 devices; M2's 900 unlabeled examples are
-    # 113 rows on each, the last 4 of them padding (`parallel.shard_rows`)
+    # 1,000 training images, 125 rows on each of 8 devices; M1 + M2's M1 trains on the 900
+    # left after its 100 validation images (labels.hold_out), 113 rows on each, the last 4
+    # of them padding (`parallel.shard_rows`), and selects by its probe
     config.data.num_validation = 0
     config.model.hidden_sizes = (64, 16) if kind == "layerwise" else (64,)
     config.model.latent_dim = 4
