@@ -26,7 +26,8 @@ Fashion-MNIST 228.70 ± 0.15, dynamic MNIST 84.45; the VampPrior 227.35 ± 0.05 
     python launch.py --config=experiments/likelihood.py
     python launch.py --config=experiments/likelihood.py --config.data.dir=MNIST_DIR
 
-Variants: `iwae` (the IWAE objective with k = 5, the same protocol), `vampprior` (the
+Variants: `iwae` (the IWAE objective with k = 5, the same protocol, selected and stopped
+on the validation -L_5, the bound it maximises), `vampprior` (the
 VampPrior of Tomczak & Welling with K = 500 pseudo-inputs, `model.prior`: the KL term
 estimated from the sample, as theirs; their pseudo-inputs start at N(0.05, 0.01^2) per
 pixel, clipped to [0, 1]), `conv` (the default conv
@@ -42,6 +43,7 @@ from aevb.config import defaults
 def _iwae(config: ml_collections.ConfigDict) -> None:
     config.train.objective = "iwae"
     config.train.num_samples = 5
+    config.train.select_on = "validation_neg_iwae_bound"  # its own bound, -L_5
 
 
 def _vampprior(config: ml_collections.ConfigDict) -> None:

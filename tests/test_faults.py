@@ -118,6 +118,10 @@ BAD = [
     ("model kind", lambda d, t: ["--config.model.kind=foo"], "model.kind", "absent"),
     ("seed beyond int32", lambda d, t: ["--config.train.seed=4294967296"], "2147483647",
      "absent"),
+    ("selection on -L_k of an ELBO run", lambda d, t: [
+        "--config.data.num_validation=100",
+        "--config.train.select_on=validation_neg_iwae_bound"], "train.objective='iwae'",
+     "absent"),
     ("selection on an unknown metric", lambda d, t: ["--config.train.select_on=test_mse"],
      "validation_neg_elbo", "absent"),
     ("selection without a validation split",

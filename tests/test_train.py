@@ -146,6 +146,31 @@ def test_selection_on_validation_stops_early_and_a_killed_run_knows_it_is_done(
         assert resumed[key] == straight[key], key
 
 
+def test_an_iwae_run_selects_on_its_own_validation_bound(tiny_idx_dir, tmp_path):
+    """train.objective='iwae': each evaluation has -L_k with the objective's k beside the
+    -ELBO (and a run with the ELBO objective has none); selecting on it keeps the epoch of
+    the lowest validation -L_k, whose numbers the summary reports."""
+    config = small_vae_config(tiny_idx_dir)
+    config.data.num_validation = 100
+    config.train.num_epochs = 3
+    config.train.objective, config.train.num_samples = "iwae", 3
+    config.train.select_on = "validation_neg_iwae_bound"
+    summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+    lines = [json.loads(line) for line in
+             (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    bounds = [(line["validation_neg_iwae_bound"], line["epoch"]) for line in lines
+              if "validation_neg_iwae_bound" in line and not line.get("final")]
+    assert len(bounds) == 3 and summary["selected_epoch"] == min(bounds)[1]
+    assert summary["validation_neg_iwae_bound"] == min(bounds)[0]
+    # L_3 is the tighter bound: below the -ELBO on the 100 validation images, each epoch
+    for line in lines:
+        if "validation_neg_iwae_bound" in line:
+            assert line["validation_neg_iwae_bound"] < line["validation_neg_elbo"]
+    elbo = small_vae_config(tiny_idx_dir)
+    elbo.train.num_epochs = 1
+    assert "test_neg_iwae_bound" not in train.train_and_evaluate(elbo, str(tmp_path / "elbo"))
+
+
 def test_epoch_is_compiled_once(tiny_config):
     family, model, tx, state = model_and_state(tiny_config)
     epoch = make_train_epoch(family.objective(tiny_config, model, train=True), tx, 10,

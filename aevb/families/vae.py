@@ -211,7 +211,7 @@ def latent_interpolations(model: models.VAE, params: Params, x: jax.Array) -> ja
 class VAEFamily(Family):
     kind = "vae"
     headline = "neg_elbo"
-    selectable_terms = ("neg_elbo", "recon", "kl")
+    selectable_terms = ("neg_elbo", "recon", "kl", "neg_iwae_bound")
     float_fields = ("noise.std", "noise.rate", "model.kl_weight")
     variational = True
 
@@ -294,7 +294,12 @@ class VAEFamily(Family):
             kl_weight=value["model.kl_weight"], warmup_steps=warmup_steps)
 
     def eval_terms(self, config, model, params, x, key, mesh):
-        return elbo_terms(model, params, x, key, config.eval.batch_size, mesh)
+        terms = elbo_terms(model, params, x, key, config.eval.batch_size, mesh)
+        if config.train.objective == "iwae":  # the objective's own bound, -L_k, to select on
+            terms["neg_iwae_bound"] = -importance_weighted_log_likelihood(
+                model, params, x, jax.random.fold_in(key, 1), config.train.num_samples,
+                mesh=mesh)
+        return terms
 
     def final_metrics(self, config: ml_collections.ConfigDict, model: nn.Module,
                       params: Params, data: EvalData, key: jax.Array,

@@ -162,6 +162,9 @@ def _check_selection(config: ml_collections.ConfigDict, terms: tuple[str, ...],
     if on not in allowed:
         fail("train.select_on", on, f"must be '' (the last epoch's parameters) or one of "
              f"{allowed} with model.kind={config.model.kind!r}")
+    if on == "validation_neg_iwae_bound" and config.train.objective != "iwae":
+        fail("train.select_on", on, "the evaluation has -L_k only when the objective is "
+             "L_k: set train.objective='iwae', or select on validation_neg_elbo")
     held_out = config.labels.hold_out and validation_size(config.labels) > 0
     if on == PROBE and not held_out:
         fail("train.select_on", on, "the probe reads the labeled examples and the labeled "
