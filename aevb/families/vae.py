@@ -99,16 +99,15 @@ def vae_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
 def _elbo_chunk(model: models.VAE, params: Params, x: jax.Array, key: jax.Array
                 ) -> dict[str, jax.Array]:
     """The -ELBO's terms [C] of a chunk x [C, D] (weight 1, one sample) and, under the
-    standard prior, the KL of each latent unit, `kl_units/<j>` [C]: units whose KL is ~0
-    for every x have collapsed to the prior. (A mixture prior's KL does not split by unit.)"""
+    standard prior, each unit's KL `kl_units/<j>` [C] (~0 for every x: a collapsed unit)."""
     terms = vae_terms(model, params, x, key)
-    if model.prior != "standard":
-        return {"neg_elbo": terms["neg_elbo"], "recon": terms["recon"], "kl": terms["kl"]}
+    terms = {k: terms[k] for k in ("neg_elbo", "recon", "kl")}
+    if model.prior != "standard":  # a mixture prior's KL does not split by unit
+        return terms
     posterior = model.apply(params, x, method=model.encode)
     per_unit = losses.kl_standard_normal_per_dim(posterior.loc, posterior.log_var)  # [C, L]
     width = len(str(per_unit.shape[-1] - 1))
-    return {"neg_elbo": terms["neg_elbo"], "recon": terms["recon"], "kl": terms["kl"],
-            **{f"kl_units/{j:0{width}d}": per_unit[:, j] for j in range(per_unit.shape[-1])}}
+    return {**terms, **{f"kl_units/{j:0{width}d}": u for j, u in enumerate(per_unit.T)}}
 
 
 @functools.partial(jax.jit, static_argnames=("model", "chunk_size", "mesh"))
