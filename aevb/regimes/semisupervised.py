@@ -82,12 +82,19 @@ def host_classifier(config: ml_collections.ConfigDict, features: Features, label
         config.semisupervised.classifier, x[labeled], labels[labeled], x[held_out],
         labels[held_out], config.train.seed)
     out = {"test_accuracy": host_classifiers.accuracy(selection, features.test, test_labels),
-           **{f"selected_{k}": v for k, v in selection.hparams.items()},
+           **_selected(selection, t0)}
+    if selection.epochs is not None:
+        out["selected_epoch"] = selection.epochs
+    return out
+
+
+def _selected(selection, t0: float) -> dict[str, Any]:
+    """A host or graph classifier's `selected_<hparam>` values, its seconds since `t0` and
+    its validation accuracy (when it had a validation split)."""
+    out = {**{f"selected_{k}": v for k, v in selection.hparams.items()},
            "classifier_seconds": time.perf_counter() - t0}
     if selection.validation_accuracy is not None:
         out["validation_accuracy"] = selection.validation_accuracy
-    if selection.epochs is not None:
-        out["selected_epoch"] = selection.epochs
     return out
 
 
@@ -110,11 +117,7 @@ def graph_classifier(config: ml_collections.ConfigDict, features: Features,
            # Calder et al.'s measure: every node without a label, validation and test too
            "unlabeled_accuracy": float(np.mean(selection.predictions[unlabeled]
                                                == every_label[unlabeled])),
-           "graph_nodes": len(x), "transductive": True,
-           **{f"selected_{k}": v for k, v in selection.hparams.items()},
-           "classifier_seconds": time.perf_counter() - t0}
-    if selection.validation_accuracy is not None:
-        out["validation_accuracy"] = selection.validation_accuracy
+           "graph_nodes": len(x), "transductive": True, **_selected(selection, t0)}
     if selection.iterations is not None:
         out["graph_iterations"] = selection.iterations
     return out

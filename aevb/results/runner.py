@@ -58,6 +58,15 @@ def _wait(proc: subprocess.Popen) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _check_status(name: str, status: int, log: str, saved: str) -> None:
+    """RowError unless the command of `name` exited 0: preempted (`saved` says what was
+    kept; the same command resumes it) or failed (its output is in `log`)."""
+    if status == PREEMPTED:
+        raise RowError(f"{name}: preempted, {saved}; the same command resumes it", status)
+    if status != 0:
+        raise RowError(f"{name}: exit status {status}; its output is in {log}", status)
+
+
 def machine() -> str:
     """'2-core Intel(R) Xeon(R) ... CPU' and, where JAX sees one, its accelerator."""
     model = platform.processor() or platform.machine()
@@ -145,12 +154,7 @@ def run_row(row: Row, root: str, records: str, figures: str, quick: bool = False
     with open(log, "a") as out:
         status = _wait(subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT))
     wall = time.time() - t0
-    name = f"row {row.key}"
-    if status == PREEMPTED:
-        raise RowError(f"{name}: preempted, its last round saved in {workdir}; the same "
-                       "command resumes it", status)
-    if status != 0:
-        raise RowError(f"{name}: exit status {status}; its output is in {log}", status)
+    _check_status(f"row {row.key}", status, log, f"its last round saved in {workdir}")
     with open(files.path(workdir, files.SUMMARY)) as f:
         summary = json.load(f)
     copy_figures(row, workdir, figures)
@@ -251,12 +255,7 @@ def run_table(table: Table, root: str, records: str) -> dict[str, Any]:
         with open(os.path.join(records, f"{table.key}.json"), "w") as f:
             json.dump(record, f, indent=1, ensure_ascii=False)
             f.write("\n")
-    name = f"table {table.key}"
-    if status == PREEMPTED:
-        raise RowError(f"{name}: preempted, its finished trials kept; the same command "
-                       "resumes it", status)
-    if status != 0:
-        raise RowError(f"{name}: exit status {status}; its output is in {log}", status)
+    _check_status(f"table {table.key}", status, log, "its finished trials kept")
     return record
 
 
