@@ -55,6 +55,16 @@ def test_bernoulli_log_likelihood_and_cross_entropy_match_scipy(rng, binary):
     assert_close32(losses.bernoulli_cross_entropy(f32(logits), f32(x)), -expected)
 
 
+def test_softplus_and_its_gradient_match_scipy():
+    """The value is -log sigmoid(-x), the gradient sigmoid(x), finite at saturated logits."""
+    x = np.concatenate([np.linspace(-40, 40, 2001), [0.0, 1e4, -1e4, 88.0, -88.0]]
+                       ).astype(np.float32)
+    np.testing.assert_allclose(losses.softplus(x), -log_expit(-x.astype(np.float64)),
+                               rtol=1e-6, atol=1e-7)
+    grad = jax.vmap(jax.grad(losses.softplus))(jnp.asarray(x))
+    np.testing.assert_allclose(grad, expit(x.astype(np.float64)), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("log_var_shape", [(6, 8), (8,), ()], ids=["full", "per_dim", "scalar"])
 def test_gaussian_log_likelihood_matches_scipy(rng, log_var_shape):
     x = np.float32(rng.normal(size=(6, 8))).astype(np.float64)

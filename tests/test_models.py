@@ -129,6 +129,22 @@ def test_gated_layers_and_the_clipped_log_variance_against_their_formulas():
                                              2.0 * 500 * 784]
 
 
+@pytest.mark.parametrize("b_shape", [(3, 4, 5), (2, 3, 4, 5), (4, 5), (3, 1, 5)])
+def test_broadcast_add_has_the_value_and_gradients_of_a_plus_b(b_shape):
+    """The slice-by-slice gradient of `broadcast_add` against `a + b`'s, with the general
+    broadcasting case ([3, 1, 5]) on the plain path."""
+    a = jax.random.normal(jax.random.key(0), (4, 5))
+    b = jax.random.normal(jax.random.key(1), b_shape)
+    w = jax.random.normal(jax.random.key(2), jnp.broadcast_shapes(a.shape, b_shape))
+
+    def grads(add):
+        return jax.grad(lambda a, b: jnp.sum(w * jnp.sin(add(a, b))), argnums=(0, 1))(a, b)
+
+    np.testing.assert_array_equal(models.broadcast_add(a, b), a + b)
+    for mine, plain in zip(grads(models.broadcast_add), grads(lambda a, b: a + b)):
+        np.testing.assert_allclose(mine, plain, rtol=1e-6, atol=1e-6)
+
+
 def test_unknown_activation_names_the_field():
     with pytest.raises(ValueError, match="model.activation"):
         models.get_activation("swish")

@@ -35,6 +35,7 @@ from aevb.models.layers import (
     PIXEL_OUTPUTS,
     MLPDecoder,
     TrunkHead,
+    broadcast_add,
     get_activation,
     lower_layer_params,
     pixel_distribution,

@@ -48,6 +48,28 @@ def _check_event_axis(a: jax.Array, name: str) -> None:
         raise ValueError(f"{name} must have shape [..., D] (at least 1 axis), got shape {a.shape}")
 
 
+@jax.custom_jvp
+def softplus(x: jax.Array) -> jax.Array:
+    """log(1 + e^x) elementwise, as ``max(x, 0) + log1p(e^-|x|)`` (finite for any x).
+
+    The value of ``jax.nn.softplus``; the derivative, sigmoid(x), is formed from the same
+    ``e^-|x|`` (one exp, one log1p, one division), where ``jax.nn.softplus``'s
+    (``logaddexp``'s) rule takes another exp and NaN guards: a fused softplus and its
+    gradient cost about a third as much on a CPU (M2's step has ~2 M of them).
+    """
+    return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+@softplus.defjvp
+def _softplus_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]
+                  ) -> tuple[jax.Array, jax.Array]:
+    (x,), (dx,) = primals, tangents
+    e = jnp.exp(-jnp.abs(x))
+    inverse = 1 / (1 + e)
+    sigmoid = jnp.where(x >= 0, inverse, e * inverse)   # 1/(1+e^-x), e^x/(1+e^x)
+    return jnp.maximum(x, 0) + jnp.log1p(e), sigmoid * dx
+
+
 def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
     """Log-likelihood of ``x`` under independent Bernoullis with the given logits.
 
@@ -70,7 +92,7 @@ def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
     _check_event_axis(logits, "logits")
     # x log s(l) + (1 - x) log s(-l) = x l - softplus(l): one softplus instead of two
     # log-sigmoids, the same value, and finite for any logit.
-    per_pixel = x * logits - jax.nn.softplus(logits)
+    per_pixel = x * logits - softplus(logits)
     return jnp.sum(per_pixel, axis=-1)
 
 

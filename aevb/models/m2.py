@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 
 from aevb import models
+from aevb.models import losses
 from aevb.models.distributions import Bernoulli, Gaussian
 
 Params = Any
@@ -104,8 +105,9 @@ class StyleEncoder(nn.Module):
         init = models.KERNEL_INITS[self.kernel_init]
         sizes = tuple(self.hidden_sizes)
         width = sizes[0] if sizes else 2 * self.latent_dim
-        pre = (nn.Dense(width, kernel_init=init, name="x")(self.trunk(x))
-               + nn.Dense(width, use_bias=False, kernel_init=init, name="y")(y))
+        pre = models.broadcast_add(nn.Dense(width, kernel_init=init, name="x")(self.trunk(x)),
+                                   nn.Dense(width, use_bias=False, kernel_init=init,
+                                            name="y")(y))
         if sizes:
             h = models.get_activation(self.activation)(pre)
             h = models.MLP(sizes[1:], self.activation, self.kernel_init, name="mlp")(h)
@@ -129,7 +131,7 @@ class DecoderHead(models.TrunkHead):
             return Bernoulli(out[0])
         mean, raw = out
         floor = GAUSSIAN_MIN_LOG_VAR
-        return Gaussian(mean, floor + nn.softplus(raw - floor))
+        return Gaussian(mean, floor + losses.softplus(raw - floor))
 
 
 class M2(nn.Module):
