@@ -46,7 +46,8 @@ def _sparse(config: ml_collections.ConfigDict) -> None:
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = stacked.get_config("deep")
+    config = stacked.get_config()
+    stacked.deep_stack(config)           # the deep widths, trained as the stack is
     config.experiment = "layerwise"
     config.train.schedule = "layerwise"
     config.train.num_epochs = 5          # per phase
