@@ -68,10 +68,19 @@ else
          tests/test_models.py tests/test_objectives.py)
   epochs=3; trials=(1 8 64); default_epochs=30
 fi
-part tests 150 "$PYTHON" -m pytest -p no:cacheprovider -rf -n 2 \
+# -v names each test as it ends, so that a part stopped at its limit still names its
+# failures (the first GPU run's were lost that way: the summary comes only at the end).
+workers=2
+[ "$(nproc)" -ge 8 ] && workers=4
+part tests 150 "$PYTHON" -m pytest -p no:cacheprovider -v -rf -n "$workers" \
   -k "not worker_processes and not eight_devices and not two_processes" "${tests[@]}"
-failed=$(grep -E "^FAILED " "$DIR/tests.log" | sed 's/^FAILED //; s/ - .*//' | tr '\n' ' ')
-say "tests: $(grep -E "passed|failed|error" "$DIR/tests.log" | tail -1) (${failed:-none failed})"
+status=$?
+failed=$(grep -oE "(FAILED|ERROR) tests/[^ ]+" "$DIR/tests.log" | sort -u | tr '\n' ' ')
+ended=$(grep -cE "(PASSED|FAILED|ERROR|SKIPPED) tests/" "$DIR/tests.log")
+limit=""
+[ "$status" = 124 ] && limit=", stopped at its limit after $(took tests) s"
+say "tests: $ended ended$limit; $(grep -E "passed|failed" "$DIR/tests.log" | tail -1 \
+  | tr -d '=')(failed: ${failed:-none})"
 
 # The conv benchmark times XLA's gradients against the written-out ones in the same process.
 for file in vae.py vae.py:conv; do

@@ -32,8 +32,7 @@ def test_the_page_and_the_readme_are_what_the_records_write():
         assert f.read() == runner.page_from_records(directory)
     with open(os.path.join(REPO, "README.md")) as f:
         readme = f.read()
-    assert results.current_block(readme) == results.render_readme_block(
-        results.ROWS, records, "docs/results.md")
+    assert results.current_block(readme) == runner.readme_block_from_records(directory)
     for key, record in records.items():  # each record's figures are committed beside it
         if key in tables:
             continue
@@ -71,7 +70,9 @@ def test_quick_mode_runs_rows_records_them_and_writes_the_page(tiny_idx_dir, tmp
         assert (root / "results" / "figures" / f"vae-{name}").stat().st_size > 1000
         assert f"(results/figures/vae-{name})" in page
     block = (root / "README-block.md").read_text()
-    assert block.count("\n| `") == sum(row.readme for row in results.ROWS)
+    assert block.count("\n| `") == (sum(row.readme for row in results.ROWS)
+                                     + sum(bool(t.headline) for t in results.TABLES))
+    assert "`--sweep=protocol`, test error (%): not run yet" in block
     assert f"| `vae.py` | `vae`: {nats} |" in block
 
     capsys.readouterr()
@@ -120,6 +121,44 @@ def test_a_table_keeps_each_finished_trial_and_shows_each_groups_mean_and_std(tm
             "12.00 ± 0.00 | 2 |") in text
     assert "| 1000 | m1 | poisson | validation_probe_accuracy | -1 | 15.00 | 12.00 | 1 |" in text
     assert "3 trials kept" in text and "summed over its sittings (2): 1.00 h" in text
+
+    def trial(num, features, classifier, select_on, accuracy):
+        return {"config": {"labels": {"num": num}, "train": {"select_on": select_on},
+                           "semisupervised": {"features": features, "classifier": classifier}},
+                "summary": {"test_accuracy": accuracy}}
+    bound = "validation_neg_elbo"
+    trials = [trial(100, "m1", "poisson", bound, 0.75), trial(100, "m1", "poisson", bound, 0.73),
+              trial(100, "m1", "poisson", "validation_probe_accuracy", 0.5),
+              trial(100, "pixels", "mlp", "validation_probe_accuracy", 0.7),
+              trial(1000, "m1", "poisson", bound, 0.8)]
+    assert page_lib.headline_text(table, trials) == (
+        "M1 chosen by the bound + Poisson, 100 labels 26.00 ± 1.41 (2 draws); labels alone, "
+        "100 labels 30.00 (1 draw); M1 chosen by the bound + Poisson, 1,000 labels 20.00 "
+        "(1 draw)")
+
+
+def test_the_trials_kept_by_earlier_sittings_are_restored_as_finished_trials(tmp_path):
+    """On a fresh machine the sweep's workdir is empty: `restore_kept` puts every committed
+    trial back (its config as the sweep defines it, its summary as kept), so that the sweep
+    runs only the others; each restored config has the values its record says it ran with."""
+    from aevb.sweeps.report import config_value
+
+    table = next(t for t in results.TABLES if t.key == "semisupervised-protocol")
+    records = os.path.join(REPO, "docs", "results", "records")
+    kept = runner.load_records(os.path.join(records, table.key))
+    sweep = tmp_path / "sweep"
+    assert runner.restore_kept(table, str(sweep), records) == len(kept) > 0
+    assert runner.restore_kept(table, str(sweep), records) == 0  # there already
+    for name, record in kept.items():
+        config = json.loads((sweep / name / "config.json").read_text())
+        for field in (table.columns_by, *table.rows_by):
+            *sections, last = field.split(".")
+            node = record["config"]
+            for section in sections:
+                node = node[section]
+            assert config_value(config, field) == node[last], (name, field)
+        summary = json.loads((sweep / name / "summary.json").read_text())
+        assert summary == record["summary"]
 
 
 def test_results_are_written_in_the_papers_terms():

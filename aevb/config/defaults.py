@@ -118,7 +118,9 @@ def _conv_section(m: ml_collections.ConfigDict) -> None:
     m.conv.paddings = ("same", "same", "same")  # same | valid
     m.conv.code = "dense"               # dense (a dense code layer of model.latent_dim) |
     #                                     feature_map (the last feature map is the code)
-    m.conv.gradients = "explicit"       # explicit (aevb/models/conv.py: fast on CPU in the
+    m.conv.gradients = "explicit"       # explicit (aevb/models/conv.py's written-out
+    #                                     gradients: 25 x XLA's on this CPU, 1.37 x on an
+    #                                     H200) | xla (jax.grad of lax.conv)
 
 
 def _regime_sections(c: ml_collections.ConfigDict) -> None:

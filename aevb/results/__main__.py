@@ -85,11 +85,10 @@ def write(out: str, quick: bool) -> tuple[str, str]:
     """Writes `out`/results.md from the records under `out`/results/ and the README's
     block: README.md's (full mode) or `out`/README-block.md (quick). Returns both paths."""
     records_dir = os.path.join(out, "results", "records")
-    records = runner.load_records(records_dir)
     page_path = os.path.join(out, "results.md")
     with open(page_path, "w") as f:
         f.write(runner.page_from_records(records_dir, quick))
-    block = page.render_readme_block(ROWS, records, "docs/results.md")
+    block = runner.readme_block_from_records(records_dir)
     readme = os.path.join(runner.REPO, "README.md") if not quick else os.path.join(
         out, "README-block.md")
     if quick:

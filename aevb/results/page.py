@@ -2,7 +2,7 @@
 
 Both are pure functions of the records (`runner.load_records`): the page (`render_page`) has a
 table of every row, its figures and learning curves; the README's block (`render_readme_block`,
-between `BEGIN` and `END`) has the rows marked `readme`. So the page and the README cannot
+between `BEGIN` and `END`) has the rows marked `readme` and each table's `headline`. So the page and the README cannot
 disagree unless one was edited by hand, which `tests/test_results.py` catches.
 """
 
@@ -111,8 +111,28 @@ def render_page(rows: Sequence[Row], records: Records, figures_link: str, quick:
         *_figures(rows, records, figures_link)]).rstrip() + "\n"
 
 
-def render_readme_block(rows: Sequence[Row], records: Records, page_link: str) -> str:
-    """The README's headline numbers: one row per experiment file, between the markers."""
+def headline_text(table: Table, trials: Sequence[dict[str, Any]]) -> str:
+    """The table's README line: for each of its `headline` groups, the mean ± sample std
+    of `headline_field` over the kept trials in that group, and how many there are."""
+    from aevb.sweeps.report import config_value, mean_std
+
+    parts = []
+    for label, where in table.headline:
+        values = [derived(t["summary"])[table.headline_field] for t in trials
+                  if all(config_value(t["config"], f) == v for f, v in where)
+                  and table.headline_field in derived(t["summary"])]
+        if values:
+            mean, std, n = mean_std(values)
+            spread = f" ± {std:{table.fmt}}" if n > 1 else ""
+            parts.append(f"{label} {mean:{table.fmt}}{spread} ({n} draw{'s' * (n > 1)})")
+    return "; ".join(parts) or "not run yet"
+
+
+def render_readme_block(rows: Sequence[Row], records: Records, page_link: str,
+                        tables: Sequence[tuple[Table, Sequence[dict[str, Any]], dict[str, Any]]]
+                        = ()) -> str:
+    """The README's headline numbers: one row per experiment file, then one per table
+    (its kept trials and sittings as `runner.load_table` gives them), between the markers."""
     lines = [BEGIN, "", "| file | headline (the command of [results](" + page_link + ")) | "
              "published anchor | wall |", "|---|---|---|---|"]
     for row in rows:
@@ -120,6 +140,12 @@ def render_readme_block(rows: Sequence[Row], records: Records, page_link: str) -
             record = records.get(row.key)
             lines.append(f"| `{row.file}.py` | `{row.key}`: {result_text(row, record)} | "
                          f"{row.anchor} | {wall_text(record)} |")
+    for table, trials, sittings in tables:
+        if table.headline:
+            hours = sum(s["wall_seconds"] for s in sittings.get("sittings", [])) / 3600
+            lines.append(f"| `{table.file}.py` | `--sweep={table.sweep}`, test error (%): "
+                         f"{headline_text(table, trials)} | {table.anchor} | "
+                         f"{hours:.1f} h |")
     return "\n".join([*lines, "", END])
 
 

@@ -79,6 +79,10 @@ class Table:
     fields: tuple[str, ...]
     anchor: str = ""
     fmt: str = ".2f"
+    # The README's line for the table: `headline_field`'s mean ± std over the kept trials of
+    # each (label, ((config field, value), ...)) group.
+    headline: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    headline_field: str = ""
 
     def command(self) -> str:
         """The sweep's command line (without its --workdir)."""
@@ -171,5 +175,13 @@ TABLES = (
           fields=("test_error_pct", "unlabeled_error_pct", "m1_selected_epoch",
                   "trial_seconds"),
           anchor="24.75% error at 100 labels, Poisson learning on VAE features, over every "
-                 "unlabeled node (Calder et al. 2020); 17.7% Laplace learning at 1,600"),
+                 "unlabeled node (Calder et al. 2020); 17.7% Laplace learning at 1,600",
+          headline_field="test_error_pct", headline=tuple(
+              (f"{label}, {num:,} labels", (("labels.num", num), *where))
+              for num in (100, 1000) for label, where in (
+                  ("M1 chosen by the bound + Poisson", (
+                      ("semisupervised.classifier", "poisson"),
+                      ("train.select_on", "validation_neg_elbo"))),
+                  ("labels alone", (("semisupervised.features", "pixels"),
+                                    ("semisupervised.classifier", "mlp")))))),
 )

@@ -231,12 +231,48 @@ def load_table(records: str, table: Table) -> tuple[list[dict[str, Any]], dict[s
     return trials, sittings
 
 
+def restore_kept(table: Table, workdir: str, records: str) -> int:
+    """Puts every trial kept in `records/<key>/` whose directory is missing from the sweep's
+    `workdir` (a sitting on another machine, a fresh checkout) back as a finished trial: its
+    config.json from the sweep's definition, its summary.json from the record. The sweep
+    then skips it, and its report counts it. Returns how many it restored."""
+    import importlib.util
+
+    from aevb import sweeps
+    from aevb.run import workdir as workdir_lib
+
+    spec = importlib.util.spec_from_file_location(
+        f"_table_{table.file}", os.path.join(REPO, "experiments", f"{table.file}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kept = load_records(os.path.join(records, table.key))
+    restored = 0
+    for name, _, config in sweeps.make_trials(module.get_config(),
+                                              module.get_sweep(table.sweep)):
+        trial = os.path.join(workdir, name)
+        if name not in kept or os.path.exists(trial):
+            continue
+        os.makedirs(trial)
+        with open(files.path(trial, files.CONFIG), "w") as f:
+            f.write(config.to_json())
+        with open(files.path(trial, files.SUMMARY), "w") as f:
+            json.dump(kept[name]["summary"], f, indent=2)
+        assert workdir_lib.finished(config, trial) is not None, name
+        restored += 1
+    return restored
+
+
 def run_table(table: Table, root: str, records: str) -> dict[str, Any]:
-    """Runs (or resumes) the table's sweep in `root/<key>`, keeps its finished trials
-    (`collect`, also when the sweep is interrupted or fails), and adds this sitting (its
-    wall time, machine, date, trials kept) to `records/<key>.json`; returns that record."""
+    """Runs (or resumes) the table's sweep in `root/<key>` (the trials kept by earlier
+    sittings restored first, `restore_kept`), keeps its finished trials (`collect`, also
+    when the sweep is interrupted or fails), and adds this sitting (its wall time, machine,
+    date, trials kept) to `records/<key>.json`; returns that record."""
     workdir = os.path.join(root, table.key)
     os.makedirs(root, exist_ok=True)
+    restored = restore_kept(table, workdir, records)
+    if restored:
+        print(f"{table.key}: {restored} trials kept by earlier sittings restored in {workdir}",
+              flush=True)
     log = os.path.join(root, f"{table.key}.log")
     args = [sys.executable, *shlex.split(table.command())[1:],
             f"--workdir={os.path.abspath(workdir)}"]
@@ -257,6 +293,12 @@ def run_table(table: Table, root: str, records: str) -> dict[str, Any]:
             f.write("\n")
     _check_status(f"table {table.key}", status, log, "its finished trials kept")
     return record
+
+
+def readme_block_from_records(records: str) -> str:
+    """The README's block as the records in `records` write it: the rows, then the tables."""
+    return page.render_readme_block(ROWS, load_records(records), "docs/results.md", [
+        (table, *load_table(records, table)) for table in TABLES])
 
 
 def page_from_records(records: str, quick: bool = False) -> str:
