@@ -68,15 +68,16 @@ else
          tests/test_models.py tests/test_objectives.py)
   epochs=3; trials=(1 8 64); default_epochs=30
 fi
-# -v names each test as it ends, so that a part stopped at its limit still names its
-# failures (the first GPU run's were lost that way: the summary comes only at the end).
+# -vv names each test as it ends (-vv: addopts' -q cancels one -v), so that a part stopped
+# at its limit still names its failures (the first GPU run's were lost that way: pytest's
+# summary comes only at the end).
 workers=2
 [ "$(nproc)" -ge 8 ] && workers=4
-part tests 150 "$PYTHON" -m pytest -p no:cacheprovider -v -rf -n "$workers" \
+part tests 150 "$PYTHON" -m pytest -p no:cacheprovider -vv -rf -n "$workers" \
   -k "not worker_processes and not eight_devices and not two_processes" "${tests[@]}"
 status=$?
 failed=$(grep -oE "(FAILED|ERROR) tests/[^ ]+" "$DIR/tests.log" | sort -u | tr '\n' ' ')
-ended=$(grep -cE "(PASSED|FAILED|ERROR|SKIPPED) tests/" "$DIR/tests.log")
+ended=$(grep -cE "\] (PASSED|FAILED|ERROR|SKIPPED) tests/" "$DIR/tests.log")
 limit=""
 [ "$status" = 124 ] && limit=", stopped at its limit after $(took tests) s"
 say "tests: $ended ended$limit; $(grep -E "passed|failed" "$DIR/tests.log" | tail -1 \

@@ -2,8 +2,9 @@
 
 Both are pure functions of the records (`runner.load_records`): the page (`render_page`) has a
 table of every row, its figures and learning curves; the README's block (`render_readme_block`,
-between `BEGIN` and `END`) has the rows marked `readme` and each table's `headline`. So the page and the README cannot
-disagree unless one was edited by hand, which `tests/test_results.py` catches.
+between `BEGIN` and `END`) has the rows marked `readme` and each table's `headline`. So the
+page and the README cannot disagree unless one was edited by hand, which
+`tests/test_results.py` catches.
 """
 
 from __future__ import annotations
