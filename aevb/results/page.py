@@ -119,9 +119,9 @@ def headline_text(table: Table, trials: Sequence[dict[str, Any]]) -> str:
 
     parts = []
     for label, where in table.headline:
-        values = [derived(t["summary"])[table.headline_field] for t in trials
-                  if all(config_value(t["config"], f) == v for f, v in where)
-                  and table.headline_field in derived(t["summary"])]
+        chosen = [derived(t["summary"]) for t in trials
+                  if all(config_value(t["config"], f) == v for f, v in where)]
+        values = [s[table.headline_field] for s in chosen if table.headline_field in s]
         if values:
             mean, std, n = mean_std(values)
             spread = f" ± {std:{table.fmt}}" if n > 1 else ""
