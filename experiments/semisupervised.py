@@ -146,8 +146,42 @@ def _protocol() -> list[dict]:
     return out
 
 
+# The `long` sweep's budgets: an accelerator's, far beyond the protocol's 3 CPU hours.
+LONG_M1_EPOCHS, LONG_M1_PATIENCE, LONG_M2_EPOCHS = 200, 20, 300
+
+
+def _long() -> list[dict]:
+    """M2 and M1 + M2 trained long enough (issue 21), for a GPU: label draws 0-4 x 100 then
+    1,000 labels, M2 for LONG_M2_EPOCHS epochs, on the pixels and on the codes of an M1
+    chosen by the validation bound over up to LONG_M1_EPOCHS epochs, which Poisson and
+    Laplace learning also use; the labels-alone network beside them, on the same draws
+    and machine. Ordered so that parallel workers (`--workers`) train the five M1s
+    first, each in its own process, instead of waiting for one another's."""
+    out = []
+    for num in (100, 1000):
+        def draw(seed: int, **more) -> dict:
+            return {"train.seed": seed, "labels.seed": seed, "labels.num": num, **more}
+
+        m1 = {"train.select_on": "validation_neg_elbo", "train.select_mode": "min",
+              "train.num_epochs": LONG_M1_EPOCHS, "train.patience": LONG_M1_PATIENCE,
+              "semisupervised.features": "m1"}
+        m2 = {"m2.num_epochs": LONG_M2_EPOCHS, "semisupervised.classifier": "m2"}
+        for method in ({**m1, "semisupervised.classifier": "poisson"},
+                       {**m2, "semisupervised.features": "pixels"},
+                       {"semisupervised.features": "pixels", "semisupervised.classifier": "mlp"},
+                       {**m1, **m2},
+                       {**m1, "semisupervised.classifier": "laplace"}):
+            out += [draw(seed, **method, **({"semisupervised.m1_workdir":
+                                             f"long-seed{seed}-labels{num}"}
+                                            if method.get("semisupervised.features") == "m1"
+                                            else {}))
+                    for seed in range(5)]
+    return out
+
+
 def get_sweep(name: str = "") -> list[dict]:
-    """`--sweep=labels` (`_labels`) or `--sweep=protocol` (`_protocol`), and its table of
+    """`--sweep=labels` (`_labels`), `--sweep=protocol` (`_protocol`) or `--sweep=long`
+    (`_long`), and its table of
     test error (%), mean ± sample std over the seeds:
 
         python launch.py --config=experiments/semisupervised.py --sweep=labels \\
@@ -156,5 +190,5 @@ def get_sweep(name: str = "") -> list[dict]:
             --group_by=semisupervised.features,semisupervised.classifier,labels.num \\
             --scale=100 --format=.2f
     """
-    return sweeps.named(name, {"labels": _labels, "protocol": _protocol},
+    return sweeps.named(name, {"labels": _labels, "protocol": _protocol, "long": _long},
                         "experiments/semisupervised.py")

@@ -18,7 +18,8 @@ runs/results); an interrupted row (Ctrl-C, SIGTERM: exit status 75) resumes ther
 A table (`TABLES` in aevb/results/rows.py, e.g. --rows=semisupervised-protocol) is a named
 sweep of hours: it runs only when --rows names it, never in quick mode, resumes like a row,
 and keeps each finished trial's summary in docs/results/records/<key>/, so that its table
-on the page grows across sittings.
+on the page grows across sittings. `--table_flags` adds launch.py flags that change how a
+sweep runs, not what (`--table_flags=--workers=8`: 8 processes sharing one GPU).
 """
 
 from __future__ import annotations
@@ -56,10 +57,16 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--root", default="", help="where rows run (runs/results, "
                         "runs/results-quick)")
     parser.add_argument("--flags", default="", help="--config flags added to every row")
+    parser.add_argument("--table_flags", default="", help="launch.py flags for the tables' "
+                        "sweeps, how they run, not what (e.g. --workers=8)")
     parser.add_argument("--page_only", action="store_true", help="run no row")
     args = parser.parse_args(list(argv))
     try:
         rows, tables = _select(args.rows)
+        if any(f.startswith("--config") for f in shlex.split(args.table_flags)):
+            raise ValueError("--table_flags: launch.py flags of how a sweep runs "
+                             "(--workers, --compilation_cache), not --config ones, which "
+                             "would change the kept trials' meaning")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -73,7 +80,7 @@ def main(argv: Sequence[str]) -> int:
                             shlex.split(args.flags))
             for table in [] if args.quick else tables:  # sweeps of hours: never quick
                 print(f"{table.key}: {table.command()}", flush=True)
-                runner.run_table(table, root, records_dir)
+                runner.run_table(table, root, records_dir, shlex.split(args.table_flags))
         except runner.RowError as e:
             print(f"error: {e}", file=sys.stderr)
             return runner.PREEMPTED if e.status == runner.PREEMPTED else 1

@@ -262,11 +262,13 @@ def restore_kept(table: Table, workdir: str, records: str) -> int:
     return restored
 
 
-def run_table(table: Table, root: str, records: str) -> dict[str, Any]:
+def run_table(table: Table, root: str, records: str, flags: Sequence[str] = ()
+              ) -> dict[str, Any]:
     """Runs (or resumes) the table's sweep in `root/<key>` (the trials kept by earlier
-    sittings restored first, `restore_kept`), keeps its finished trials (`collect`, also
+    sittings restored first, `restore_kept`) with `launch.py` flags added (e.g.
+    `--workers=8`: how it runs, not what), keeps its finished trials (`collect`, also
     when the sweep is interrupted or fails), and adds this sitting (its wall time, machine,
-    date, trials kept) to `records/<key>.json`; returns that record."""
+    date, flags, trials kept) to `records/<key>.json`; returns that record."""
     workdir = os.path.join(root, table.key)
     os.makedirs(root, exist_ok=True)
     restored = restore_kept(table, workdir, records)
@@ -274,7 +276,7 @@ def run_table(table: Table, root: str, records: str) -> dict[str, Any]:
         print(f"{table.key}: {restored} trials kept by earlier sittings restored in {workdir}",
               flush=True)
     log = os.path.join(root, f"{table.key}.log")
-    args = [sys.executable, *shlex.split(table.command())[1:],
+    args = [sys.executable, *shlex.split(table.command())[1:], *flags,
             f"--workdir={os.path.abspath(workdir)}"]
     t0 = time.time()
     try:
@@ -287,6 +289,7 @@ def run_table(table: Table, root: str, records: str) -> dict[str, Any]:
         record = {"table": table.key, "command": table.command(),
                   "sittings": [*record.get("sittings", []), {
                       "wall_seconds": round(time.time() - t0, 1), "trials_kept": kept,
+                      **({"flags": shlex.join(flags)} if flags else {}),
                       "machine": machine(), "date": datetime.date.today().isoformat()}]}
         with open(os.path.join(records, f"{table.key}.json"), "w") as f:
             json.dump(record, f, indent=1, ensure_ascii=False)
