@@ -67,7 +67,8 @@ _VECTORIZE = flags.DEFINE_bool("vectorize", True, "Sweeps: train trials that dif
                                "seed or float hyperparameters together, as one program.")
 _WORKERS = flags.DEFINE_integer(
     "workers", 0, "Sweeps: run the trials in this many processes, one per core, each "
-    "vectorizable group split over them (a CPU option; python -m benchmarks.sweep measures it). "
+    "vectorizable group split over them (a CPU option; python -m benchmarks.sweep measures it; "
+    "on a GPU, N trials share it at once). "
     "-1: one per core on a CPU backend, none on accelerators. 0: one process.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process run (jax.distributed.initialize). On a TPU pod "

@@ -137,13 +137,14 @@ def test_a_table_keeps_each_finished_trial_and_shows_each_groups_mean_and_std(tm
         "(1 draw)")
 
 
-def test_the_trials_kept_by_earlier_sittings_are_restored_as_finished_trials(tmp_path):
+@pytest.mark.parametrize("key", [t.key for t in results.TABLES])
+def test_the_trials_kept_by_earlier_sittings_are_restored_as_finished_trials(tmp_path, key):
     """On a fresh machine the sweep's workdir is empty: `restore_kept` puts every committed
     trial back (its config as the sweep defines it, its summary as kept), so that the sweep
     runs only the others; each restored config has the values its record says it ran with."""
     from aevb.sweeps.report import config_value
 
-    table = next(t for t in results.TABLES if t.key == "semisupervised-protocol")
+    table = next(t for t in results.TABLES if t.key == key)
     records = os.path.join(REPO, "docs", "results", "records")
     kept = runner.load_records(os.path.join(records, table.key))
     sweep = tmp_path / "sweep"
@@ -156,6 +157,34 @@ def test_the_trials_kept_by_earlier_sittings_are_restored_as_finished_trials(tmp
                 name, field)
         summary = json.loads((sweep / name / "summary.json").read_text())
         assert summary == record["summary"]
+
+
+def test_a_tables_flags_say_how_its_sweep_runs_and_its_record_keeps_them(
+        tmp_path, monkeypatch, capsys):
+    """`--table_flags` reach the sweep's command line and its sitting's record; a --config
+    flag there, which would change what the kept trials mean, is one line and status 2."""
+    bad = ["--rows=semisupervised-long", f"--root={tmp_path}",
+           "--table_flags=--workers=8 --config.m2.num_epochs=3"]
+    assert results_cli.main(bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--table_flags" in err[0] and "--config" in err[0]
+
+    started = []
+    popen = runner.subprocess.Popen
+
+    def start(args, **kwargs):
+        started.append(args)
+        return popen([sys.executable, "-c", "pass"], **kwargs)
+
+    monkeypatch.setattr(runner.subprocess, "Popen", start)
+    table = next(t for t in results.TABLES if t.key == "semisupervised-long")
+    record = runner.run_table(table, str(tmp_path / "root"), str(tmp_path / "records"),
+                              ["--workers=8"])
+    assert started[0][-2:] == ["--workers=8",
+                               f"--workdir={tmp_path / 'root' / 'semisupervised-long'}"]
+    assert "--sweep=long" in started[0]
+    assert record["sittings"][-1]["flags"] == "--workers=8"
+    assert record["sittings"][-1]["trials_kept"] == 0
 
 
 def test_results_are_written_in_the_papers_terms():

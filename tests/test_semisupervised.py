@@ -183,17 +183,19 @@ def test_runs_that_need_the_same_m1_share_it(tiny_idx_dir, tmp_path):
     assert not (tmp_path / "a" / "m1").exists() and second["classifier"] == "poisson"
 
 
-def test_the_protocol_sweep_shares_an_m1_exactly_among_trials_that_need_the_same():
-    """--sweep=protocol: valid trials with flat, distinct names; trials naming the same
-    shared M1 have the same phase-1 config, and different names differ."""
+@pytest.mark.parametrize("sweep,num_trials,num_m1", [("protocol", 115, 25), ("long", 50, 10)])
+def test_a_sweep_shares_an_m1_exactly_among_trials_that_need_the_same(sweep, num_trials,
+                                                                      num_m1):
+    """--sweep=protocol and --sweep=long: valid trials with flat, distinct names; trials
+    naming the same shared M1 have the same phase-1 config, and different names differ."""
     from experiments import semisupervised as experiment
 
     from aevb import sweeps
     from aevb.regimes import pretrain
 
-    trials = experiment.get_sweep("protocol")
+    trials = experiment.get_sweep(sweep)
     names = [sweeps.trial_name(t) for t in trials]
-    assert len(set(names)) == len(trials) == 115 and not any("/" in n for n in names)
+    assert len(set(names)) == len(trials) == num_trials and not any("/" in n for n in names)
     by_name = {}
     for overrides in trials:
         config = sweeps.apply_overrides(experiment.get_config(), overrides)
@@ -201,5 +203,5 @@ def test_the_protocol_sweep_shares_an_m1_exactly_among_trials_that_need_the_same
         if config.semisupervised.features == "m1":
             phase1 = pretrain.phase1_config(config).to_json()
             by_name.setdefault(config.semisupervised.m1_workdir, set()).add(phase1)
-    assert len(by_name) == 25 and all(len(c) == 1 for c in by_name.values())
-    assert len({c for configs in by_name.values() for c in configs}) == 25
+    assert len(by_name) == num_m1 and all(len(c) == 1 for c in by_name.values())
+    assert len({c for configs in by_name.values() for c in configs}) == num_m1

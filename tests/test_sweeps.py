@@ -199,15 +199,17 @@ def test_worker_processes_give_the_trials_run_alone(tiny_config, tmp_path):
 
 
 def test_worker_processes_keep_the_users_xla_flags(monkeypatch):
-    """The workers' single-threading flags are added to XLA_FLAGS, not put in its place."""
+    """The workers' single-threading flags are added to XLA_FLAGS, not put in its place;
+    workers sharing an accelerator do not preallocate its memory."""
     from aevb.sweeps import workers
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    with workers._environment(workers.SINGLE_THREADED):
+    with workers._environment(workers.WORKER_ENVIRONMENT):
         assert os.environ["XLA_FLAGS"] == ("--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen="
                                            "false intra_op_parallelism_threads=1")
         assert os.environ["OMP_NUM_THREADS"] == "1"
+        assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"
     assert "OMP_NUM_THREADS" not in os.environ
 

@@ -271,6 +271,7 @@ def run_table(table: Table, root: str, records: str, flags: Sequence[str] = ()
     date, flags, trials kept) to `records/<key>.json`; returns that record."""
     workdir = os.path.join(root, table.key)
     os.makedirs(root, exist_ok=True)
+    os.makedirs(records, exist_ok=True)
     restored = restore_kept(table, workdir, records)
     if restored:
         print(f"{table.key}: {restored} trials kept by earlier sittings restored in {workdir}",

@@ -10,7 +10,9 @@ program (`aevb/regimes/vectorized.py`): the router splits each group over the wo
 console lines go to `<root>/logs/<first trial>[+n].log`, and the sweep prints one line per
 finished unit. Workers share the persistent compilation cache
 (`aevb/run/compile_cache.py`), so trials of one shape compile once. On accelerators the router
-keeps vmapped trials (`aevb/regimes/vectorized.py`) instead.
+keeps vmapped trials (`aevb/regimes/vectorized.py`) instead; trials that cannot be vmapped
+(the few-label regimes) can still share one GPU through `--workers=N`, N processes on it at
+once (the `long` sweep of experiments/semisupervised.py ran 8 on one H200).
 
 The worker count: `--workers` on `launch.py` (default 0: one process; -1, `auto_workers`:
 one per core this process may use, on a single-process CPU backend). On the 2-core CPU
@@ -33,9 +35,12 @@ from typing import Any
 from aevb.config.checks import Preempted
 from aevb.training.preemption import WATCH
 
-SINGLE_THREADED = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
-                                "intra_op_parallelism_threads=1",
-                   "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Each worker: XLA and BLAS single-threaded on its one core and, where the processes share
+# an accelerator, no worker taking 75% of its memory up front (JAX's default).
+WORKER_ENVIRONMENT = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1",
+                      "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                      "MKL_NUM_THREADS": "1", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
 def auto_workers() -> int:
@@ -148,7 +153,7 @@ def run_units(units: Sequence[Sequence[tuple[str, Any]]], root: str, num_workers
     print(f"{sum(map(len, units))} trials in {len(units)} units ({', '.join(names)}) on "
           f"{len(workers)} worker processes, one per core (console lines in "
           f"{os.path.join(root, 'logs')})", flush=True)
-    with _environment(SINGLE_THREADED):  # set before the worker imports JAX
+    with _environment(WORKER_ENVIRONMENT):  # set before the worker imports JAX
         for worker in workers:
             worker.start()
     errors: list[BaseException] = []
