@@ -24,7 +24,7 @@ poisson | laplace | spreading on a kNN graph of every training and test image's 
 `m2` (the semi-supervised VAE on the pixels: one hidden layer of 500 softplus units, 50
 latents), `m1m2` (M2 on the M1 codes), `nn` (a small MLP on the labeled pixels alone),
 `bound` (with any of them: M1's epoch chosen by the validation -ELBO, label-free, instead
-of the probe), `runlocal` (a quick check: 2 epochs of each model).
+of the probe), `conv` (M1 is experiments/vae.py's conv VAE), `runlocal` (a quick check: 2 epochs of each model).
 
 M1's epoch (up to `train.num_epochs`, an evaluation each epoch, stopped after
 `train.patience` without a better one) is the one whose posterior means a fixed probe
@@ -46,6 +46,7 @@ import ml_collections
 
 from aevb import sweeps
 from aevb.config import defaults
+from experiments import vae
 
 
 def _m1(config: ml_collections.ConfigDict) -> None:
@@ -102,7 +103,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.m2.patience = 0
     return defaults.apply_variants(config, variant, "experiments/semisupervised.py",
                                   {"m1": _m1, "m2": _m2, "m1m2": _m1m2, "nn": _nn,
-                                   "bound": _bound})
+                                   "bound": _bound, "conv": vae.conv_vae})
 
 
 def _labels() -> list[dict]:

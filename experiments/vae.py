@@ -39,9 +39,10 @@ def _gaussian(config: ml_collections.ConfigDict) -> None:
     config.data.binarize = "dequantize"
 
 
-def _conv(config: ml_collections.ConfigDict) -> None:
+def conv_vae(config: ml_collections.ConfigDict) -> None:
     """Two stride-2 3x3 `same` convolutions of 32 and 64 filters (28 -> 14 -> 7), ReLU, a
-    dense layer to the mean and log-variance; the decoder mirrors them (7 -> 14 -> 28)."""
+    dense layer to the mean and log-variance; the decoder mirrors them (7 -> 14 -> 28).
+    The `conv` variant here and of experiments/semisupervised.py (its M1)."""
     config.model.architecture = "conv"
     config.model.activation = "relu"
     config.model.hidden_sizes = ()
@@ -57,7 +58,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.experiment = "vae"
     return defaults.apply_variants(config, variant, "experiments/vae.py",
                                   {"paper": _paper, "gaussian": _gaussian,
-                                   "conv": _conv})
+                                   "conv": conv_vae})
 
 
 def get_sweep(name: str = "") -> list[dict]:
