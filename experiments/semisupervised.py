@@ -24,7 +24,8 @@ poisson | laplace | spreading on a kNN graph of every training and test image's 
 `m2` (the semi-supervised VAE on the pixels: one hidden layer of 500 softplus units, 50
 latents), `m1m2` (M2 on the M1 codes), `nn` (a small MLP on the labeled pixels alone),
 `bound` (with any of them: M1's epoch chosen by the validation -ELBO, label-free, instead
-of the probe), `conv` (M1 is experiments/vae.py's conv VAE), `runlocal` (a quick check: 2 epochs of each model).
+of the probe), `conv` (M1 is experiments/vae.py's conv VAE), `runlocal` (a quick check:
+2 epochs of each model).
 
 M1's epoch (up to `train.num_epochs`, an evaluation each epoch, stopped after
 `train.patience` without a better one) is the one whose posterior means a fixed probe
@@ -158,32 +159,29 @@ def _long() -> list[dict]:
     Laplace learning also use; the labels-alone network beside them, on the same draws
     and machine. Ordered so that parallel workers (`--workers`) train the five M1s
     first, each in its own process, instead of waiting for one another's."""
+    m1 = {"train.select_on": "validation_neg_elbo", "train.select_mode": "min",
+          "train.num_epochs": LONG_M1_EPOCHS, "train.patience": LONG_M1_PATIENCE,
+          "semisupervised.features": "m1"}
+    m2 = {"m2.num_epochs": LONG_M2_EPOCHS, "semisupervised.classifier": "m2"}
+    methods = ({**m1, "semisupervised.classifier": "poisson"},
+               {**m2, "semisupervised.features": "pixels"},
+               {"semisupervised.features": "pixels", "semisupervised.classifier": "mlp"},
+               {**m1, **m2},
+               {**m1, "semisupervised.classifier": "laplace"})
     out = []
     for num in (100, 1000):
-        def draw(seed: int, **more) -> dict:
-            return {"train.seed": seed, "labels.seed": seed, "labels.num": num, **more}
-
-        m1 = {"train.select_on": "validation_neg_elbo", "train.select_mode": "min",
-              "train.num_epochs": LONG_M1_EPOCHS, "train.patience": LONG_M1_PATIENCE,
-              "semisupervised.features": "m1"}
-        m2 = {"m2.num_epochs": LONG_M2_EPOCHS, "semisupervised.classifier": "m2"}
-        for method in ({**m1, "semisupervised.classifier": "poisson"},
-                       {**m2, "semisupervised.features": "pixels"},
-                       {"semisupervised.features": "pixels", "semisupervised.classifier": "mlp"},
-                       {**m1, **m2},
-                       {**m1, "semisupervised.classifier": "laplace"}):
-            out += [draw(seed, **method, **({"semisupervised.m1_workdir":
-                                             f"long-seed{seed}-labels{num}"}
-                                            if method.get("semisupervised.features") == "m1"
-                                            else {}))
-                    for seed in range(5)]
+        for method in methods:
+            for seed in range(5):
+                shared = ({"semisupervised.m1_workdir": f"long-seed{seed}-labels{num}"}
+                          if method["semisupervised.features"] == "m1" else {})
+                out.append({"train.seed": seed, "labels.seed": seed, "labels.num": num,
+                            **method, **shared})
     return out
 
 
 def get_sweep(name: str = "") -> list[dict]:
     """`--sweep=labels` (`_labels`), `--sweep=protocol` (`_protocol`) or `--sweep=long`
-    (`_long`), and its table of
-    test error (%), mean ± sample std over the seeds:
+    (`_long`), and its table of test error (%), mean ± sample std over the seeds:
 
         python launch.py --config=experiments/semisupervised.py --sweep=labels \\
             --workdir=runs/semisupervised-labels
