@@ -1,6 +1,6 @@
 """The graph classifiers (aevb/evaluation/graph_classifiers.py) against dense computations
 written out here: the graph's weights, Laplace learning's harmonic solution, Poisson
-learning's limit and its stopping time."""
+learning's limit and its stopping time, Poisson MBO's rounds and its class sizes."""
 
 import numpy as np
 import pytest
@@ -66,6 +66,35 @@ def test_poisson_learning_stops_when_the_walk_from_the_labels_has_mixed():
     while np.max(np.abs(walk - degree / degree.sum())) > 1 / len(x):
         walk, expected = w @ (walk / degree), expected + 1
     assert t == expected > 0
+
+
+def test_volume_threshold_holds_the_class_sizes_in_the_order_of_the_scores():
+    """Scores whose ratio spreads over e^-6 .. e^6: plain argmax splits them 60/40, the
+    weighted one 50/50, and class 1 takes the nodes of the highest ratio u_1 / u_0."""
+    log_ratio = np.linspace(-7.2, 4.8, 1000)
+    u = np.stack([np.ones(1000), np.exp(log_ratio)], axis=1)
+    assert np.bincount(np.argmax(u, axis=1)).tolist() == [600, 400]
+    classes = np.argmax(gc.volume_threshold(u, np.array([0.5, 0.5])), axis=1)
+    assert abs(np.mean(classes) - 0.5) < 0.01
+    assert np.all(np.diff(classes) >= 0)  # one threshold on the ratio
+
+
+def test_poisson_mbo_is_poisson_learning_then_heat_steps_and_thresholds():
+    """The rounds written out densely: U <- U - dt (L U - B) MBO_STEPS times, dt = 1 / max
+    degree, then the volume threshold at the labels' proportions."""
+    x = _points(n=60)
+    w = _dense_graph(x, 6)
+    labeled, one_hot = np.array([0, 1, 30, 31, 50, 51]), np.eye(3)[[0, 0, 1, 1, 2, 2]]
+    u, t = gc.poisson_learning(gc.sparse.csr_matrix(w), labeled, one_hot)
+    laplacian, b = np.diag(w.sum(1)) - w, np.zeros_like(u)
+    b[labeled] = one_hot - one_hot.mean(axis=0)
+    for _ in range(gc.MBO_ROUNDS):
+        for _ in range(gc.MBO_STEPS):
+            u = u - (laplacian @ u - b) / w.sum(1).max()
+        u = gc.volume_threshold(u, np.full(3, 1 / 3))
+    mbo, iterations = gc.poisson_mbo(gc.sparse.csr_matrix(w), labeled, one_hot)
+    np.testing.assert_array_equal(mbo, u)
+    assert iterations == t and np.all(mbo.sum(axis=1) == 1)
 
 
 def _blobs(seed=0, per_class=60, classes=3):

@@ -220,8 +220,8 @@ SEMISUPERVISED_FEATURES = ("m1", "pixels")
 
 # on the host: inductive (aevb/evaluation/host_classifiers.py), transductive on a graph
 # (aevb/evaluation/graph_classifiers.py); M2 through the loop
-SEMISUPERVISED_CLASSIFIERS = ("logistic", "mlp", "knn", "svm", "poisson", "laplace",
-                              "spreading", "m2")
+SEMISUPERVISED_CLASSIFIERS = ("logistic", "mlp", "knn", "svm", "poisson", "poisson_mbo",
+                              "laplace", "spreading", "m2")
 
 
 def _validate_semisupervised(config: ml_collections.ConfigDict) -> None:
