@@ -20,7 +20,8 @@ MNIST test error with 100 labels (its Table 1):
 Variants: `m1` (the default: M1, the authors' VAE, 784-500-500-50 softplus as in their code
 (the paper's text says 600), then a classifier on its posterior means,
 `semisupervised.classifier` = svm | logistic | mlp | knn, or the transductive graph methods
-poisson | laplace | spreading on a kNN graph of every training and test image's means),
+poisson | poisson_mbo | laplace | spreading on a kNN graph of every training and test
+image's means),
 `m2` (the semi-supervised VAE on the pixels: one hidden layer of 500 softplus units, 50
 latents), `m1m2` (M2 on the M1 codes), `nn` (a small MLP on the labeled pixels alone),
 `bound` (with any of them: M1's epoch chosen by the validation -ELBO, label-free, instead
@@ -179,9 +180,32 @@ def _long() -> list[dict]:
     return out
 
 
+GRAPH_CLASSIFIERS = ("poisson", "poisson_mbo", "laplace")
+
+
+def _graph() -> list[dict]:
+    """The graph methods of Calder et al. (2020) on one M1 per label draw and count, the
+    one the variant configures (`:bound,conv`: the conv M1 chosen by the validation
+    bound): draws 0-4 x 100 and 1,000 labels x GRAPH_CLASSIFIERS, each selected on the
+    validation split; the trials of one draw and count share their M1. Then, at 100
+    labels, Poisson learning in the anchor's own protocol on the same architecture (no
+    validation labels, M1 after all its epochs, `unlabeled_accuracy`), as `_protocol`'s."""
+    selected = [{"train.seed": seed, "labels.seed": seed, "labels.num": num,
+                 "semisupervised.m1_workdir": f"graph-seed{seed}-labels{num}",
+                 "semisupervised.classifier": classifier}
+                for num in (100, 1000) for seed in range(5)
+                for classifier in GRAPH_CLASSIFIERS]
+    anchor = [{"train.seed": seed, "labels.seed": seed, "labels.num": 100,
+               "labels.num_validation": 0, "train.select_on": "", "train.patience": 0,
+               "semisupervised.classifier": "poisson",
+               "semisupervised.m1_workdir": f"graph-last-seed{seed}"} for seed in range(5)]
+    return selected + anchor
+
+
 def get_sweep(name: str = "") -> list[dict]:
-    """`--sweep=labels` (`_labels`), `--sweep=protocol` (`_protocol`) or `--sweep=long`
-    (`_long`), and its table of test error (%), mean ± sample std over the seeds:
+    """`--sweep=labels` (`_labels`), `--sweep=protocol` (`_protocol`), `--sweep=long`
+    (`_long`) or `--sweep=graph` (`_graph`, with a variant's M1), and its table of test
+    error (%), mean ± sample std over the seeds:
 
         python launch.py --config=experiments/semisupervised.py --sweep=labels \\
             --workdir=runs/semisupervised-labels
@@ -189,5 +213,5 @@ def get_sweep(name: str = "") -> list[dict]:
             --group_by=semisupervised.features,semisupervised.classifier,labels.num \\
             --scale=100 --format=.2f
     """
-    return sweeps.named(name, {"labels": _labels, "protocol": _protocol, "long": _long},
-                        "experiments/semisupervised.py")
+    return sweeps.named(name, {"labels": _labels, "protocol": _protocol, "long": _long,
+                               "graph": _graph}, "experiments/semisupervised.py")

@@ -3,6 +3,7 @@ committed page and README block against what the committed records write."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -113,6 +114,10 @@ def test_a_table_keeps_each_finished_trial_and_shows_each_groups_mean_and_std(tm
     records = tmp_path / "records"
     assert runner.collect(table, str(sweep), str(records)) == 3
     assert runner.collect(table, str(sweep), str(records)) == 0  # kept already
+    # a table that groups by other fields rewrites its records' groups, and back
+    narrower = dataclasses.replace(table, rows_by=table.rows_by[:2])
+    assert runner.collect(narrower, str(sweep), str(records)) == 3
+    assert runner.collect(table, str(sweep), str(records)) == 3
     kept, sittings = runner.load_table(str(records), table)
     assert sorted(t["trial"] for t in kept) == ["a", "b", "c"] and sittings == {}
     text = "\n".join(page_lib.render_table(table, kept, {"sittings": [
@@ -155,6 +160,9 @@ def test_the_trials_kept_by_earlier_sittings_are_restored_as_finished_trials(tmp
         for field in (table.columns_by, *table.rows_by):
             assert config_value(config, field) == config_value(record["config"], field), (
                 name, field)
+        # the table's variant too: `:bound,conv` has the conv M1
+        assert config["model"]["architecture"] == ("conv" if "conv" in table.variant
+                                                   else "mlp")
         summary = json.loads((sweep / name / "summary.json").read_text())
         assert summary == record["summary"]
 

@@ -144,7 +144,9 @@ def render_readme_block(rows: Sequence[Row], records: Records, page_link: str,
     for table, trials, sittings in tables:
         if table.headline:
             hours = sum(s["wall_seconds"] for s in sittings.get("sittings", [])) / 3600
-            lines.append(f"| `{table.file}.py` | `--sweep={table.sweep}`, test error (%): "
+            variant = f"`:{table.variant}` " if table.variant else ""
+            lines.append(f"| `{table.file}.py` | {variant}`--sweep={table.sweep}`, test "
+                         "error (%): "
                          f"{headline_text(table, trials)} | {table.anchor} | "
                          f"{hours:.1f} h |")
     return "\n".join([*lines, "", END])

@@ -83,10 +83,13 @@ class Table:
     # each (label, ((config field, value), ...)) group.
     headline: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     headline_field: str = ""
+    variant: str = ""  # the experiment file's variants the sweep runs under: 'bound,conv'
 
     def command(self) -> str:
         """The sweep's command line (without its --workdir)."""
-        return shlex.join(["python", "launch.py", f"--config=experiments/{self.file}.py",
+        variant = f":{self.variant}" if self.variant else ""
+        return shlex.join(["python", "launch.py",
+                           f"--config=experiments/{self.file}.py{variant}",
                            f"--sweep={self.sweep}"])
 
 
@@ -138,6 +141,12 @@ ROWS = (
         f"228.70 ± 0.15 nats, VAE, Fashion-MNIST ({EXEMPLAR})", readme=True, curves=True),
     Row("likelihood:iwae", LL + ", selected at epoch {selected_epoch} of {epochs_run}",
         "none (IWAE k = 5 under this protocol); the VAE row above", curves=True),
+    # the IWAE in the VAE's training time: 607 epochs x 0.427, the IWAE's rate against the
+    # VAE's (`python -m benchmarks.samples --config=experiments/likelihood.py --samples=1,5`)
+    Row("likelihood:iwae", LL + ", selected at epoch {selected_epoch} of {epochs_run}; "
+        "{active_units} active units", "none: the `likelihood` row at equal training time",
+        flags=("--config.train.num_epochs=259", "--config.train.patience=0"), curves=True,
+        tag="epochs259"),
     # the IWAE at the VAE's 607 epochs (its early stop), every epoch trained
     Row("likelihood:iwae", LL + ", selected at epoch {selected_epoch} of {epochs_run}; "
         "{active_units} active units", "none: the `likelihood` row at equal epochs",
@@ -198,4 +207,18 @@ TABLES = (
               for label, features, classifier in (("M2", "pixels", "m2"),
                                                   ("M1 + M2", "m1", "m2"),
                                                   ("labels alone", "pixels", "mlp")))),
+    Table("semisupervised-graph-conv", "semisupervised", "graph",
+          "Few labels: the graph methods on the conv M1 chosen by the bound (issue 21)",
+          rows_by=("semisupervised.classifier", "labels.num_validation"),
+          columns_by="labels.num",
+          fields=("test_error_pct", "unlabeled_error_pct", "m1_selected_epoch",
+                  "selected_num_neighbors", "trial_seconds"),
+          anchor="24.75% error at 100 labels, Poisson learning on VAE features, over every "
+                 "unlabeled node (Calder et al. 2020); 17.7% Laplace learning at 1,600",
+          headline_field="test_error_pct", variant="bound,conv", headline=tuple(
+              (f"{label}, {num:,} labels", (("labels.num", num),
+                                            ("semisupervised.classifier", classifier),
+                                            ("labels.num_validation", -1)))
+              for num in (100, 1000)
+              for label, classifier in (("Poisson", "poisson"), ("Laplace", "laplace")))),
 )

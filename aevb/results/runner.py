@@ -189,7 +189,8 @@ def run_rows(rows: Sequence[Row], root: str, records: str, figures: str,
 def collect(table: Table, sweep_root: str, records: str) -> int:
     """Keeps each finished trial of the sweep in `sweep_root` as `records/<key>/<trial>.json`
     (its group's config values and its summary's numbers); returns how many it wrote. A
-    trial kept before with the same summary keeps its file (and date)."""
+    trial kept before with the same record (a table that groups by a new field rewrites
+    it) keeps its file (and date)."""
     from aevb.sweeps.report import ReportError, config_value, load_trials
 
     try:
@@ -202,11 +203,6 @@ def collect(table: Table, sweep_root: str, records: str) -> int:
     for name, config, summary in finished:
         numbers = {k: v for k, v in summary.items()
                    if isinstance(v, (int, float, str)) and "/" not in k}
-        path = os.path.join(directory, f"{name}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                if json.load(f)["summary"] == numbers:
-                    continue
         group: dict[str, Any] = {}
         for field in (table.columns_by, *table.rows_by):
             *sections, last = field.split(".")
@@ -214,6 +210,12 @@ def collect(table: Table, sweep_root: str, records: str) -> int:
             for section in sections:
                 node = node.setdefault(section, {})
             node[last] = config_value(config, field)
+        path = os.path.join(directory, f"{name}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                kept = json.load(f)
+            if kept["summary"] == numbers and kept["config"] == group:
+                continue
         with open(path, "w") as f:
             json.dump({"trial": name, "config": group, "summary": numbers,
                        "machine": machine(), "date": datetime.date.today().isoformat()},
@@ -247,7 +249,7 @@ def restore_kept(table: Table, workdir: str, records: str) -> int:
     spec.loader.exec_module(module)
     kept = load_records(os.path.join(records, table.key))
     restored = 0
-    for name, _, config in sweeps.make_trials(module.get_config(),
+    for name, _, config in sweeps.make_trials(module.get_config(table.variant),
                                               module.get_sweep(table.sweep)):
         trial = os.path.join(workdir, name)
         if name not in kept or os.path.exists(trial):
