@@ -69,7 +69,7 @@ def test_poisson_learning_stops_when_the_walk_from_the_labels_has_mixed():
 
 
 def test_volume_threshold_holds_the_class_sizes_in_the_order_of_the_scores():
-    """Scores whose ratio spreads over e^-6 .. e^6: plain argmax splits them 60/40, the
+    """Scores whose ratio spreads over e^-7.2 .. e^4.8: plain argmax splits them 60/40, the
     weighted one 50/50, and class 1 takes the nodes of the highest ratio u_1 / u_0."""
     log_ratio = np.linspace(-7.2, 4.8, 1000)
     u = np.stack([np.ones(1000), np.exp(log_ratio)], axis=1)

@@ -178,8 +178,8 @@ def _semisupervised_sections(c: ml_collections.ConfigDict) -> None:
     c.semisupervised.classifier = "svm"  # logistic | mlp | knn | svm (on the host, on the
     #                                     labeled features) | poisson | poisson_mbo |
     #                                     laplace | spreading (on the host, on a kNN graph
-    #                                     of every example's
-    #                                     features, test ones too) | m2 (the semi-supervised VAE)
+    #                                     of every example's features, test ones too) | m2
+    #                                     (the semi-supervised VAE)
     c.semisupervised.m1_workdir = ""    # where M1 trains: '' = <workdir>/m1; a name:
     #                                     <workdir>/../m1/<name>, shared by the runs (a
     #                                     sweep's trials) that need the same M1
