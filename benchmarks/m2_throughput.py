@@ -35,6 +35,7 @@ from aevb.regimes.labels import labeled_and_validation
 from aevb.regimes.prepare import load_and_check
 from aevb.run import parallel
 from aevb.training.epoch import balanced_batches
+from benchmarks.flops import step_flops
 from benchmarks.timing import (
     best_seconds,
     epoch_seconds,
@@ -124,7 +125,7 @@ def main(argv) -> None:
     randomness = randomness_seconds_per_step(config, built.labeled_set[1], built.steps,
                                              num_pixels, num_classes) - loop
     rest = step - matmul - optimizer - randomness - loop
-    flops = sum(2.0 * r * i * o * (3 if g else 2) for r, i, o, g in shapes)
+    flops = step_flops(shapes)
 
     def part(name: str, t: float) -> str:
         return f"{name} {t * 1e3:.3f} ms ({t / step:.0%})"

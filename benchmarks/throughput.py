@@ -40,13 +40,12 @@ from ml_collections import config_flags
 from aevb import architectures, models
 from aevb.architectures import mlp
 from aevb.data import noise
-from aevb.families import vae as vae_family
 from aevb.models.conv import ConvStack
 from aevb.regimes import joint
 from aevb.regimes.prepare import load_and_check
 from aevb.run import parallel
 from aevb.training import keys
-from benchmarks.flops import train_flops, train_flops_per_example
+from benchmarks.flops import step_flops, step_matmuls, train_flops
 from benchmarks.timing import (
     best_seconds,
     epoch_seconds,
@@ -110,18 +109,6 @@ def randomness_seconds_per_step(config, model, images: jax.Array, impl: str,
     return best_seconds(run, jax.random.key(0, impl=impl), x) / steps
 
 
-def matmul_only_flops_per_s(layers: list[tuple[int, int]], batch: int, steps: int = 300) -> float:
-    """Rate of the model's own matmuls alone (forward, weight and input gradients).
-
-    The same [batch, fan_in] x [fan_in, fan_out] shapes as a training step, with none of the
-    elementwise work, RNG or optimizer: the most a training step of this batch size could
-    reach, for comparison with the big square GEMM. The first layer, fed by the data, has
-    no input gradient.
-    """
-    shapes = [(batch, i, o, k > 0) for k, (i, o) in enumerate(layers)]
-    return batch * train_flops_per_example(layers) / matmul_only_seconds(shapes, steps)
-
-
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -146,7 +133,7 @@ def main(argv) -> None:
     arch = architectures.get(config.model.architecture)
     if isinstance(arch, mlp.MLPArchitecture):
         breakdown(config, model, tx, params, images, step,
-                  vae_family.dense_shapes(config.model, shape))
+                  step_matmuls(config, shape))
         return
     flops = train_flops([f for part in run.family.forward_flops(config.model, shape)
                          for f in part])
@@ -173,12 +160,14 @@ def main(argv) -> None:
 
 
 def breakdown(config, model, tx, params, images: jax.Array, step: float,
-              layers: list[tuple[int, int]]) -> None:
-    """Where a dense model's step goes: matmuls, optimizer, randomness, loop, the rest."""
+              shapes: list[tuple[int, int, int, bool]]) -> None:
+    """Where a dense model's step goes: matmuls, optimizer, randomness, loop, the rest.
+    `shapes`: the step's matmuls (rows, fan_in, fan_out, input_gradient), timed alone at
+    the same shapes with none of the elementwise work, RNG or optimizer."""
     batch, impl = config.train.batch_size, config.train.prng_impl
-    flops = train_flops_per_example(layers)
+    flops = step_flops(shapes) / batch
     loop = loop_seconds_per_step()
-    matmul = batch * flops / matmul_only_flops_per_s(layers, batch) - loop
+    matmul = matmul_only_seconds(shapes) - loop
     optimizer = optimizer_seconds_per_step(tx, params) - loop
     randomness = {name: randomness_seconds_per_step(config, model, images, name) - loop
                   for name in keys.PRNG_IMPLS}
@@ -189,7 +178,7 @@ def breakdown(config, model, tx, params, images: jax.Array, step: float,
         return f"{t * 1e3:.3f} ms"
 
     print(f"device={jax.devices()[0].device_kind} batch={batch} "
-          f"matmuls: {' '.join(f'{i}x{o}' for i, o in layers)}")
+          f"matmuls (rows x fan_in x fan_out): {' '.join(f'{r}x{i}x{o}' for r, i, o, _ in shapes)}")
     print(f"step {ms(step)} = matmuls {ms(matmul)} ({matmul / step:.0%}) + optimizer "
           f"{ms(optimizer)} ({optimizer / step:.0%}) + randomness {ms(randomness[impl])} "
           f"({randomness[impl] / step:.0%}) + loop {ms(loop)} ({loop / step:.0%}) + "

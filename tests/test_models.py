@@ -14,7 +14,6 @@ import pytest
 from aevb import architectures, families, models
 from aevb.architectures.base import Architecture
 from aevb.config import defaults
-from aevb.families import vae as vae_family
 from aevb.models.distributions import Bernoulli, Gaussian
 
 
@@ -89,12 +88,32 @@ def test_autoencoder_shapes_and_code_activation():
     np.testing.assert_allclose(out.x_hat, jax.nn.sigmoid(out.logits), rtol=1e-6)
 
 
-def test_dense_shapes_list_every_matmul():
+def test_step_matmuls_list_every_matmul_of_a_training_step():
+    """The throughput benchmark's matmuls (rows, fan_in, fan_out, input_gradient): the
+    default VAE's, whose per-row FLOPs are the family's forward FLOPs; and the likelihood
+    protocol's VampPrior with the IWAE's k = 5 (gated layers as one kernel of twice their
+    width, the decoder over 5 x 100 codes, the encoder again over the 500 pseudo-inputs,
+    log p(z)'s two matmuls against the 500 components)."""
+    from benchmarks import flops
+    from experiments import likelihood
+
     config = defaults.base_config()
-    shapes = vae_family.dense_shapes(config.model, (28, 28, 1))
-    assert shapes == [(784, 500), (500, 40), (20, 500), (500, 784)]
+    b = config.train.batch_size
+    shapes = flops.step_matmuls(config, (28, 28, 1))
+    assert shapes == [(b, 784, 500, False), (b, 500, 40, True), (b, 20, 500, True),
+                      (b, 500, 784, True)]
     encoder, decoder = families.get("vae").forward_flops(config.model, (28, 28, 1))
-    assert encoder + decoder == [2.0 * i * o for i, o in shapes]
+    assert encoder + decoder == [2.0 * i * o for _, i, o, _ in shapes]
+    config = likelihood.get_config("vampprior")
+    config.train.num_samples = 5
+    assert flops.step_matmuls(config, (28, 28, 1)) == [
+        (100, 784, 600, False), (100, 300, 600, True), (100, 300, 80, True),
+        (500, 40, 600, True), (500, 300, 600, True), (500, 300, 784, True),
+        (500, 784, 600, True), (500, 300, 600, True), (500, 300, 80, True),
+        (500, 40, 500, True), (500, 40, 500, True)]
+    encoder, decoder = families.get("vae").forward_flops(config.model, (28, 28, 1))
+    assert encoder + decoder == [2.0 * i * o for _, i, o, _ in
+                                 flops.step_matmuls(config, (28, 28, 1))[:6]]
     ae = models.Autoencoder(hidden_sizes=(100,), code_dim=30, output_dim=784, tied_weights=True)
     assert ae.dense_shapes() == [(784, 100), (100, 30), (30, 100), (100, 784)]
 

@@ -146,6 +146,38 @@ def test_selection_on_validation_stops_early_and_a_killed_run_knows_it_is_done(
         assert resumed[key] == straight[key], key
 
 
+def test_a_resume_may_change_the_patience_only_where_the_run_never_waited_that_long(
+        tiny_idx_dir, tmp_path):
+    """train.patience may change on resume where the history allows it. Selecting the highest
+    validation -ELBO (epoch 1's), a run of 2 epochs without early stopping, resumed to 6
+    under a patience of 2, stops after epoch 3 with epoch 1 selected, as the straight run
+    does, with the same numbers. Extended to 4 epochs first (3 evaluations without a better
+    one, where the straight run stopped at 2), the same resume is refused before anything
+    is written."""
+    config = small_vae_config(tiny_idx_dir)
+    config.data.num_validation = 100
+    config.train.select_on, config.train.select_mode = "validation_neg_elbo", "max"
+
+    def run(workdir: Path, epochs: int, patience: int) -> dict:
+        c = config.copy_and_resolve_references()
+        c.train.num_epochs, c.train.patience = epochs, patience
+        return train.train_and_evaluate(c, str(workdir))
+
+    straight = run(tmp_path / "straight", 6, 2)
+    assert (straight["selected_epoch"], straight["epochs_run"]) == (1, 3)
+    run(tmp_path / "extended", 2, 0)
+    shutil.copytree(tmp_path / "extended", tmp_path / "waited")
+    resumed = run(tmp_path / "extended", 6, 2)
+    for key in ("selected_epoch", "epochs_run", "steps", "validation_neg_elbo",
+                "test_neg_elbo", "test_log_likelihood"):
+        assert resumed[key] == straight[key], key
+    run(tmp_path / "waited", 4, 0)
+    before = (tmp_path / "waited" / "config.json").read_text()
+    with pytest.raises(checks.ConfigError, match=r"train\.patience.*0 -> 2.*went 3 evaluations"):
+        run(tmp_path / "waited", 6, 2)
+    assert (tmp_path / "waited" / "config.json").read_text() == before
+
+
 def test_an_iwae_run_selects_on_its_own_validation_bound(tiny_idx_dir, tmp_path):
     """train.objective='iwae': each evaluation has -L_k with the objective's k beside the
     -ELBO (and a run with the ELBO objective has none); selecting on it keeps the epoch of

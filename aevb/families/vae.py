@@ -178,18 +178,6 @@ def active_units(means: np.ndarray, threshold: float = ACTIVE_THRESHOLD
     return int(np.sum(variance > threshold)), variance
 
 
-def dense_shapes(model_config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]
-                 ) -> list[tuple[int, int]]:
-    """(fan_in, fan_out) of every matmul of the VAE on dense trunks (`model.architecture=
-    'mlp'`), encoder first: D -> hidden -> 2L, then L -> reversed hidden -> D (2D: a
-    Gaussian decoder)."""
-    d, mc = int(np.prod(image_shape)), model_config
-    channels, _ = models.PIXEL_OUTPUTS[mc.decoder]
-    enc = (d, *mc.hidden_sizes, 2 * mc.latent_dim)
-    dec = (mc.latent_dim, *reversed(mc.hidden_sizes), channels * d)
-    return list(zip(enc, enc[1:])) + list(zip(dec, dec[1:]))
-
-
 INTERPOLATION_STEPS = 8
 
 

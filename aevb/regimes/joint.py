@@ -24,13 +24,14 @@ from jax.sharding import Mesh
 
 from aevb import data as data_lib
 from aevb import families
+from aevb.config.checks import ConfigError
 from aevb.evaluation.measures import evaluate_splits
 from aevb.regimes.prepare import eval_data, load_and_check, train_rows
 from aevb.regimes.probe import METRIC as PROBE
 from aevb.regimes.probe import make_probe
-from aevb.run import files, parallel
-from aevb.run.workdir import claim
-from aevb.training import keys, loop, schedules
+from aevb.run import files, metrics, parallel
+from aevb.run.workdir import claim, saved_config
+from aevb.training import keys, loop, schedules, selection
 from aevb.training.epoch import make_train_epoch
 from aevb.training.train_state import TrainState, make_optimizer, num_parameters
 
@@ -87,6 +88,27 @@ def select(config: ml_collections.ConfigDict) -> loop.Select | None:
                        minimize=config.train.select_mode == "min")
 
 
+def check_patience_change(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """A resume may change `train.patience` only where the run so far never waited that many
+    evaluations for a better `train.select_on`: the straight run with the new patience would
+    have reached the same epoch, so the resumed one equals it (a run extended under a
+    patience of 0 keeps the protocol's stopping rule). Else a ConfigError, before anything is
+    written."""
+    saved, new = saved_config(workdir), config.train.patience
+    old = (saved or {}).get("train", {}).get("patience", new)
+    chooser = select(config)
+    if old == new or not new or chooser is None:
+        return
+    scores = [chooser.score(line[chooser.metric]) for line in metrics.read(workdir)
+              if chooser.metric in line and not line.get("final")]
+    waited = selection.longest_wait(scores)
+    if waited >= new:
+        raise ConfigError(
+            f"config field train.patience cannot change on resume ({old} -> {new}): the run "
+            f"in {workdir} went {waited} evaluations without a better {chooser.metric}, so a "
+            f"straight run would have stopped earlier; pass a new --workdir")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains the configured model, evaluates it, and leaves the run's files in `workdir`.
 
@@ -94,6 +116,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     data.DataError before writing anything when the config or the data is unusable.
     """
     datasets = load_and_check(config)
+    check_patience_change(config, workdir)
     claim(config, workdir, datasets.record())
     mesh = parallel.make_mesh()
     built = setup(config, datasets, mesh)

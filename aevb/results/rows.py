@@ -139,8 +139,9 @@ ROWS = (
         f"MNIST: IWAE k = 5, 85.54 nats ({BURDA})", flags=("--config.train.num_epochs=280",)),
     Row("likelihood", LL + ", selected at epoch {selected_epoch} of {epochs_run}",
         f"228.70 ± 0.15 nats, VAE, Fashion-MNIST ({EXEMPLAR})", readme=True, curves=True),
-    Row("likelihood:iwae", LL + ", selected at epoch {selected_epoch} of {epochs_run}",
-        "none (IWAE k = 5 under this protocol); the VAE row above", curves=True),
+    Row("likelihood:iwae", LL + ", selected at epoch {selected_epoch} of {epochs_run}; "
+        "{active_units} active units", "none (IWAE k = 5 under this protocol); the VAE row "
+        "above", curves=True),
     # the IWAE in the VAE's training time: 607 epochs x 0.427, the IWAE's rate against the
     # VAE's (`python -m benchmarks.samples --config=experiments/likelihood.py --samples=1,5`)
     Row("likelihood:iwae", LL + ", selected at epoch {selected_epoch} of {epochs_run}; "

@@ -24,6 +24,15 @@ def _plain(value):
     return value
 
 
+def read(workdir: str) -> list[dict]:
+    """The lines of `<workdir>/metrics.jsonl` as dicts, in order ([] before the first)."""
+    path = files.path(workdir, files.METRICS)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 class MetricWriter:
     """Appends scalar metrics to `<workdir>/metrics.jsonl` and TensorBoard events."""
 
@@ -34,10 +43,7 @@ class MetricWriter:
         self._tb = None  # opened at the first line: a run that stops before writes nothing
 
     def _keep(self, keep) -> None:
-        if not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
+        records = read(os.path.dirname(self.path))
         kept = [json.dumps(r) + "\n" for r in records if keep(r)]
         if len(kept) < len(records):
             with open(self.path + ".tmp", "w") as f:

@@ -18,10 +18,11 @@ from aevb.config.checks import ConfigError, WorkdirError
 from aevb.data.datasets import DataError
 from aevb.run import files, lock, parallel
 
-# Fields a resumed run may change: they do not alter the trajectory of earlier epochs.
+# Fields a resumed run may change: they do not alter the trajectory of earlier epochs. The
+# joint regime checks train.patience against the run's history (`check_patience_change`).
 RESUMABLE_CHANGES = ("train.num_epochs", "train.checkpoint_every_epochs",
-                     "train.checkpoint_every_secs",
-                     "train.max_checkpoints", "train.profile")
+                     "train.checkpoint_every_secs", "train.max_checkpoints", "train.profile",
+                     "train.patience")
 
 
 def _flat(config: dict) -> dict:
@@ -33,11 +34,8 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str
                      ) -> tuple[dict, dict | None]:
     """(the config as JSON, the workdir's config.json or None); ConfigError if `workdir`
     holds a run of a different history."""
-    path = files.path(workdir, files.CONFIG)
-    current, saved_json = json.loads(config.to_json()), None
-    if os.path.exists(path):
-        with open(path) as f:
-            saved_json = json.load(f)
+    current, saved_json = json.loads(config.to_json()), saved_config(workdir)
+    if saved_json is not None:
         saved, new = _flat(saved_json), _flat(current)
         # Fields newer than the saved run (absent from its config.json) are not compared.
         changed = sorted(k for k in saved
@@ -64,6 +62,15 @@ def _check_schedule_length(saved: dict, new: dict, workdir: str) -> None:
             f"{new.get(field)}) under train.lr_schedule={schedule!r}: the schedule spans the "
             f"run's length and would jump; start a fresh --workdir (only "
             f"train.lr_schedule='constant' resumes with more epochs), not {workdir}")
+
+
+def saved_config(workdir: str) -> dict | None:
+    """The `config.json` of the run in `workdir`, or None before its first claim."""
+    path = files.path(workdir, files.CONFIG)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def check_same_data(workdir: str, data: dict) -> None:

@@ -9,6 +9,7 @@ an early-stopped run, restored, knows it is done.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -52,6 +53,17 @@ class Selection:
     def exhausted(self, patience: int) -> bool:
         """Whether early stopping has ended the phase."""
         return bool(patience) and self.stale >= patience
+
+
+def longest_wait(scores: Iterable[float]) -> int:
+    """The most evaluations in a row without a strict improvement in a history of scores
+    (higher is better), counted as `Selection.update` counts them: a run with a patience
+    above it would not have stopped early on that history."""
+    selection, longest = Selection(params=None), 0
+    for r, score in enumerate(scores, start=1):
+        selection.update(None, score, r)
+        longest = max(longest, selection.stale)
+    return longest
 
 
 def restorable(state: Any, selection: Selection | None) -> Any:
