@@ -25,6 +25,7 @@ other jobs cannot skew.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 
@@ -107,7 +108,7 @@ def first_reach(curve: Curve, target: float) -> str:
 def print_curve(name: str, curve: Curve) -> None:
     for what, seconds, work, mse in curve:
         print(f"{name:<11} {what:>20}  {seconds:7.1f} s  {work:5.2f} ep"
-              + ("" if mse != mse else f"  test mse {mse:.5f}"), flush=True)
+              + ("" if math.isnan(mse) else f"  test mse {mse:.5f}"), flush=True)
 
 
 def main(argv) -> None:

@@ -73,8 +73,11 @@ def _sweep(sweep_file: str, workdir: str, cache: str, *flags_: str) -> tuple[flo
     seconds = time.perf_counter() - t0
     summaries = [files.path(os.path.join(workdir, name), files.SUMMARY)
                  for name in os.listdir(workdir)]
-    losses = [json.load(open(path))["train_loss"] for path in summaries
-              if os.path.exists(path)]
+    losses = []
+    for path in summaries:
+        if os.path.exists(path):
+            with open(path) as f:
+                losses.append(json.load(f)["train_loss"])
     assert len(losses) == _TRIALS.value, losses
     return seconds, float(np.mean(losses))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,26 @@ def test_modules_and_functions_are_small(name):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             length = node.end_lineno - node.lineno + 1
             assert length <= 80, f"{name}.{node.name}: {length} lines"
+
+
+def _ruff(*paths: str | Path) -> subprocess.CompletedProcess:
+    """ruff's default rules (the version constraints.txt pins) under pyproject.toml's settings."""
+    return subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache",
+                           "--output-format=concise", "--config", str(REPO / "pyproject.toml"),
+                           *map(str, paths)], cwd=REPO, capture_output=True, text=True,
+                          check=False)
+
+
+def test_ruff_finds_nothing_in_the_repository():
+    result = _ruff(".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_lint_sees_an_unused_import_and_an_undefined_name(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n\nX = undefined_name\n")
+    found = _ruff(bad).stdout
+    assert "F401" in found and "F821" in found, found
 
 
 KIND_MODULES = {"aevb.families.vae", "aevb.families.autoencoder"}

@@ -188,10 +188,9 @@ def test_a_sweep_shares_an_m1_exactly_among_trials_that_need_the_same(sweep, num
                                                                       num_m1):
     """--sweep=protocol and --sweep=long: valid trials with flat, distinct names; trials
     naming the same shared M1 have the same phase-1 config, and different names differ."""
-    from experiments import semisupervised as experiment
-
     from aevb import sweeps
     from aevb.regimes import pretrain
+    from experiments import semisupervised as experiment
 
     trials = experiment.get_sweep(sweep)
     names = [sweeps.trial_name(t) for t in trials]

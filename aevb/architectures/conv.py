@@ -27,6 +27,7 @@ not its transpose), and greedy layer-wise training (it trains dense layers one a
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import ml_collections
@@ -97,7 +98,7 @@ class ConvArchitecture(Architecture):
         stack = ConvStack.from_config(mc, image_shape)
         enc, _ = stack.forward_flops()
         dims = (math.prod(stack.map_shape()), *widths)
-        return enc + [2.0 * a * b for a, b in zip(dims, dims[1:])], dims[-1]
+        return enc + [2.0 * a * b for a, b in itertools.pairwise(dims)], dims[-1]
 
     def decoder_flops(self, mc, image_shape, input_width, widths, channels=1,
                       dense_input=True):
@@ -105,7 +106,7 @@ class ConvArchitecture(Architecture):
         _, dec = stack.forward_flops()
         back = (input_width, *widths) + ((math.prod(stack.map_shape()),) if dense_input else ())
         dec[-1] *= channels       # the last transposed convolution has channels x C outputs
-        return [2.0 * a * b for a, b in zip(back, back[1:])] + dec
+        return [2.0 * a * b for a, b in itertools.pairwise(back)] + dec
 
     def filter_tiles(self, kernel, image_shape):
         """[k, k, C, F] -> [F, k, k, C], each filter rescaled to [0, 1] on its own."""

@@ -77,6 +77,7 @@ __all__ = [
     "TrunkAutoencoder",
     "TrunkHead",
     "VAEOutput",
+    "broadcast_add",
     "dense_forward",
     "dense_vae",
     "get_activation",

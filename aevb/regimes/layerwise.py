@@ -126,6 +126,13 @@ def _checked_progress(done: Sequence[int], finetune_done: int | None, num_epochs
             "it was started with, or pass a new --workdir")
 
 
+def _evaluate_codes(eval_terms: Callable, test_codes: jax.Array, mesh: Mesh | None,
+                    params: Params, key: jax.Array) -> dict[str, Any]:
+    """A phase's periodic evaluation: its autoencoder's terms on the test split's codes
+    [N, width of the layer below]."""
+    return evaluate_splits(eval_terms, params, {"test": test_codes}, key, mesh)
+
+
 def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, num_train: int,
             data: EvalData, run_keys: keys.RunKeys, mesh: Mesh, workdir: str
             ) -> tuple[Params, dict]:
@@ -148,8 +155,7 @@ def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, num_
                 f"autoencoder on {source}")
         result = run.train(loop.Phase(
             state=state, run=run_epoch, num_rounds=num_epochs,
-            evaluate=lambda p, key: evaluate_splits(eval_terms, p, {"test": test_codes}, key,
-                                                    mesh),
+            evaluate=functools.partial(_evaluate_codes, eval_terms, test_codes, mesh),
             checkpoint_dir=files.checkpoint_dir(workdir, f"phase_{k + 1}"),
             keys=(phase_key, run_keys.eval), cadence=loop.cadence(config),
             display=loop.Display(name=f"phase_{k + 1}", headline=family.headline,

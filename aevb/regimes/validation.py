@@ -238,11 +238,11 @@ def _validate_semisupervised(config: ml_collections.ConfigDict) -> None:
     check_int(config, "m2.eval_every_epochs", 1)
     _check_optimizer(config, "m2")
     check_choice(config, "m2.architecture", architectures.NAMES)
-    if config.task == "semisupervised" and config.semisupervised.features == "m1":
-        if not families.get(config.model.kind).variational:
-            fail("model.kind", config.model.kind,
-                 "semisupervised.features='m1' takes the posterior means of a VAE: use "
-                 "model.kind='vae', or semisupervised.features='pixels'")
+    if (config.task == "semisupervised" and config.semisupervised.features == "m1"
+            and not families.get(config.model.kind).variational):
+        fail("model.kind", config.model.kind,
+             "semisupervised.features='m1' takes the posterior means of a VAE: use "
+             "model.kind='vae', or semisupervised.features='pixels'")
     if config.task == "semisupervised" and config.semisupervised.classifier == "m2":
         _check_m2_architecture(config)
 

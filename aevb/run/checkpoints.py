@@ -120,7 +120,7 @@ def latest_state(directory: str, template: Any) -> Any:
             raise CheckpointError(f"no checkpoint in {directory}")
         try:
             return manager.restore(r, args=ocp.args.StandardRestore(template))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise CheckpointError(f"the checkpoint of round {r} in {directory} cannot be "
                                   f"restored ({_first_line(e)})") from e
     finally:

@@ -4,6 +4,7 @@ trials skipped, a table of their summaries at the end.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -82,7 +83,7 @@ def _units(groups: list[list[Trial]], root: str, num_workers: int
                 if finished(config, os.path.join(root, name)) is None]
         shares = min(num_workers, len(todo))
         bounds = [round(i * len(todo) / shares) for i in range(shares + 1)] if todo else []
-        units += [todo[a:b] for a, b in zip(bounds, bounds[1:])]
+        units += [todo[a:b] for a, b in itertools.pairwise(bounds)]
     return units
 
 
