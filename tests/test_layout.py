@@ -1,6 +1,7 @@
 """The shape of the code: layered packages that import only downward, no import cycle, small
 modules and functions, the model kind told apart in one place, the loop's guarantees living
-once, and a README layout tree that names every system of the mission by an existing path."""
+once, a README layout tree that names every system of the mission by an existing path, and
+nothing that ruff's lint flags."""
 
 from __future__ import annotations
 
