@@ -13,8 +13,10 @@ As in the authors' code (sajadn/Exemplar-VAE, after jmtomczak/vae_vampprior):
 - the KL term's weight rising linearly from 0 over the first 100 epochs;
 - up to 2,000 epochs, stopped after 50 epochs without a better validation bound, the
   parameters of the best one kept (`train.select_on='validation_neg_elbo'`,
-  `train.patience=50`, an evaluation every epoch);
-- -log p(x) from 5,000 importance samples on the whole test set (`test_log_likelihood`).
+  `train.patience=50`, an evaluation of the validation split every epoch);
+- the test split read once, for the selected parameters (`eval.test_while_training=False`):
+  its -ELBO and -log p(x) from 5,000 importance samples on the whole test set
+  (`test_log_likelihood`).
 
 How it differs: the authors initialise their layers with He's normal heuristic; here Flax's
 default (variance 1/fan_in, `lecun_normal`). The warm-up rises per step within each epoch
@@ -78,6 +80,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.train.select_mode = "min"
     config.train.patience = 50
     config.eval.every_epochs = 1
+    config.eval.test_while_training = False
     config.eval.iwae_k = 5000
     config.eval.iwae_num_examples = -1
     return defaults.apply_variants(config, variant, "experiments/likelihood.py",

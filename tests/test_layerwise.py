@@ -116,10 +116,14 @@ def _saved_epochs(phase_dir) -> list[int]:
 
 
 def test_interrupted_run_resumes_mid_phase(tiny_folder, tmp_path, monkeypatch):
-    """SIGTERM in phase 2's first epoch, on data from a folder of PNG files without labels."""
+    """SIGTERM in phase 2's first epoch, on data from a folder of PNG files without labels.
+    The interrupted run also leaves the test split out of its periodic evaluations
+    (`eval.test_while_training`): every phase reads it once, for its last epoch, with the
+    key of that epoch's evaluation, so its numbers are the straight run's."""
     config = small_layerwise_config(tiny_folder)
     straight = layerwise.train_and_evaluate(config.copy_and_resolve_references(),
                                             str(tmp_path / "straight"))
+    config.eval.test_while_training = False
     assert straight["phases"] == 3 and straight["steps"] == (3 * 2 + 1) * 20
     assert straight["test_mse"] < straight["assembled_test_mse"] < 0.2
 
@@ -142,3 +146,5 @@ def test_interrupted_run_resumes_mid_phase(tiny_folder, tmp_path, monkeypatch):
                                                     + ["phase_3"] * 2 + ["assembled",
                                                                          "finetune"])
     assert lines[-1]["final"]
+    tested = [r.get("phase") for r in lines if any(k.endswith("test_mse") for k in r)]
+    assert tested == ["assembled"]  # the assembled stack's evaluation is reported as such

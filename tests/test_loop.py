@@ -391,6 +391,28 @@ def test_without_select_the_last_round_is_reported(tmp_path):
     assert result.selected_round is None and int(result.params["w"]) == len(SCORES)
 
 
+@pytest.mark.parametrize("patience, reported", [(3, 5), (None, len(SCORES))])
+def test_a_reported_evaluation_reads_the_reported_parameters_once(tmp_path, patience,
+                                                                  reported):
+    """Phase.evaluate_reported (e.g. the periodic evaluation without the test split): the
+    loop evaluates the parameters it reports (the selected round's with patience 3, else
+    the last round's) once more with it, and no metrics line holds its numbers."""
+    phase = scored_phase(tmp_path, patience or 0, select=patience is not None)
+    calls = []
+
+    def evaluate_reported(params, key):
+        calls.append(int(params["w"]))
+        return {**phase.evaluate(params, key), "test_only": 1.0}
+
+    phase = dataclasses.replace(phase, evaluate_reported=evaluate_reported)
+    result = loop.Run([str(tmp_path)]).train(phase)
+    assert calls == [reported]
+    assert result.eval[0] == {"validation_accuracy": SCORES[reported - 1],
+                              "test_accuracy": -SCORES[reported - 1], "test_only": 1.0}
+    assert len(lines(tmp_path)) == result.rounds_run
+    assert not [line for line in lines(tmp_path) if "test_only" in line]
+
+
 @pytest.mark.parametrize("patience, killed_in, selected, rounds_run", [
     (0, 5, 5, 10), (0, 7, 5, 10), (3, 5, 5, 8), (3, 7, 5, 8), (3, 9, 5, 8)])
 def test_a_killed_phase_resumes_to_the_same_selection(tmp_path, patience, killed_in,

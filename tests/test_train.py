@@ -145,6 +145,18 @@ def test_selection_on_validation_stops_early_and_a_killed_run_knows_it_is_done(
                 "test_neg_elbo", "test_log_likelihood"):
         assert resumed[key] == straight[key], key
 
+    # eval.test_while_training=False: the test split is read once, for the selected epoch,
+    # with that epoch's evaluation key; the selection and every number stay the same.
+    config.eval.test_while_training = False
+    once = train.train_and_evaluate(config, str(tmp_path / "once"))
+    for key in ("selected_epoch", "epochs_run", "validation_neg_elbo", "test_neg_elbo",
+                "test_kl", "test_log_likelihood"):
+        assert once[key] == straight[key], key
+    lines = [json.loads(line) for line in
+             (tmp_path / "once" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines if "validation_neg_elbo" in line] == [1, 2, 3]
+    assert not [line for line in lines if "test_neg_elbo" in line]
+
 
 def test_a_resume_may_change_the_patience_only_where_the_run_never_waited_that_long(
         tiny_idx_dir, tmp_path):

@@ -64,19 +64,23 @@ def test_objective_scores_the_clean_x_from_the_corrupted_input(likelihood):
     assert not np.allclose(terms["recon"], wrong, rtol=1e-3)
 
 
-def _lk(model, params, x, k, samples_per_chunk=20_000, seed=3):
+def _lk(model, params, x, k, samples_per_chunk=20_000, seed=3, codes_per_block=2_000):
     return np.asarray(vae_family.importance_weighted_log_likelihood(
-        model, params, x, jax.random.key(seed), k, samples_per_chunk), np.float64)
+        model, params, x, jax.random.key(seed), k, samples_per_chunk,
+        codes_per_block=codes_per_block), np.float64)
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-def test_lk_equals_an_independent_computation(likelihood):
+@pytest.mark.parametrize("likelihood, codes_per_block", [
+    ("bernoulli", 2_000), ("gaussian", 2_000),
+    ("bernoulli", 40)])  # the 64 x 5 codes decoded in 8 blocks of [8, 5]
+def test_lk_equals_an_independent_computation(likelihood, codes_per_block):
     """One chunk (its key: fold_in(key, 0)): L_k from the same draws, in float64 numpy."""
     model, params = _model(likelihood)
     x = _binary(5) if likelihood == "bernoulli" else jax.random.uniform(jax.random.key(2),
                                                                           (5, D))
     k = 64
-    lk = _lk(model, params, x, k)
+    assert measures.samples_per_block(k, 5, codes_per_block) == min(k, codes_per_block // 5)
+    lk = _lk(model, params, x, k, codes_per_block=codes_per_block)
     posterior = model.apply(params, x, method=model.encode)
     mu, log_var = (np.asarray(a, np.float64) for a in (posterior.loc, posterior.log_var))
     eps = np.asarray(jax.random.normal(jax.random.fold_in(jax.random.key(3), 0), (k, 5, L)))

@@ -84,10 +84,13 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every_epochs = 5
+    c.eval.test_while_training = True   # the periodic evaluation reads the test split too
+                                        # (False: only for the reported parameters)
     c.eval.batch_size = 1000
     c.eval.iwae_k = 1000                # importance samples for the final log-likelihood
     c.eval.iwae_num_examples = 2000     # test examples it is estimated on (0 = none, -1 = all)
     c.eval.iwae_samples_per_chunk = 20000  # bounds memory: examples*k per compiled chunk
+    c.eval.iwae_codes_per_block = 2000  # codes decoded at once within a chunk (speed only)
     c.eval.num_images = 64              # reconstructions and samples in the PNG grids
 
     _regime_sections(c)

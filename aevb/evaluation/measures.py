@@ -59,6 +59,32 @@ def map_in_chunks(fn: Callable[..., dict[str, jax.Array]], x: jax.Array, key: ja
     return jax.tree.map(lambda a: a.reshape(num_chunks * chunk_size, *a.shape[2:])[:n], out)
 
 
+def samples_per_block(num_samples: int, chunk_examples: int, codes_per_block: int) -> int:
+    """b, the largest divisor of k = num_samples with b x chunk_examples <= codes_per_block
+    (at least 1): a chunk's [k, C] samples are processed as k / b blocks of [b, C]."""
+    cap = max(1, codes_per_block // chunk_examples)
+    return max(b for b in range(1, min(num_samples, cap) + 1) if num_samples % b == 0)
+
+
+def split_evaluations(eval_terms: Callable[..., dict[str, jax.Array]],
+                      splits: dict[str, jax.Array], test_while_training: bool,
+                      mesh: Mesh | None = None, trials: bool = False
+                      ) -> tuple[Callable[[Any, Any], dict[str, Any]],
+                                 Callable[[Any, Any], dict[str, Any]] | None]:
+    """(periodic, reported): a phase's `evaluate(params, key)` and `evaluate_reported`
+    (`evaluate_splits` over `splits`). With `test_while_training` (`eval.test_while_training`)
+    both read every split (reported None: the same); without it the periodic evaluation
+    leaves out the test split, which is then read once, for the parameters the phase
+    reports (the selected ones). The keys of the other splits' evaluations do not change."""
+    def over(chosen: dict[str, jax.Array]) -> Callable[[Any, Any], dict[str, Any]]:
+        return lambda params, key: evaluate_splits(eval_terms, params, chosen, key, mesh,
+                                                   trials)
+
+    if test_while_training:
+        return over(splits), None
+    return over({k: v for k, v in splits.items() if k != "test"}), over(splits)
+
+
 def evaluate_splits(eval_terms: Callable[..., dict[str, jax.Array]], params: Any,
                     splits: dict[str, jax.Array], key: jax.Array, mesh: Mesh | None = None,
                     trials: bool = False) -> dict[str, Any]:

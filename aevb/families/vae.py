@@ -26,6 +26,7 @@ weight 1), and the periodic test `neg_elbo` and the final L_k always use weight 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -39,7 +40,7 @@ from aevb import data as data_lib
 from aevb.config import checks
 from aevb.data import noise
 from aevb.evaluation import plots
-from aevb.evaluation.measures import EvalData, map_in_chunks
+from aevb.evaluation.measures import EvalData, map_in_chunks, samples_per_block
 from aevb.families.base import Family, Objective, Params, compiled
 from aevb.models import iwae, losses
 from aevb.models.distributions import Gaussian
@@ -50,13 +51,13 @@ OBJECTIVES = ("elbo", "iwae")
 
 
 def log_weights(model: models.VAE, params: Params, x: jax.Array, posterior: Gaussian,
-                z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+                z: jax.Array, prior: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(log p(x|z), log p(z), log q(z|x)), each [k, B], of codes z [k, B, L] drawn from
-    `posterior` [B, L], scoring x [B, D]: one decoder pass over the k x B codes, and the
-    model's prior p(z) (the VampPrior: one encoder pass over its pseudo-inputs)."""
+    `posterior` [B, L], scoring x [B, D]: one decoder pass over the k x B codes, and p(z)
+    under `prior`, the model's `prior_distribution` (computed once by the caller)."""
     likelihood = model.apply(params, z, method=model.decode)                # [k, B, D]
     log_p_x_given_z = likelihood.log_prob(jnp.broadcast_to(x, (z.shape[0], *x.shape)))
-    log_p_z = model.apply(params, method=model.prior_distribution).log_prob(z)
+    log_p_z = prior.log_prob(z)
     log_q_z = Gaussian(jnp.broadcast_to(posterior.loc, z.shape),
                        jnp.broadcast_to(posterior.log_var, z.shape)).log_prob(z)
     return log_p_x_given_z, log_p_z, log_q_z
@@ -83,7 +84,8 @@ def vae_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
     else:
         posterior = model.apply(params, x_in, method=model.encode)          # [B, L]
         z = posterior.sample(sample_key, num_samples)                       # [k, B, L]
-        log_p_x_given_z, log_p_z, log_q_z = log_weights(model, params, x, posterior, z)
+        prior = model.apply(params, method=model.prior_distribution)  # VampPrior: K encodings
+        log_p_x_given_z, log_p_z, log_q_z = log_weights(model, params, x, posterior, z, prior)
         log_lik = jnp.mean(log_p_x_given_z, axis=0)
         kl = (posterior.kl_from_standard_normal() if standard
               else jnp.mean(log_q_z - log_p_z, axis=0))
@@ -119,29 +121,39 @@ def elbo_terms(model: models.VAE, params: Params, x: jax.Array, key: jax.Array,
                          mesh)
 
 
-def _iwae_chunk(model: models.VAE, params: Params, num_samples: int, x: jax.Array,
-                key: jax.Array) -> dict[str, jax.Array]:
-    """L_k for a chunk x [C, D] with k = num_samples: encode once, decode [k, C] codes."""
+def _iwae_chunk(model: models.VAE, params: Params, prior: Any, num_samples: int,
+                codes_per_block: int, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+    """L_k for a chunk x [C, D] with k = num_samples: encode once, draw the [k, C, L] codes
+    at once, decode them in blocks of [b, C] (`samples_per_block`), join their log weights.
+    The numbers do not depend on b; a block's decoder output stays in a CPU's cache (2,000
+    codes: L_5000 1.4-1.5x faster on the 2-core CPU than [5000, 4] codes at once)."""
     posterior = model.apply(params, x, method=model.encode)                 # [C, L]
     z = posterior.sample(key, num_samples)                                  # [k, C, L]
+    b = samples_per_block(num_samples, x.shape[0], codes_per_block)
+    blocks = z.reshape(num_samples // b, b, *z.shape[1:])                   # [k/b, b, C, L]
+    weights = jax.lax.map(lambda zb: log_weights(model, params, x, posterior, zb, prior),
+                          blocks)                                           # 3 x [k/b, b, C]
     return {"log_likelihood": iwae.importance_weighted_bound(
-        *log_weights(model, params, x, posterior, z))}
+        *(w.reshape(num_samples, *w.shape[2:]) for w in weights))}
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("model", "num_samples", "samples_per_chunk", "mesh"))
+@functools.partial(jax.jit, static_argnames=("model", "num_samples", "samples_per_chunk",
+                                             "codes_per_block", "mesh"))
 def importance_weighted_log_likelihood(model: models.VAE, params: Params, x: jax.Array,
                                        key: jax.Array, num_samples: int,
-                                       samples_per_chunk: int = 20_000,
-                                       mesh: Mesh | None = None) -> jax.Array:
+                                       samples_per_chunk: int = 20_000, mesh: Mesh | None = None,
+                                       codes_per_block: int = 2_000) -> jax.Array:
     """The importance-weighted bound L_k (Burda et al. 2015) of log p(x), per example [N].
 
     L_k = log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x): a lower bound that tightens
     towards log p(x) as k grows (in expectation L_1 is the ELBO). Chunks of
-    max(1, samples_per_chunk // k) examples keep the [k, C, D] decoder output in memory.
+    max(1, samples_per_chunk // k) examples bound memory, decoded in blocks of at most
+    `codes_per_block` codes where k allows (`_iwae_chunk`); the prior (the VampPrior's
+    encoder pass over its pseudo-inputs) is computed once for all chunks.
     """
     chunk = max(1, samples_per_chunk // num_samples)
-    fn = functools.partial(_iwae_chunk, model, params, num_samples)
+    prior = model.apply(params, method=model.prior_distribution)
+    fn = functools.partial(_iwae_chunk, model, params, prior, num_samples, codes_per_block)
     return map_in_chunks(fn, x, key, chunk, mesh)["log_likelihood"]
 
 
@@ -285,7 +297,7 @@ class VAEFamily(Family):
         if config.train.objective == "iwae":  # the objective's own bound, -L_k, to select on
             terms["neg_iwae_bound"] = -importance_weighted_log_likelihood(
                 model, params, x, jax.random.fold_in(key, 1), config.train.num_samples,
-                mesh=mesh)
+                mesh=mesh, codes_per_block=config.eval.iwae_codes_per_block)
         return terms
 
     def final_metrics(self, config: ml_collections.ConfigDict, model: nn.Module,
@@ -303,7 +315,7 @@ class VAEFamily(Family):
         if n:
             ll = importance_weighted_log_likelihood(
                 model, params, test_x[:n], key, config.eval.iwae_k,
-                config.eval.iwae_samples_per_chunk, mesh)
+                config.eval.iwae_samples_per_chunk, mesh, config.eval.iwae_codes_per_block)
             out.update({"test_log_likelihood": float(parallel.fetch(jnp.mean(ll))),
                         "test_log_likelihood_k": config.eval.iwae_k,
                         "test_log_likelihood_examples": n})

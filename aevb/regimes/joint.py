@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from aevb import data as data_lib
 from aevb import families
 from aevb.config.checks import ConfigError
-from aevb.evaluation.measures import evaluate_splits
+from aevb.evaluation.measures import split_evaluations
 from aevb.regimes.prepare import eval_data, load_and_check, train_rows
 from aevb.regimes.probe import METRIC as PROBE
 from aevb.regimes.probe import make_probe
@@ -126,11 +126,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     eval_terms = functools.partial(family.eval_terms, config, model)
     probe = (make_probe(config, model, datasets) if config.train.select_on == PROBE
              else lambda params: {})
+    periodic, reported = split_evaluations(eval_terms, data.splits,
+                                           config.eval.test_while_training, mesh)
+    with_probe = lambda evaluate: evaluate and (
+        lambda params, key: {**evaluate(params, key), **probe(params)})
     phase = loop.Phase(
         state=built.state, num_rounds=config.train.num_epochs,
         run=lambda s, _, key: built.train_epoch(s, images, key),
-        evaluate=lambda params, key: {**evaluate_splits(eval_terms, params, data.splits, key,
-                                                        mesh), **probe(params)},
+        evaluate=with_probe(periodic), evaluate_reported=with_probe(reported),
         checkpoint_dir=files.checkpoint_dir(workdir), keys=(run_keys.train, run_keys.eval),
         cadence=loop.cadence(config), select=select(config),
         display=loop.Display(headline=family.headline,

@@ -43,7 +43,7 @@ from jax.sharding import Mesh
 from aevb import families
 from aevb.config.checks import ConfigError
 from aevb.data.pixels import preprocess
-from aevb.evaluation.measures import EvalData, evaluate_splits, map_in_chunks
+from aevb.evaluation.measures import EvalData, map_in_chunks, split_evaluations
 from aevb.families.autoencoder import layer_model, layer_params, stack_widths, with_layer
 from aevb.regimes.prepare import eval_data, load_and_check, train_rows
 from aevb.run import checkpoints, files, parallel
@@ -126,13 +126,6 @@ def _checked_progress(done: Sequence[int], finetune_done: int | None, num_epochs
             "it was started with, or pass a new --workdir")
 
 
-def _evaluate_codes(eval_terms: Callable, test_codes: jax.Array, mesh: Mesh | None,
-                    params: Params, key: jax.Array) -> dict[str, Any]:
-    """A phase's periodic evaluation: its autoencoder's terms on the test split's codes
-    [N, width of the layer below]."""
-    return evaluate_splits(eval_terms, params, {"test": test_codes}, key, mesh)
-
-
 def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, num_train: int,
             data: EvalData, run_keys: keys.RunKeys, mesh: Mesh, workdir: str
             ) -> tuple[Params, dict]:
@@ -149,13 +142,17 @@ def _phases(config, run: loop.Run, stack_params: Params, images: jax.Array, num_
                                                 tx, mesh, num_train)
         test_codes = encode_below(config, num_pixels, stack_params, k, data.splits["test"],
                                   mesh)
-        eval_terms = functools.partial(family.eval_terms, config, model)
+        # The phase's evaluation: its autoencoder's terms on the test split's codes
+        # [N, width of the layer below].
+        periodic, reported = split_evaluations(
+            functools.partial(family.eval_terms, config, model), {"test": test_codes},
+            config.eval.test_while_training, mesh)
         source = "the pixels" if k == 0 else f"the codes of layer {k}"
         run.log(f"phase {k + 1}/{len(widths) - 1}: {widths[k]}-{widths[k + 1]}-{widths[k]} "
                 f"autoencoder on {source}")
         result = run.train(loop.Phase(
             state=state, run=run_epoch, num_rounds=num_epochs,
-            evaluate=functools.partial(_evaluate_codes, eval_terms, test_codes, mesh),
+            evaluate=periodic, evaluate_reported=reported,
             checkpoint_dir=files.checkpoint_dir(workdir, f"phase_{k + 1}"),
             keys=(phase_key, run_keys.eval), cadence=loop.cadence(config),
             display=loop.Display(name=f"phase_{k + 1}", headline=family.headline,
@@ -210,8 +207,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                     data, run_keys, mesh, workdir)
 
     # The assembled stack, every layer as its phase left it; then fine-tuning end to end.
-    eval_terms = functools.partial(family.eval_terms, config, stack)
-    evaluate = lambda p, key: evaluate_splits(eval_terms, p, data.splits, key, mesh)
+    periodic, reported = split_evaluations(functools.partial(family.eval_terms, config, stack),
+                                           data.splits, config.eval.test_while_training, mesh)
+    evaluate = reported or periodic  # every split
     # Evaluated with the key of its line, the first after the phases'.
     assembled = evaluate(stack_params, jax.random.fold_in(run_keys.eval, run.epoch + 1))
     summary.update({f"assembled_{name}": v for name, v in assembled.items()})
@@ -224,7 +222,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     result = run.train(loop.Phase(
         state=parallel.replicate(TrainState.create(stack_params, tx), mesh),
         run=lambda s, _, key: finetune_epoch(s, images, key),
-        num_rounds=finetune_epochs, evaluate=evaluate, checkpoint_dir=finetune_dir,
+        num_rounds=finetune_epochs, evaluate=periodic, evaluate_reported=reported,
+        checkpoint_dir=finetune_dir,
         keys=(jax.random.fold_in(run_keys.train, n), run_keys.eval),
         cadence=loop.cadence(config),
         display=loop.Display(name="finetune", headline=family.headline,

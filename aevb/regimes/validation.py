@@ -80,9 +80,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_number(config, "sparsity.target", 0.0, 1.0, low_open=True)
 
     for field in ("every_epochs", "batch_size", "iwae_k", "iwae_samples_per_chunk",
-                  "num_images"):
+                  "iwae_codes_per_block", "num_images"):
         check_int(config, f"eval.{field}", 1)
     check_int(config, "eval.iwae_num_examples", -1)
+    check_choice(config, "eval.test_while_training", (False, True))
     _validate_regimes(config)
     family = families.get(config.model.kind)
     if config.sparsity.kind != "none" and not family.supports_sparsity:

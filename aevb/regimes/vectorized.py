@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from aevb import families
 from aevb.config import checks
-from aevb.evaluation.measures import evaluate_splits
+from aevb.evaluation.measures import split_evaluations
 from aevb.regimes.prepare import eval_data, load_and_check, train_rows
 from aevb.regimes.validation import validate, validate_against_data
 from aevb.run import files, parallel
@@ -95,15 +95,16 @@ def train_trials(trials: list[tuple[str, ml_collections.ConfigDict]], workdir: s
 
     epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, None, 0, 0)), donate_argnums=0,
                        out_shardings=sharding)
-    eval_terms = functools.partial(family.eval_terms, base, model)
+    periodic, reported = split_evaluations(functools.partial(family.eval_terms, base, model),
+                                           data.splits, base.eval.test_while_training, trials=True)
     num_epochs = base.train.num_epochs
     run.log(f"vectorized: {num_trials} trials in one program ({', '.join(names)}), "
             f"{num_epochs} epochs of {steps} steps")
     result = run.train(loop.Phase(
         state=states, num_rounds=num_epochs,
         run=lambda s, _, key: epoch_fn(s, images, key, hparams),
-        evaluate=lambda p, key: evaluate_splits(eval_terms, p, data.splits, key, trials=True),
-        checkpoint_dir=checkpoints, keys=(trial_keys.train, trial_keys.eval),
+        evaluate=periodic, evaluate_reported=reported, checkpoint_dir=checkpoints,
+        keys=(trial_keys.train, trial_keys.eval),
         cadence=loop.cadence(base),
         display=loop.Display(headline=family.headline,
                              examples_per_round=num_trials * steps * base.train.batch_size)))

@@ -290,10 +290,11 @@ class Run:
             manager.wait_until_finished()
         self._count_rounds(round_seconds)
         params = state.params if selection is None else selection.params
-        if last == start or selection is not None:  # evaluate what the phase reports
-            with self.timed("evaluation"):
+        if last == start or selection is not None or phase.evaluate_reported is not None:
+            with self.timed("evaluation"):  # evaluate what the phase reports
                 reported = selection.round if selection else phase.num_rounds
-                evals = self._split(phase.evaluate(params, phase.round_keys(reported)[1]))
+                evaluate = phase.evaluate_reported or phase.evaluate
+                evals = self._split(evaluate(params, phase.round_keys(reported)[1]))
         return PhaseResult(state=state, train=train, eval=evals, rounds_run=last - start,
                            seconds=time.perf_counter() - t_start,
                            examples_per_s=timed_examples / timed_seconds if timed_seconds

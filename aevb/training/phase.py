@@ -98,6 +98,10 @@ class Phase:
       phase draws nothing). The loop hands round r fold_in(train key, r) and its
       evaluation fold_in(eval key, r); for rounds of steps, the round's last step instead
       of r. No regime folds a round into a key.
+    evaluate_reported: the evaluation of the parameters the phase reports, where it differs
+      from the periodic `evaluate` (a run whose periodic evaluation leaves out the test
+      split, `eval.test_while_training`); the loop then evaluates the reported parameters
+      once more, with their round's key. None: `evaluate`.
     initial: (name, metrics of the initial parameters) to log and checkpoint as round 0
       when the phase starts fresh (the assembled stack before fine-tuning); it takes one
       line of the run's epoch count.
@@ -115,6 +119,7 @@ class Phase:
     select: Select | None = None
     display: Display = Display()
     initial: tuple[str, Callable[[Any], Metrics]] | None = None
+    evaluate_reported: Callable[[Any, Any], Metrics] | None = None
 
     @property
     def name(self) -> str:
