@@ -125,8 +125,8 @@ def _iwae_chunk(model: models.VAE, params: Params, prior: Any, num_samples: int,
                 codes_per_block: int, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
     """L_k for a chunk x [C, D] with k = num_samples: encode once, draw the [k, C, L] codes
     at once, decode them in blocks of [b, C] (`samples_per_block`), join their log weights.
-    The numbers do not depend on b; a block's decoder output stays in a CPU's cache (2,000
-    codes: L_5000 1.4-1.5x faster on the 2-core CPU than [5000, 4] codes at once)."""
+    The numbers do not depend on b; a block's decoder output stays in a CPU's cache, which
+    is faster (`python -m benchmarks.likelihood`, docs/speed.md#the-final-l_k)."""
     posterior = model.apply(params, x, method=model.encode)                 # [C, L]
     z = posterior.sample(key, num_samples)                                  # [k, C, L]
     b = samples_per_block(num_samples, x.shape[0], codes_per_block)
