@@ -21,7 +21,7 @@ Variants: `m1` (the default: M1, the authors' VAE, 784-500-500-50 softplus as in
 (the paper's text says 600), then a classifier on its posterior means,
 `semisupervised.classifier` = svm | logistic | mlp | knn, or the transductive graph methods
 poisson | poisson_mbo | laplace | spreading on a kNN graph of every training and test
-image's means),
+image's means, `semisupervised.graph_metric` = euclidean or angular),
 `m2` (the semi-supervised VAE on the pixels: one hidden layer of 500 softplus units, 50
 latents), `m1m2` (M2 on the M1 codes), `nn` (a small MLP on the labeled pixels alone),
 `bound` (with any of them: M1's epoch chosen by the validation -ELBO, label-free, instead
@@ -187,9 +187,11 @@ def _graph() -> list[dict]:
     """The graph methods of Calder et al. (2020) on one M1 per label draw and count, the
     one the variant configures (`:bound,conv`: the conv M1 chosen by the validation
     bound): draws 0-4 x 100 and 1,000 labels x GRAPH_CLASSIFIERS, each selected on the
-    validation split; the trials of one draw and count share their M1. Then, at 100
-    labels, Poisson learning in the anchor's own protocol on the same architecture (no
-    validation labels, M1 after all its epochs, `unlabeled_accuracy`), as `_protocol`'s."""
+    validation split, on their graph (`semisupervised.graph_metric` euclidean, the
+    default); the trials of one draw and count share their M1. Then, at 100 labels,
+    Poisson learning in the anchor's own protocol on the same architecture (no
+    validation labels, M1 after all its epochs, `unlabeled_accuracy`), as `_protocol`'s.
+    Last, the GRAPH_CLASSIFIERS again on the same M1s with the angular graph."""
     selected = [{"train.seed": seed, "labels.seed": seed, "labels.num": num,
                  "semisupervised.m1_workdir": f"graph-seed{seed}-labels{num}",
                  "semisupervised.classifier": classifier}
@@ -199,7 +201,8 @@ def _graph() -> list[dict]:
                "labels.num_validation": 0, "train.select_on": "", "train.patience": 0,
                "semisupervised.classifier": "poisson",
                "semisupervised.m1_workdir": f"graph-last-seed{seed}"} for seed in range(5)]
-    return selected + anchor
+    angular = [{**trial, "semisupervised.graph_metric": "angular"} for trial in selected]
+    return selected + anchor + angular
 
 
 def get_sweep(name: str = "") -> list[dict]:

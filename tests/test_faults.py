@@ -229,6 +229,10 @@ BAD = [
     ("a semi-supervised classifier", lambda d, t: [
         f"--config={REPO}/experiments/semisupervised.py",
         "--config.semisupervised.classifier=tsvm"], "semisupervised.classifier", "absent"),
+    ("a graph metric", lambda d, t: [
+        f"--config={REPO}/experiments/semisupervised.py",
+        "--config.semisupervised.graph_metric=cosine"], "semisupervised.graph_metric",
+     "absent"),
     ("a probe without held-out labels", lambda d, t: [
         f"--config={REPO}/experiments/semisupervised.py", "--config.labels.hold_out=False",
         "--config.train.select_on=validation_probe_accuracy", "--config.train.select_mode=max"],

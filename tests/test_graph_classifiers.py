@@ -12,8 +12,8 @@ def _points(n=40, f=3, seed=0):
     return np.random.default_rng(seed).normal(size=(n, f))
 
 
-def _dense_graph(x, k):
-    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+def _dense_graph(x, k, d=None):
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1) if d is None else d
     w = np.zeros_like(d)
     for i in range(len(x)):
         order = [j for j in np.argsort(d[i], kind="stable") if j != i][:k]
@@ -26,6 +26,40 @@ def test_knn_graph_is_the_dense_formula():
     w = gc.knn_graph(*gc.nearest_neighbors(x, 7), 5).toarray()
     np.testing.assert_allclose(w, _dense_graph(x, 5), rtol=1e-12, atol=1e-15)
     assert np.all(np.diag(w) == 0)
+
+
+def test_the_angular_graph_is_the_dense_formula_on_the_angles():
+    """metric='angular': the distances are 2 sin(angle / 2), from the cosines here."""
+    x = _points() * np.random.default_rng(1).uniform(0.1, 10.0, size=(40, 1))
+    unit = gc.metric_features(x, "angular")
+    w = gc.knn_graph(*gc.nearest_neighbors(unit, 7), 5).toarray()
+    cosines = np.clip(x @ x.T / np.outer(*2 * [np.linalg.norm(x, axis=1)]), -1, 1)
+    angles = np.arccos(cosines)
+    np.fill_diagonal(angles, 0.0)
+    np.testing.assert_allclose(w, _dense_graph(x, 5, 2 * np.sin(angles / 2)), atol=1e-9)
+    assert np.all(gc.metric_features(np.zeros((2, 3)), "angular") == 0)
+    with pytest.raises(ValueError, match="unknown graph metric 'cosine'"):
+        gc.metric_features(x, "cosine")
+
+
+def test_the_angular_graph_separates_rays_that_the_euclidean_one_mixes():
+    """Three classes of points along three rays 10 degrees apart, at lengths from 1 to 1000:
+    a point's Euclidean neighbours are the other rays' points of about its length, its
+    angular ones are on its own ray. Labels at the far ends only."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 60)
+    angles = np.radians(10.0 * y)
+    directions = np.stack([np.cos(angles), np.sin(angles), 0 * y, 0 * y], axis=1)
+    directions = directions + 0.005 * rng.normal(size=directions.shape)
+    x = directions * np.tile(np.geomspace(1, 1000, 60), 3)[:, None]
+    labeled, validation = np.array([59, 119, 179]), np.array([58, 118, 178])
+    accuracy = {}
+    for metric in gc.METRICS:
+        selection = gc.fit_and_select("laplace", x, labeled, y[labeled], validation,
+                                      y[validation], metric)
+        assert selection.metric == metric
+        accuracy[metric] = np.mean(selection.predictions == y)
+    assert accuracy["angular"] == 1.0 and accuracy["euclidean"] < 0.5, accuracy
 
 
 def test_laplace_learning_is_the_harmonic_extension():

@@ -4,6 +4,7 @@ committed page and README block against what the committed records write."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import signal
@@ -114,10 +115,14 @@ def test_a_table_keeps_each_finished_trial_and_shows_each_groups_mean_and_std(tm
     records = tmp_path / "records"
     assert runner.collect(table, str(sweep), str(records)) == 3
     assert runner.collect(table, str(sweep), str(records)) == 0  # kept already
-    # a table that groups by other fields rewrites its records' groups, and back
+    # a table that groups by other fields rewrites its records' groups, and back, keeping
+    # the date each trial ran
+    path = records / table.key / "a.json"
+    path.write_text(path.read_text().replace(datetime.date.today().isoformat(), "2026-01-02"))
     narrower = dataclasses.replace(table, rows_by=table.rows_by[:2])
     assert runner.collect(narrower, str(sweep), str(records)) == 3
     assert runner.collect(table, str(sweep), str(records)) == 3
+    assert json.loads(path.read_text())["date"] == "2026-01-02"
     kept, sittings = runner.load_table(str(records), table)
     assert sorted(t["trial"] for t in kept) == ["a", "b", "c"] and sittings == {}
     text = "\n".join(page_lib.render_table(table, kept, {"sittings": [

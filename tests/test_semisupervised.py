@@ -111,15 +111,18 @@ def test_conv_m2_on_m1_codes_is_refused_in_one_line(tiny_idx_dir):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("kind", ["poisson", "spreading"])
+@pytest.mark.parametrize("kind, metric", [("poisson", "euclidean"), ("spreading", "euclidean"),
+                                          ("laplace", "angular")])
 def test_graph_classifiers_predict_the_test_images_as_unlabeled_nodes(tiny_idx_dir, tmp_path,
-                                                                      kind):
+                                                                      kind, metric):
     """The graph holds every training and test image; the test images' predictions are
     read at their own nodes: misaligned, the accuracy would be chance (0.1)."""
     config = small_semisupervised_config(tiny_idx_dir, "nn")
     config.semisupervised.classifier = kind
+    config.semisupervised.graph_metric = metric
     summary = regimes.run(config, str(tmp_path / "run"))
     splits = data_lib.load(config.data)
+    assert summary["graph_metric"] == metric
     assert summary["graph_nodes"] == len(splits.train.labels) + len(splits.test.labels)
     assert summary["transductive"] and summary["labels_num_validation"] == 100
     assert 0.55 < summary["test_accuracy"] < 1 and 0.55 < summary["validation_accuracy"] <= 1

@@ -183,6 +183,9 @@ def _semisupervised_sections(c: ml_collections.ConfigDict) -> None:
     #                                     laplace | spreading (on the host, on a kNN graph
     #                                     of every example's features, test ones too) | m2
     #                                     (the semi-supervised VAE)
+    c.semisupervised.graph_metric = "euclidean"  # the graph methods' kNN distance:
+    #                                     euclidean (Calder et al.'s) | angular (the angle
+    #                                     between the features: aevb/evaluation/graph_...)
     c.semisupervised.m1_workdir = ""    # where M1 trains: '' = <workdir>/m1; a name:
     #                                     <workdir>/../m1/<name>, shared by the runs (a
     #                                     sweep's trials) that need the same M1

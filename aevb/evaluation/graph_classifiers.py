@@ -9,6 +9,10 @@ split). Each method returns a class for every node.
 - The graph (`knn_graph`), as Calder et al. (2020) build theirs: each node is joined to its
   k nearest neighbours (Euclidean) with weight w_ij = exp(-4 |x_i - x_j|^2 / d_k(x_i)^2),
   d_k(x_i) the distance to its k-th neighbour; then W = (W + W^T) / 2, no self loops.
+  The metric (`METRICS`, `metric_features`): `euclidean`, theirs for VAE features, or
+  `angular`, the same on the features scaled to unit length, |x_i - x_j| = 2 sin(angle / 2):
+  neighbours by the angle between the features, not their lengths (their code offers it,
+  annoy's "angular", for other learned features).
 - poisson: Poisson learning (Calder, Cook, Thorpe & Slepcev, ICML 2020, Algorithm 1). The
   labels are sources of the graph Poisson equation L U = B, L = D - W, B_j = y_j - mean(y)
   (one-hot rows of the labelled nodes, zero elsewhere), solved by the iteration
@@ -46,6 +50,7 @@ from scipy import sparse
 from scipy.sparse import linalg
 
 KINDS = ("poisson", "poisson_mbo", "laplace", "spreading")
+METRICS = ("euclidean", "angular")
 NUM_NEIGHBORS = 10  # the graph of Calder et al. (2020)
 
 GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
@@ -75,6 +80,7 @@ class GraphSelection:
     for every node. validation_accuracy: on the validation nodes (None without them).
     candidates: every grid point and its validation accuracy, in grid order.
     iterations: poisson and poisson_mbo, Poisson learning's iterations on the chosen graph.
+    metric: the graph's distance, one of METRICS.
     """
 
     kind: str
@@ -83,17 +89,20 @@ class GraphSelection:
     validation_accuracy: float | None
     candidates: list[tuple[dict[str, Any], float]]
     iterations: int | None = None
+    metric: str = "euclidean"
 
 
 def fit_and_select(kind: str, features: np.ndarray, labeled: np.ndarray,
                    labels: np.ndarray, validation: np.ndarray,
-                   validation_labels: np.ndarray) -> GraphSelection:
+                   validation_labels: np.ndarray, metric: str = "euclidean"
+                   ) -> GraphSelection:
     """Classes for every node of features [N, F] from the labels [L] of the nodes `labeled`
     [L], the hyperparameters chosen on the accuracy at the nodes `validation` [M] (their
-    labels validation_labels [M]); with M = 0, the DEFAULTS. Classes are 0 .. C-1."""
+    labels validation_labels [M]); with M = 0, the DEFAULTS. The graph's distance is
+    `metric` (one of METRICS). Classes are 0 .. C-1."""
     if kind not in KINDS:
         raise ValueError(f"unknown graph classifier kind {kind!r}; expected one of {KINDS}")
-    features = np.asarray(features, np.float64)
+    features = metric_features(np.asarray(features, np.float64), metric)
     labeled, labels = np.asarray(labeled), np.asarray(labels)
     validation, validation_labels = np.asarray(validation), np.asarray(validation_labels)
     if features.ndim != 2 or len(labeled) != len(labels) or len(labeled) == 0:
@@ -115,8 +124,19 @@ def fit_and_select(kind: str, features: np.ndarray, labeled: np.ndarray,
         candidates.append((dict(hparams), acc))
         if best is None or acc > best.validation_accuracy:
             best = GraphSelection(kind, dict(hparams), predictions, acc, candidates,
-                                  iterations)
+                                  iterations, metric)
     return best if len(validation) else dataclasses.replace(best, candidates=[])
+
+
+def metric_features(features: np.ndarray, metric: str) -> np.ndarray:
+    """The features [N, F] whose Euclidean distances are `metric`'s: themselves for
+    euclidean; for angular, each row scaled to unit length (a zero row stays zero)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown graph metric {metric!r}; expected one of {METRICS}")
+    if metric == "euclidean":
+        return features
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.where(norms > 0, norms, 1.0)
 
 
 def nearest_neighbors(features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,9 @@ The classifier (`semisupervised.classifier`):
           hyperparameters selected on the labeled validation split
           (`aevb/evaluation/host_classifiers.py`);
   poisson | laplace | spreading   on the host, transductive: labels spread over a kNN
-          graph of every training and test example's features, selected on the
-          validation nodes (`aevb/evaluation/graph_classifiers.py`);
+          graph of every training and test example's features (its distance
+          `semisupervised.graph_metric`), selected on the validation nodes
+          (`aevb/evaluation/graph_classifiers.py`);
   m2      the semi-supervised VAE (`aevb/models/m2.py`, on the trunks of `m2.architecture`:
           mlp, or conv on pixels only) trained on every training example, labeled or not,
           through the one loop (`aevb/training/loop.py`): each step one batch of
@@ -109,7 +110,7 @@ def graph_classifier(config: ml_collections.ConfigDict, features: Features,
     x = np.concatenate([features.train_eval, features.test])
     selection = graph_classifiers.fit_and_select(
         config.semisupervised.classifier, x, labeled, labels[labeled], held_out,
-        labels[held_out])
+        labels[held_out], config.semisupervised.graph_metric)
     test_predictions = selection.predictions[len(features.train_eval):]
     every_label = np.concatenate([labels, test_labels])
     unlabeled = np.setdiff1d(np.arange(len(x)), labeled)
@@ -117,7 +118,8 @@ def graph_classifier(config: ml_collections.ConfigDict, features: Features,
            # Calder et al.'s measure: every node without a label, validation and test too
            "unlabeled_accuracy": float(np.mean(selection.predictions[unlabeled]
                                                == every_label[unlabeled])),
-           "graph_nodes": len(x), "transductive": True, **_selected(selection, t0)}
+           "graph_nodes": len(x), "graph_metric": selection.metric, "transductive": True,
+           **_selected(selection, t0)}
     if selection.iterations is not None:
         out["graph_iterations"] = selection.iterations
     return out

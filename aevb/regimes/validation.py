@@ -21,6 +21,7 @@ from aevb.config.checks import (
     get,
 )
 from aevb.data import noise
+from aevb.evaluation import graph_classifiers
 from aevb.run import parallel
 from aevb.training import keys, schedules
 from aevb.training.train_state import OPTIMIZERS
@@ -229,6 +230,7 @@ def _validate_semisupervised(config: ml_collections.ConfigDict) -> None:
     """The fields of `semisupervised` and `m2`."""
     check_choice(config, "semisupervised.features", SEMISUPERVISED_FEATURES)
     check_choice(config, "semisupervised.classifier", SEMISUPERVISED_CLASSIFIERS)
+    check_choice(config, "semisupervised.graph_metric", graph_classifiers.METRICS)
     check_int_tuple(config, "m2.hidden_sizes")
     check_int(config, "m2.latent_dim", 1)
     check_choice(config, "m2.activation", tuple(models.ACTIVATIONS))

@@ -210,7 +210,8 @@ TABLES = (
                                                   ("labels alone", "pixels", "mlp")))),
     Table("semisupervised-graph-conv", "semisupervised", "graph",
           "Few labels: the graph methods on the conv M1 chosen by the bound (issue 21)",
-          rows_by=("semisupervised.classifier", "labels.num_validation"),
+          rows_by=("semisupervised.classifier", "semisupervised.graph_metric",
+                   "labels.num_validation"),
           columns_by="labels.num",
           fields=("test_error_pct", "unlabeled_error_pct", "m1_selected_epoch",
                   "selected_num_neighbors", "trial_seconds"),
@@ -219,8 +220,11 @@ TABLES = (
           headline_field="test_error_pct", variant="bound,conv", headline=tuple(
               (f"{label}, {num:,} labels", (("labels.num", num),
                                             ("semisupervised.classifier", classifier),
+                                            ("semisupervised.graph_metric", metric),
                                             ("labels.num_validation", -1)))
-              for num, label, classifier in ((100, "Poisson", "poisson"),
-                                             (1000, "Poisson", "poisson"),
-                                             (1000, "Laplace", "laplace")))),
+              for num, label, classifier, metric in (
+                  (100, "Poisson", "poisson", "euclidean"),
+                  (100, "Poisson, angular graph", "poisson", "angular"),
+                  (1000, "Poisson, angular graph", "poisson", "angular"),
+                  (1000, "Laplace", "laplace", "euclidean")))),
 )

@@ -189,8 +189,9 @@ def run_rows(rows: Sequence[Row], root: str, records: str, figures: str,
 def collect(table: Table, sweep_root: str, records: str) -> int:
     """Keeps each finished trial of the sweep in `sweep_root` as `records/<key>/<trial>.json`
     (its group's config values and its summary's numbers); returns how many it wrote. A
-    trial kept before with the same record (a table that groups by a new field rewrites
-    it) keeps its file (and date)."""
+    trial kept before with the same record keeps its file; with the same summary under
+    other groups (a table that groups by a new field) its groups are rewritten, but not
+    the machine and date it ran on."""
     from aevb.sweeps.report import ReportError, config_value, load_trials
 
     try:
@@ -211,14 +212,16 @@ def collect(table: Table, sweep_root: str, records: str) -> int:
                 node = node.setdefault(section, {})
             node[last] = config_value(config, field)
         path = os.path.join(directory, f"{name}.json")
+        ran = {"machine": machine(), "date": datetime.date.today().isoformat()}
         if os.path.exists(path):
             with open(path) as f:
                 kept = json.load(f)
-            if kept["summary"] == numbers and kept["config"] == group:
-                continue
+            if kept["summary"] == numbers:
+                if kept["config"] == group:
+                    continue
+                ran = {k: kept[k] for k in ran}  # regrouped, not run again
         with open(path, "w") as f:
-            json.dump({"trial": name, "config": group, "summary": numbers,
-                       "machine": machine(), "date": datetime.date.today().isoformat()},
+            json.dump({"trial": name, "config": group, "summary": numbers, **ran},
                       f, indent=1, ensure_ascii=False)
             f.write("\n")
         written += 1
