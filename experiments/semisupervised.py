@@ -181,6 +181,7 @@ def _long() -> list[dict]:
 
 
 GRAPH_CLASSIFIERS = ("poisson", "poisson_mbo", "laplace")
+GRAPH_M2_EPOCHS = 30  # M1 + M2 on the graph sweep's M1s: what fits this CPU's budget
 
 
 def _graph() -> list[dict]:
@@ -191,7 +192,8 @@ def _graph() -> list[dict]:
     default); the trials of one draw and count share their M1. Then, at 100 labels,
     Poisson learning in the anchor's own protocol on the same architecture (no
     validation labels, M1 after all its epochs, `unlabeled_accuracy`), as `_protocol`'s.
-    Last, the GRAPH_CLASSIFIERS again on the same M1s with the angular graph."""
+    Then the GRAPH_CLASSIFIERS again on the same M1s with the angular graph. Last, M1 + M2
+    on the same M1s' codes for GRAPH_M2_EPOCHS epochs, 100 then 1,000 labels."""
     selected = [{"train.seed": seed, "labels.seed": seed, "labels.num": num,
                  "semisupervised.m1_workdir": f"graph-seed{seed}-labels{num}",
                  "semisupervised.classifier": classifier}
@@ -202,7 +204,9 @@ def _graph() -> list[dict]:
                "semisupervised.classifier": "poisson",
                "semisupervised.m1_workdir": f"graph-last-seed{seed}"} for seed in range(5)]
     angular = [{**trial, "semisupervised.graph_metric": "angular"} for trial in selected]
-    return selected + anchor + angular
+    m1m2 = [{**trial, "semisupervised.classifier": "m2", "m2.num_epochs": GRAPH_M2_EPOCHS}
+            for trial in selected if trial["semisupervised.classifier"] == "poisson"]
+    return selected + anchor + angular + m1m2
 
 
 def get_sweep(name: str = "") -> list[dict]:

@@ -233,6 +233,11 @@ BAD = [
         f"--config={REPO}/experiments/semisupervised.py",
         "--config.semisupervised.graph_metric=cosine"], "semisupervised.graph_metric",
      "absent"),
+    ("a graph with more neighbours than examples", lambda d, t: [
+        f"--config={REPO}/experiments/semisupervised.py",
+        "--config.semisupervised.classifier=poisson",
+        "--config.semisupervised.graph_neighbors=(20,5000)"],
+     "semisupervised.graph_neighbors", "absent"),
     ("a probe without held-out labels", lambda d, t: [
         f"--config={REPO}/experiments/semisupervised.py", "--config.labels.hold_out=False",
         "--config.train.select_on=validation_probe_accuracy", "--config.train.select_mode=max"],

@@ -147,15 +147,30 @@ def test_one_label_per_class_labels_separated_blobs(kind):
     assert np.mean(selection.predictions == y) > 0.97
     assert selection.validation_accuracy == 1.0
     # every grid point is perfect on validation: the first (smoothest) one is kept
-    assert selection.hparams == dict(zip(gc.GRIDS[kind], [next(iter(gc.GRIDS[kind].values()))[0]]))
-    assert len(selection.candidates) == len(next(iter(gc.GRIDS[kind].values())))
+    assert selection.hparams == gc.grid(kind)[0]
+    assert len(selection.candidates) == len(gc.grid(kind))
 
 
 def test_without_validation_the_defaults_and_a_labelled_validation_node_is_refused():
     x, y = _blobs(per_class=20)
     labeled = np.array([0, 20, 40])
     selection = gc.fit_and_select("poisson", x, labeled, y[labeled], labeled[:0], y[:0])
-    assert selection.hparams == gc.DEFAULTS["poisson"] and selection.validation_accuracy is None
+    assert selection.hparams == {"num_neighbors": 10} and selection.validation_accuracy is None
     assert selection.iterations > 0 and np.mean(selection.predictions == y) > 0.95
+    assert gc.fit_and_select("spreading", x, labeled, y[labeled], labeled[:0],
+                             y[:0]).hparams == {"alpha": 0.99}
     with pytest.raises(ValueError, match="validation node is also labelled"):
         gc.fit_and_select("laplace", x, labeled, y[labeled], labeled[:1], y[:1])
+
+
+def test_the_numbers_of_neighbours_are_the_grid_and_a_graph_holds_fewer_than_its_nodes():
+    x, y = _blobs(per_class=20)
+    labeled, validation = np.array([0, 20, 40]), np.array([1, 21, 41])
+    selection = gc.fit_and_select("laplace", x, labeled, y[labeled], validation,
+                                  y[validation], neighbors=(12, 4))
+    assert [c[0] for c in selection.candidates] == [{"num_neighbors": 12},
+                                                   {"num_neighbors": 4}]
+    for bad in [(60,), (5, 0), ()]:
+        with pytest.raises(ValueError, match="a graph of 60 nodes takes 1 to 59"):
+            gc.fit_and_select("poisson", x, labeled, y[labeled], validation, y[validation],
+                              neighbors=bad)

@@ -186,6 +186,9 @@ def _semisupervised_sections(c: ml_collections.ConfigDict) -> None:
     c.semisupervised.graph_metric = "euclidean"  # the graph methods' kNN distance:
     #                                     euclidean (Calder et al.'s) | angular (the angle
     #                                     between the features: aevb/evaluation/graph_...)
+    c.semisupervised.graph_neighbors = (30, 20, 10)  # the graphs' numbers of neighbours,
+    #                                     chosen on the validation nodes (ties to the first);
+    #                                     without them the last (10: Calder et al.'s)
     c.semisupervised.m1_workdir = ""    # where M1 trains: '' = <workdir>/m1; a name:
     #                                     <workdir>/../m1/<name>, shared by the runs (a
     #                                     sweep's trials) that need the same M1

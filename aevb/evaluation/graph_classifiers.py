@@ -31,12 +31,16 @@ split). Each method returns a class for every node.
   unlabelled nodes (L U = 0 there) and equal to the one-hot labels on the labelled ones;
   L_uu U_u = W_ul Y by conjugate gradients, a Jacobi preconditioner.
 - spreading: label spreading (Zhou et al., NIPS 2004), scikit-learn's LabelSpreading on its
-  own k-nearest-neighbour graph (k = NUM_NEIGHBORS), its clamping factor alpha selected.
+  own k-nearest-neighbour graph (k the last of `neighbors`), its clamping factor alpha
+  selected.
 
 Hyperparameters are selected on the validation nodes' accuracy (as `host_classifiers`:
 each grid runs from the strongest smoothing to the weakest, ties go to the first): the
-number of neighbours for poisson and laplace, alpha for spreading. Nodes of a connected
-component that holds no label get no signal; their U is 0 and their class is class 0.
+number of neighbours for poisson, poisson_mbo and laplace (`neighbors`, NEIGHBORS by
+default), alpha for spreading (SPREADING_ALPHAS). Without validation nodes: the last
+number of neighbours (10 by default, Calder et al.'s graph) and alpha 0.99. Nodes of a
+connected component that holds no label get no signal; their U is 0 and their class is
+class 0.
 """
 
 from __future__ import annotations
@@ -51,20 +55,9 @@ from scipy.sparse import linalg
 
 KINDS = ("poisson", "poisson_mbo", "laplace", "spreading")
 METRICS = ("euclidean", "angular")
-NUM_NEIGHBORS = 10  # the graph of Calder et al. (2020)
-
-GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
-    "poisson": {"num_neighbors": (30, 20, 10)},
-    "poisson_mbo": {"num_neighbors": (30, 20, 10)},
-    "laplace": {"num_neighbors": (30, 20, 10)},
-    "spreading": {"alpha": (0.99, 0.9, 0.5, 0.2)},
-}
-DEFAULTS: dict[str, dict[str, Any]] = {  # without a validation split
-    "poisson": {"num_neighbors": NUM_NEIGHBORS},
-    "poisson_mbo": {"num_neighbors": NUM_NEIGHBORS},
-    "laplace": {"num_neighbors": NUM_NEIGHBORS},
-    "spreading": {"alpha": 0.99},
-}
+NEIGHBORS = (30, 20, 10)  # numbers of neighbours tried; the last, Calder et al.'s graph's
+SPREADING_ALPHAS = (0.99, 0.9, 0.5, 0.2)  # label spreading's alpha; the first without
+#                                           validation nodes
 MAX_ITERATIONS = 10_000  # Poisson learning's iterations at most, whatever the mixing time
 CG_TOLERANCE = 1e-6      # Laplace learning: conjugate gradients' relative residual
 MBO_ROUNDS, MBO_STEPS = 20, 40  # Poisson MBO: thresholds, and heat steps before each
@@ -94,12 +87,13 @@ class GraphSelection:
 
 def fit_and_select(kind: str, features: np.ndarray, labeled: np.ndarray,
                    labels: np.ndarray, validation: np.ndarray,
-                   validation_labels: np.ndarray, metric: str = "euclidean"
-                   ) -> GraphSelection:
+                   validation_labels: np.ndarray, metric: str = "euclidean",
+                   neighbors: tuple[int, ...] = NEIGHBORS) -> GraphSelection:
     """Classes for every node of features [N, F] from the labels [L] of the nodes `labeled`
-    [L], the hyperparameters chosen on the accuracy at the nodes `validation` [M] (their
-    labels validation_labels [M]); with M = 0, the DEFAULTS. The graph's distance is
-    `metric` (one of METRICS). Classes are 0 .. C-1."""
+    [L], the hyperparameters (`grid`) chosen on the accuracy at the nodes `validation` [M]
+    (their labels validation_labels [M]); with M = 0, `grid`'s default. The graph's
+    distance is `metric` (one of METRICS), its numbers of neighbours `neighbors`, each
+    below N. Classes are 0 .. C-1."""
     if kind not in KINDS:
         raise ValueError(f"unknown graph classifier kind {kind!r}; expected one of {KINDS}")
     features = metric_features(np.asarray(features, np.float64), metric)
@@ -110,15 +104,19 @@ def fit_and_select(kind: str, features: np.ndarray, labeled: np.ndarray,
                          f"{features.shape}, {labeled.shape} and {labels.shape}")
     if np.intersect1d(labeled, validation).size:
         raise ValueError("a validation node is also labelled")
-    points = [DEFAULTS[kind]] if len(validation) == 0 else _grid_points(kind)
-    neighbors = None
+    if not neighbors or not 0 < min(neighbors) <= max(neighbors) < len(features):
+        raise ValueError(f"numbers of neighbours {neighbors}: a graph of {len(features)} "
+                         f"nodes takes 1 to {len(features) - 1}")
+    points = grid(kind, neighbors)
+    if len(validation) == 0:  # the default: the fewest neighbours, or alpha 0.99
+        points = points[:1] if kind == "spreading" else points[-1:]
+    searched = None
     if kind != "spreading":
-        most = max(p["num_neighbors"] for p in points)
-        neighbors = nearest_neighbors(features, min(most, len(features) - 1))
+        searched = nearest_neighbors(features, max(p["num_neighbors"] for p in points))
     best, candidates = None, []
     for hparams in points:
-        predictions, iterations = _fit_point(kind, hparams, features, neighbors, labeled,
-                                             labels)
+        predictions, iterations = _fit_point(kind, hparams, features, searched, labeled,
+                                             labels, neighbors[-1])
         acc = (float(np.mean(predictions[validation] == validation_labels))
                if len(validation) else None)
         candidates.append((dict(hparams), acc))
@@ -253,13 +251,18 @@ def laplace_learning(w: sparse.csr_matrix, labeled: np.ndarray, one_hot: np.ndar
 
 # ----------------------------------------------------------------------------- internals
 
-def _grid_points(kind: str) -> list[dict[str, Any]]:
-    ((name, values),) = GRIDS[kind].items()
-    return [{name: v} for v in values]
+def grid(kind: str, neighbors: tuple[int, ...] = NEIGHBORS) -> list[dict[str, Any]]:
+    """The hyperparameters `fit_and_select` tries, in order: alpha for spreading, else the
+    number of neighbours. Without validation nodes it takes the last number of
+    neighbours, or spreading's first alpha."""
+    if kind == "spreading":
+        return [{"alpha": alpha} for alpha in SPREADING_ALPHAS]
+    return [{"num_neighbors": k} for k in neighbors]
 
 
 def _fit_point(kind: str, hparams: dict[str, Any], features: np.ndarray, neighbors,
-               labeled: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int | None]:
+               labeled: np.ndarray, labels: np.ndarray, spreading_neighbors: int
+               ) -> tuple[np.ndarray, int | None]:
     """(classes int [N], poisson's iterations or None) of one grid point."""
     num_classes = int(labels.max()) + 1
     if kind == "spreading":
@@ -267,14 +270,13 @@ def _fit_point(kind: str, hparams: dict[str, Any], features: np.ndarray, neighbo
 
         targets = np.full(len(features), -1)
         targets[labeled] = labels
-        model = LabelSpreading(kernel="knn", n_neighbors=NUM_NEIGHBORS,
+        model = LabelSpreading(kernel="knn", n_neighbors=spreading_neighbors,
                                alpha=hparams["alpha"], max_iter=1000)
         with warnings.catch_warnings():  # its convergence warning: the iterations cap
             warnings.simplefilter("ignore")
             model.fit(features, targets)
         return np.asarray(model.transduction_), None
-    k = min(hparams["num_neighbors"], neighbors[0].shape[1])
-    w = knn_graph(*neighbors, k)
+    w = knn_graph(*neighbors, hparams["num_neighbors"])
     one_hot = np.eye(num_classes)[labels]
     if kind == "poisson":
         u, iterations = poisson_learning(w, labeled, one_hot)

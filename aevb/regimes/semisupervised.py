@@ -110,7 +110,8 @@ def graph_classifier(config: ml_collections.ConfigDict, features: Features,
     x = np.concatenate([features.train_eval, features.test])
     selection = graph_classifiers.fit_and_select(
         config.semisupervised.classifier, x, labeled, labels[labeled], held_out,
-        labels[held_out], config.semisupervised.graph_metric)
+        labels[held_out], config.semisupervised.graph_metric,
+        tuple(config.semisupervised.graph_neighbors))
     test_predictions = selection.predictions[len(features.train_eval):]
     every_label = np.concatenate([labels, test_labels])
     unlabeled = np.setdiff1d(np.arange(len(x)), labeled)

@@ -231,6 +231,10 @@ def _validate_semisupervised(config: ml_collections.ConfigDict) -> None:
     check_choice(config, "semisupervised.features", SEMISUPERVISED_FEATURES)
     check_choice(config, "semisupervised.classifier", SEMISUPERVISED_CLASSIFIERS)
     check_choice(config, "semisupervised.graph_metric", graph_classifiers.METRICS)
+    check_int_tuple(config, "semisupervised.graph_neighbors")
+    if not config.semisupervised.graph_neighbors:
+        fail("semisupervised.graph_neighbors", (), "must name at least one number of "
+             "neighbours, e.g. --config.semisupervised.graph_neighbors='(10,)'")
     check_int_tuple(config, "m2.hidden_sizes")
     check_int(config, "m2.latent_dim", 1)
     check_choice(config, "m2.activation", tuple(models.ACTIVATIONS))
@@ -298,6 +302,7 @@ def validate_against_data(config: ml_collections.ConfigDict, num_train: int,
     num_labeled = config.labels.num or num_train
     if config.task == "semisupervised":
         _check_m2_batches(config, num_train, num_labeled, image_shape)
+        _check_graph(config, num_train)
         return
     if config.classifier.batch_size > num_labeled:
         fail("classifier.batch_size", config.classifier.batch_size,
@@ -309,6 +314,16 @@ def validation_size(labels: ml_collections.ConfigDict) -> int:
     """The number of labeled validation examples: `labels.num_validation`, where -1 means
     as many as `labels.num` (0 when every example is labeled)."""
     return labels.num if labels.num_validation == -1 else labels.num_validation
+
+
+def _check_graph(config: ml_collections.ConfigDict, num_train: int) -> None:
+    """A graph method's numbers of neighbours against the data: a node's neighbours are
+    other examples (the graph also holds the test ones; the training ones bound it here)."""
+    neighbors = config.semisupervised.graph_neighbors
+    if (config.semisupervised.classifier in graph_classifiers.KINDS
+            and max(neighbors) >= num_train):
+        fail("semisupervised.graph_neighbors", tuple(neighbors),
+             f"each must be below the number of training examples ({num_train})")
 
 
 def _check_m2_batches(config: ml_collections.ConfigDict, num_train: int,

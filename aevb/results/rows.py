@@ -209,7 +209,8 @@ TABLES = (
                                                   ("M1 + M2", "m1", "m2"),
                                                   ("labels alone", "pixels", "mlp")))),
     Table("semisupervised-graph-conv", "semisupervised", "graph",
-          "Few labels: the graph methods on the conv M1 chosen by the bound (issue 21)",
+          "Few labels: the graph methods on the conv M1 chosen by the bound, and M1 + M2 on "
+          "its codes (issue 21)",
           rows_by=("semisupervised.classifier", "semisupervised.graph_metric",
                    "labels.num_validation"),
           columns_by="labels.num",
@@ -226,5 +227,6 @@ TABLES = (
                   (100, "Poisson", "poisson", "euclidean"),
                   (100, "Poisson, angular graph", "poisson", "angular"),
                   (1000, "Poisson, angular graph", "poisson", "angular"),
-                  (1000, "Laplace", "laplace", "euclidean")))),
+                  (1000, "Laplace", "laplace", "euclidean"),
+                  (100, "M1 + M2", "m2", "euclidean")))),
 )
