@@ -7,6 +7,8 @@ import pytest
 
 from aevb.evaluation import graph_classifiers as gc
 
+NEIGHBORS = (30, 20, 10)  # semisupervised.graph_neighbors' default
+
 
 def _points(n=40, f=3, seed=0):
     return np.random.default_rng(seed).normal(size=(n, f))
@@ -56,7 +58,7 @@ def test_the_angular_graph_separates_rays_that_the_euclidean_one_mixes():
     accuracy = {}
     for metric in gc.METRICS:
         selection = gc.fit_and_select("laplace", x, labeled, y[labeled], validation,
-                                      y[validation], metric)
+                                      y[validation], metric, NEIGHBORS)
         assert selection.metric == metric
         accuracy[metric] = np.mean(selection.predictions == y)
     assert accuracy["angular"] == 1.0 and accuracy["euclidean"] < 0.5, accuracy
@@ -143,34 +145,37 @@ def test_one_label_per_class_labels_separated_blobs(kind):
     x, y = _blobs()
     labeled = np.array([0, 60, 120])
     validation = np.array([1, 61, 121, 2, 62, 122])
-    selection = gc.fit_and_select(kind, x, labeled, y[labeled], validation, y[validation])
+    selection = gc.fit_and_select(kind, x, labeled, y[labeled], validation, y[validation],
+                                  "euclidean", NEIGHBORS)
     assert np.mean(selection.predictions == y) > 0.97
     assert selection.validation_accuracy == 1.0
     # every grid point is perfect on validation: the first (smoothest) one is kept
-    assert selection.hparams == gc.grid(kind)[0]
-    assert len(selection.candidates) == len(gc.grid(kind))
+    assert selection.hparams == gc.grid(kind, NEIGHBORS)[0]
+    assert len(selection.candidates) == len(gc.grid(kind, NEIGHBORS))
 
 
 def test_without_validation_the_defaults_and_a_labelled_validation_node_is_refused():
     x, y = _blobs(per_class=20)
     labeled = np.array([0, 20, 40])
-    selection = gc.fit_and_select("poisson", x, labeled, y[labeled], labeled[:0], y[:0])
+    selection = gc.fit_and_select("poisson", x, labeled, y[labeled], labeled[:0], y[:0],
+                                  "euclidean", NEIGHBORS)
     assert selection.hparams == {"num_neighbors": 10} and selection.validation_accuracy is None
     assert selection.iterations > 0 and np.mean(selection.predictions == y) > 0.95
-    assert gc.fit_and_select("spreading", x, labeled, y[labeled], labeled[:0],
-                             y[:0]).hparams == {"alpha": 0.99}
+    assert gc.fit_and_select("spreading", x, labeled, y[labeled], labeled[:0], y[:0],
+                             "euclidean", NEIGHBORS).hparams == {"alpha": 0.99}
     with pytest.raises(ValueError, match="validation node is also labelled"):
-        gc.fit_and_select("laplace", x, labeled, y[labeled], labeled[:1], y[:1])
+        gc.fit_and_select("laplace", x, labeled, y[labeled], labeled[:1], y[:1], "euclidean",
+                          NEIGHBORS)
 
 
 def test_the_numbers_of_neighbours_are_the_grid_and_a_graph_holds_fewer_than_its_nodes():
     x, y = _blobs(per_class=20)
     labeled, validation = np.array([0, 20, 40]), np.array([1, 21, 41])
     selection = gc.fit_and_select("laplace", x, labeled, y[labeled], validation,
-                                  y[validation], neighbors=(12, 4))
+                                  y[validation], "euclidean", (12, 4))
     assert [c[0] for c in selection.candidates] == [{"num_neighbors": 12},
                                                    {"num_neighbors": 4}]
     for bad in [(60,), (5, 0), ()]:
         with pytest.raises(ValueError, match="a graph of 60 nodes takes 1 to 59"):
             gc.fit_and_select("poisson", x, labeled, y[labeled], validation, y[validation],
-                              neighbors=bad)
+                              "euclidean", bad)

@@ -36,8 +36,9 @@ split). Each method returns a class for every node.
 
 Hyperparameters are selected on the validation nodes' accuracy (as `host_classifiers`:
 each grid runs from the strongest smoothing to the weakest, ties go to the first): the
-number of neighbours for poisson, poisson_mbo and laplace (`neighbors`, NEIGHBORS by
-default), alpha for spreading (SPREADING_ALPHAS). Without validation nodes: the last
+number of neighbours for poisson, poisson_mbo and laplace (`neighbors`: the config's
+`semisupervised.graph_neighbors`, (30, 20, 10) by default), alpha for spreading
+(SPREADING_ALPHAS). Without validation nodes: the last
 number of neighbours (10 by default, Calder et al.'s graph) and alpha 0.99. Nodes of a
 connected component that holds no label get no signal; their U is 0 and their class is
 class 0.
@@ -55,7 +56,6 @@ from scipy.sparse import linalg
 
 KINDS = ("poisson", "poisson_mbo", "laplace", "spreading")
 METRICS = ("euclidean", "angular")
-NEIGHBORS = (30, 20, 10)  # numbers of neighbours tried; the last, Calder et al.'s graph's
 SPREADING_ALPHAS = (0.99, 0.9, 0.5, 0.2)  # label spreading's alpha; the first without
 #                                           validation nodes
 MAX_ITERATIONS = 10_000  # Poisson learning's iterations at most, whatever the mixing time
@@ -87,8 +87,8 @@ class GraphSelection:
 
 def fit_and_select(kind: str, features: np.ndarray, labeled: np.ndarray,
                    labels: np.ndarray, validation: np.ndarray,
-                   validation_labels: np.ndarray, metric: str = "euclidean",
-                   neighbors: tuple[int, ...] = NEIGHBORS) -> GraphSelection:
+                   validation_labels: np.ndarray, metric: str,
+                   neighbors: tuple[int, ...]) -> GraphSelection:
     """Classes for every node of features [N, F] from the labels [L] of the nodes `labeled`
     [L], the hyperparameters (`grid`) chosen on the accuracy at the nodes `validation` [M]
     (their labels validation_labels [M]); with M = 0, `grid`'s default. The graph's
@@ -124,6 +124,15 @@ def fit_and_select(kind: str, features: np.ndarray, labeled: np.ndarray,
             best = GraphSelection(kind, dict(hparams), predictions, acc, candidates,
                                   iterations, metric)
     return best if len(validation) else dataclasses.replace(best, candidates=[])
+
+
+def grid(kind: str, neighbors: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The hyperparameters `fit_and_select` tries, in order: alpha for spreading, else the
+    number of neighbours. Without validation nodes it takes the last number of
+    neighbours, or spreading's first alpha."""
+    if kind == "spreading":
+        return [{"alpha": alpha} for alpha in SPREADING_ALPHAS]
+    return [{"num_neighbors": k} for k in neighbors]
 
 
 def metric_features(features: np.ndarray, metric: str) -> np.ndarray:
@@ -250,15 +259,6 @@ def laplace_learning(w: sparse.csr_matrix, labeled: np.ndarray, one_hot: np.ndar
 
 
 # ----------------------------------------------------------------------------- internals
-
-def grid(kind: str, neighbors: tuple[int, ...] = NEIGHBORS) -> list[dict[str, Any]]:
-    """The hyperparameters `fit_and_select` tries, in order: alpha for spreading, else the
-    number of neighbours. Without validation nodes it takes the last number of
-    neighbours, or spreading's first alpha."""
-    if kind == "spreading":
-        return [{"alpha": alpha} for alpha in SPREADING_ALPHAS]
-    return [{"num_neighbors": k} for k in neighbors]
-
 
 def _fit_point(kind: str, hparams: dict[str, Any], features: np.ndarray, neighbors,
                labeled: np.ndarray, labels: np.ndarray, spreading_neighbors: int
