@@ -186,11 +186,13 @@ def test_runs_that_need_the_same_m1_share_it(tiny_idx_dir, tmp_path):
     assert not (tmp_path / "a" / "m1").exists() and second["classifier"] == "poisson"
 
 
-@pytest.mark.parametrize("sweep,num_trials,num_m1", [("protocol", 115, 25), ("long", 50, 10)])
-def test_a_sweep_shares_an_m1_exactly_among_trials_that_need_the_same(sweep, num_trials,
-                                                                      num_m1):
-    """--sweep=protocol and --sweep=long: valid trials with flat, distinct names; trials
-    naming the same shared M1 have the same phase-1 config, and different names differ."""
+@pytest.mark.parametrize("sweep,variant,num_trials,num_m1", [
+    ("protocol", "", 115, 20), ("long", "", 50, 10), ("graph", "bound,conv", 75, 10)])
+def test_a_sweep_shares_an_m1_exactly_among_trials_that_need_the_same(sweep, variant,
+                                                                      num_trials, num_m1):
+    """--sweep=protocol, long and graph: valid trials with flat, distinct names; trials
+    naming the same shared M1 have the same phase-1 config, and different names differ
+    (the anchor's protocol runs on the M1 of a draw's 100-label trials: no M1 of its own)."""
     from aevb import sweeps
     from aevb.regimes import pretrain
     from experiments import semisupervised as experiment
@@ -200,7 +202,7 @@ def test_a_sweep_shares_an_m1_exactly_among_trials_that_need_the_same(sweep, num
     assert len(set(names)) == len(trials) == num_trials and not any("/" in n for n in names)
     by_name = {}
     for overrides in trials:
-        config = sweeps.apply_overrides(experiment.get_config(), overrides)
+        config = sweeps.apply_overrides(experiment.get_config(variant), overrides)
         validation.validate(config)
         if config.semisupervised.features == "m1":
             phase1 = pretrain.phase1_config(config).to_json()

@@ -15,7 +15,7 @@ import launch
 from aevb import data as data_lib
 from aevb.config.checks import ConfigError
 from aevb.run import files, lock
-from aevb.run.workdir import claim
+from aevb.run.workdir import claim, finished
 
 # What claim records of the data when a test's run never loads them.
 SOME_DATA = {"name": "some", "fingerprint": "0" * 64}
@@ -88,3 +88,24 @@ def test_a_resume_on_changed_data_is_refused_before_anything_is_written(tmp_path
     assert status == 2 and len(err) == 1
     assert f"workdir {workdir} holds a run on other data" in err[0]
     assert {name: Path(workdir, name).read_text() for name in os.listdir(workdir)} == before
+
+
+def test_a_run_older_than_a_field_is_finished_only_with_the_field_at_its_default(tmp_path):
+    """A summary written before `semisupervised.graph_metric` existed (config.json without
+    it) is the run of a config holding the default, what that run did, and of no config
+    that sets another value, changes a field the run had, or lacks one of its fields."""
+    workdir, config = str(tmp_path), _config("constant", 30)
+    saved = json.loads(config.to_json())
+    del saved["semisupervised"]["graph_metric"]
+    Path(files.path(workdir, files.CONFIG)).write_text(json.dumps(saved))
+    Path(files.path(workdir, files.SUMMARY)).write_text(json.dumps({"epochs": 30}))
+    assert config.semisupervised.graph_metric == "euclidean"  # the default
+    assert finished(config, workdir) == {"epochs": 30}
+    config.semisupervised.graph_metric = "angular"
+    assert finished(config, workdir) is None
+    config.semisupervised.graph_metric, config.train.seed = "euclidean", 1
+    assert finished(config, workdir) is None
+    config.train.seed = 0
+    saved["semisupervised"]["retired_field"] = 1
+    Path(files.path(workdir, files.CONFIG)).write_text(json.dumps(saved))
+    assert finished(config, workdir) is None

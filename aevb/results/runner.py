@@ -192,7 +192,8 @@ def collect(table: Table, sweep_root: str, records: str) -> int:
     trial kept before with the same record keeps its file; with the same summary under
     other groups (a table that groups by a new field) its groups are rewritten, but not
     the machine and date it ran on."""
-    from aevb.sweeps.report import ReportError, config_value, load_trials
+    from aevb.run import workdir as workdir_lib
+    from aevb.sweeps.report import ReportError, load_trials
 
     try:
         finished, _ = load_trials(sweep_root)
@@ -210,7 +211,7 @@ def collect(table: Table, sweep_root: str, records: str) -> int:
             node = group
             for section in sections:
                 node = node.setdefault(section, {})
-            node[last] = config_value(config, field)
+            node[last] = workdir_lib.value_in(config, field)  # a newer field: its default
         path = os.path.join(directory, f"{name}.json")
         ran = {"machine": machine(), "date": datetime.date.today().isoformat()}
         if os.path.exists(path):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import jax
 import ml_collections
 from flax import traverse_util
 
+from aevb.config import defaults
 from aevb.config.checks import ConfigError, WorkdirError
 from aevb.data.datasets import DataError
 from aevb.run import files, lock, parallel
@@ -129,7 +131,8 @@ def claim(config: ml_collections.ConfigDict, workdir: str, data: dict) -> None:
 
 def finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     """The summary of the run of `config` in `workdir` if it has ended, else None: its
-    summary.json, written at the end of a run whose config.json is this config."""
+    summary.json, written at the end of a run whose config.json is this config
+    (`same_run`: up to fields added since, at their defaults)."""
     try:
         with open(files.path(workdir, files.SUMMARY)) as f:
             summary = json.load(f)
@@ -137,4 +140,26 @@ def finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
             saved = json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    return summary if saved == json.loads(config.to_json()) else None
+    return summary if same_run(saved, json.loads(config.to_json())) else None
+
+
+def same_run(saved: dict, current: dict) -> bool:
+    """Whether a run whose config.json is `saved` is the run of the config `current` (both
+    as JSON): the same fields and values, except that a field newer than the run (absent
+    from `saved`) may be in `current` at its default (`defaults.base_config()`), which is
+    what the run did before the field existed. At any other value it is another run."""
+    saved, new, base = _flat(saved), _flat(current), _defaults()
+    return set(saved) <= set(new) and all(
+        saved[k] == v if k in saved else k in base and base[k] == v for k, v in new.items())
+
+
+def value_in(saved: dict, field: str) -> Any:
+    """The value of `field` (dotted: 'labels.num') in a run's config.json `saved`; for a
+    field newer than the run, its default, which is what the run did (as `same_run`)."""
+    flat = _flat(saved)
+    return flat[field] if field in flat else _defaults()[field]
+
+
+def _defaults() -> dict:
+    """The shared defaults (`defaults.base_config()`) as a flat config.json."""
+    return _flat(json.loads(defaults.base_config().to_json()))
