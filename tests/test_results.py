@@ -98,16 +98,18 @@ def test_a_table_keeps_each_finished_trial_and_shows_each_groups_mean_and_std(tm
     """`collect` keeps the finished trials of a sweep (the unfinished and M1's directory
     left out), once each; the table's cells are their mean ± sample std, in percent. A
     trial older than a field it is grouped by (b: no graph_neighbors in its config.json)
-    goes with the field's default, which it ran with."""
+    goes with the field's default, which it ran with. A setting that acted on nothing in a
+    trial (M1's selection and the graph's, for the labels-alone network f) reads '–'."""
     table = next(t for t in results.TABLES if t.key == "semisupervised-protocol")
     sweep = tmp_path / "sweep"
     trials = {"a": (100, "poisson", 0.75), "b": (100, "poisson", 0.65),
               "c": (1000, "poisson", 0.85), "d": (100, "svm", None),
-              "e": (100, "poisson", 0.95)}
+              "e": (100, "poisson", 0.95), "f": (100, "mlp", 0.6)}
     for name, (num, classifier, accuracy) in trials.items():
         (sweep / name).mkdir(parents=True)
         config = {"labels": {"num": num, "num_validation": -1},
-                  "semisupervised": {"features": "m1", "classifier": classifier,
+                  "semisupervised": {"features": "pixels" if name == "f" else "m1",
+                                     "classifier": classifier,
                                      "graph_neighbors": [10] if name == "e" else [30, 20, 10]},
                   "train": {"select_on": "validation_probe_accuracy"}}
         if name == "b":
@@ -116,28 +118,31 @@ def test_a_table_keeps_each_finished_trial_and_shows_each_groups_mean_and_std(tm
         if accuracy is not None:  # d is unfinished
             summary = {"task": "semisupervised", "test_accuracy": accuracy,
                        "features_seconds": 10.0, "classifier_seconds": 2.0}
+            if classifier == "poisson":
+                summary.update(m1_selected_epoch=3, graph_nodes=70)
             (sweep / name / "summary.json").write_text(json.dumps(summary))
     (sweep / "m1" / "probe-seed0-labels100").mkdir(parents=True)
     records = tmp_path / "records"
-    assert runner.collect(table, str(sweep), str(records)) == 4
+    assert runner.collect(table, str(sweep), str(records)) == 5
     assert runner.collect(table, str(sweep), str(records)) == 0  # kept already
     # a table that groups by other fields rewrites its records' groups, and back, keeping
     # the date each trial ran
     path = records / table.key / "a.json"
     path.write_text(path.read_text().replace(datetime.date.today().isoformat(), "2026-01-02"))
     narrower = dataclasses.replace(table, rows_by=table.rows_by[:2])
-    assert runner.collect(narrower, str(sweep), str(records)) == 4
-    assert runner.collect(table, str(sweep), str(records)) == 4
+    assert runner.collect(narrower, str(sweep), str(records)) == 5
+    assert runner.collect(table, str(sweep), str(records)) == 5
     assert json.loads(path.read_text())["date"] == "2026-01-02"
     kept, sittings = runner.load_table(str(records), table)
-    assert sorted(t["trial"] for t in kept) == ["a", "b", "c", "e"] and sittings == {}
+    assert sorted(t["trial"] for t in kept) == ["a", "b", "c", "e", "f"] and sittings == {}
     text = "\n".join(page_lib.render_table(table, kept, {"sittings": [
         {"wall_seconds": 1800.0}, {"wall_seconds": 1800.0}]}))
     chosen = "validation_probe_accuracy | [30, 20, 10]"
-    assert f"| 100 | m1 | poisson | {chosen} | 30.00 ± 7.07 | 12.00 ± 0.00 | 2 |" in text
-    assert f"| 1000 | m1 | poisson | {chosen} | 15.00 | 12.00 | 1 |" in text
-    assert "| 100 | m1 | poisson | validation_probe_accuracy | [10] | 5.00 | 12.00 | 1 |" in text
-    assert "4 trials kept" in text and "summed over its sittings (2): 1.00 h" in text
+    assert f"| 100 | m1 | poisson | {chosen} | 30.00 ± 7.07 | 3.00 ± 0.00 | 12.00 ± 0.00 | 2 |" in text
+    assert f"| 1000 | m1 | poisson | {chosen} | 15.00 | 3.00 | 12.00 | 1 |" in text
+    assert "| 100 | m1 | poisson | validation_probe_accuracy | [10] | 5.00 | 3.00 | 12.00 | 1 |" in text
+    assert "| 100 | pixels | mlp | – | – | 40.00 | – | 12.00 | 1 |" in text
+    assert "5 trials kept" in text and "summed over its sittings (2): 1.00 h" in text
 
     def trial(num, features, classifier, select_on, accuracy, neighbors=(30, 20, 10)):
         return {"config": {"labels": {"num": num}, "train": {"select_on": select_on},

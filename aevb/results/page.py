@@ -9,6 +9,7 @@ page and the README cannot disagree unless one was edited by hand, which
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,23 @@ def _figures(rows: Sequence[Row], records: Records, link: str) -> list[str]:
     return lines
 
 
+def shown_config(table: Table, config: dict[str, Any], summary: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """A kept trial's config as its table shows it: '–' for each field of
+    `table.shown_when` whose setting acted on nothing in this trial (its summary lacks the
+    evidence field), so that a row of M2 on the pixels does not read as chosen by M1's
+    probe on a graph of 30, 20 or 10 neighbours."""
+    config = copy.deepcopy(config)
+    for field, evidence in table.shown_when:
+        if evidence not in summary:
+            *sections, name = field.split(".")
+            node = config
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[name] = "–"
+    return config
+
+
 def render_table(table: Table, trials: Sequence[dict[str, Any]], sittings: dict[str, Any]
                  ) -> list[str]:
     """A table's section: its command, anchor and sittings, then a line per group of its
@@ -76,7 +94,8 @@ def render_table(table: Table, trials: Sequence[dict[str, Any]], sittings: dict[
              f"Published: {table.anchor}."), ""]
     if not trials:
         return [*head, "Not run yet.", ""]
-    runs = [(t["trial"], t["config"], derived(t["summary"])) for t in trials]
+    runs = [(t["trial"], shown_config(table, t["config"], t["summary"]), derived(t["summary"]))
+            for t in trials]
     fields = [f for f in table.fields if any(f in s for _, _, s in runs)]
     spent = sum(s["wall_seconds"] for s in sittings.get("sittings", []))
     where = sorted({f"{t['machine']}, {t['date']}" for t in trials})

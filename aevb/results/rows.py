@@ -86,6 +86,9 @@ class Table:
     headline: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     headline_field: str = ""
     variant: str = ""  # the experiment file's variants the sweep runs under: 'bound,conv'
+    # (config field, summary field): the field's cell reads '–' for the trials whose summary
+    # lacks the summary field, the setting having acted on nothing there (no M1, no graph)
+    shown_when: tuple[tuple[str, str], ...] = ()
 
     def command(self) -> str:
         """The sweep's command line (without its --workdir)."""
@@ -182,12 +185,16 @@ SEMISUPERVISED = ("semisupervised.features", "semisupervised.classifier", "train
                   "semisupervised.graph_neighbors")
 # The graphs' numbers of neighbours chosen on the validation nodes (the default, as
 # config.json has it), not the anchor's protocol (experiments/semisupervised.py's _anchor)
+# M1's selection shows where an M1 was trained, the graph's settings where a graph was built
+SEMISUPERVISED_SHOWN = (("train.select_on", "m1_selected_epoch"),
+                        ("semisupervised.graph_neighbors", "graph_nodes"),
+                        ("semisupervised.graph_metric", "graph_nodes"))
 CHOSEN_NEIGHBORS = ("semisupervised.graph_neighbors",
                     list(defaults.base_config().semisupervised.graph_neighbors))
 TABLES = (
     Table("semisupervised-protocol", "semisupervised", "protocol",
           "Few labels: test error (%) over label draws (issue 21's protocol)",
-          rows_by=SEMISUPERVISED, columns_by="labels.num",
+          rows_by=SEMISUPERVISED, columns_by="labels.num", shown_when=SEMISUPERVISED_SHOWN,
           fields=("test_error_pct", "unlabeled_error_pct", "m1_selected_epoch",
                   "selected_epoch", "trial_seconds"),
           anchor="24.75% error at 100 labels, Poisson learning on VAE features, over every "
@@ -219,7 +226,7 @@ TABLES = (
           "its codes (issue 21)",
           rows_by=("semisupervised.classifier", "semisupervised.graph_metric",
                    "semisupervised.graph_neighbors"),
-          columns_by="labels.num",
+          columns_by="labels.num", shown_when=SEMISUPERVISED_SHOWN,
           fields=("test_error_pct", "unlabeled_error_pct", "m1_selected_epoch",
                   "selected_num_neighbors", "selected_epoch", "trial_seconds"),
           anchor="24.75% error at 100 labels, Poisson learning on VAE features, over every "
