@@ -138,9 +138,11 @@ def test_a_table_keeps_each_finished_trial_and_shows_each_groups_mean_and_std(tm
     text = "\n".join(page_lib.render_table(table, kept, {"sittings": [
         {"wall_seconds": 1800.0}, {"wall_seconds": 1800.0}]}))
     chosen = "validation_probe_accuracy | [30, 20, 10]"
-    assert f"| 100 | m1 | poisson | {chosen} | 30.00 ± 7.07 | 3.00 ± 0.00 | 12.00 ± 0.00 | 2 |" in text
+    assert (f"| 100 | m1 | poisson | {chosen} | 30.00 ± 7.07 | 3.00 ± 0.00 | 12.00 ± 0.00 | 2 |"
+            in text)
     assert f"| 1000 | m1 | poisson | {chosen} | 15.00 | 3.00 | 12.00 | 1 |" in text
-    assert "| 100 | m1 | poisson | validation_probe_accuracy | [10] | 5.00 | 3.00 | 12.00 | 1 |" in text
+    assert ("| 100 | m1 | poisson | validation_probe_accuracy | [10] | 5.00 | 3.00 | 12.00 | 1 |"
+            in text)
     assert "| 100 | pixels | mlp | – | – | 40.00 | – | 12.00 | 1 |" in text
     assert "5 trials kept" in text and "summed over its sittings (2): 1.00 h" in text
 

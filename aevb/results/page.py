@@ -13,7 +13,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from aevb.results.rows import Row, Table, derived
+from aevb.results.rows import Row, Table, derived, put
 
 BEGIN = "<!-- results:begin (written by python -m aevb.results; do not edit) -->"
 END = "<!-- results:end -->"
@@ -74,11 +74,7 @@ def shown_config(table: Table, config: dict[str, Any], summary: dict[str, Any]
     config = copy.deepcopy(config)
     for field, evidence in table.shown_when:
         if evidence not in summary:
-            *sections, name = field.split(".")
-            node = config
-            for section in sections:
-                node = node.setdefault(section, {})
-            node[name] = "–"
+            put(config, field, "–")
     return config
 
 

@@ -98,6 +98,14 @@ class Table:
                            f"--sweep={self.sweep}"])
 
 
+def put(config: dict[str, Any], field: str, value: Any) -> None:
+    """Sets the dotted `field` ('labels.num') of a config.json's dict, making its sections."""
+    *sections, name = field.split(".")
+    for section in sections:
+        config = config.setdefault(section, {})
+    config[name] = value
+
+
 def derived(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary with the fields results are written in: `neg_log_likelihood` (-L_k, as
     papers report it), `pca_ratio` (test MSE over PCA's with as many components as the
@@ -183,12 +191,12 @@ ROWS = (
 
 SEMISUPERVISED = ("semisupervised.features", "semisupervised.classifier", "train.select_on",
                   "semisupervised.graph_neighbors")
-# The graphs' numbers of neighbours chosen on the validation nodes (the default, as
-# config.json has it), not the anchor's protocol (experiments/semisupervised.py's _anchor)
 # M1's selection shows where an M1 was trained, the graph's settings where a graph was built
 SEMISUPERVISED_SHOWN = (("train.select_on", "m1_selected_epoch"),
                         ("semisupervised.graph_neighbors", "graph_nodes"),
                         ("semisupervised.graph_metric", "graph_nodes"))
+# The graphs' numbers of neighbours chosen on the validation nodes (the default, as
+# config.json has it), not the anchor's protocol (experiments/semisupervised.py's _anchor)
 CHOSEN_NEIGHBORS = ("semisupervised.graph_neighbors",
                     list(defaults.base_config().semisupervised.graph_neighbors))
 TABLES = (

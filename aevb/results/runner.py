@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aevb.results import page
-from aevb.results.rows import ROWS, TABLES, Row, Table
+from aevb.results.rows import ROWS, TABLES, Row, Table, put
 from aevb.run import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -207,11 +207,7 @@ def collect(table: Table, sweep_root: str, records: str) -> int:
                    if isinstance(v, (int, float, str)) and "/" not in k}
         group: dict[str, Any] = {}
         for field in (table.columns_by, *table.rows_by):
-            *sections, last = field.split(".")
-            node = group
-            for section in sections:
-                node = node.setdefault(section, {})
-            node[last] = workdir_lib.value_in(config, field)  # a newer field: its default
+            put(group, field, workdir_lib.value_in(config, field))  # a newer field: its default
         path = os.path.join(directory, f"{name}.json")
         ran = {"machine": machine(), "date": datetime.date.today().isoformat()}
         if os.path.exists(path):
